@@ -1,0 +1,80 @@
+"""`slmscale`: one subcommand per stage.  Each lives in `slmscale/commands/<name>.py` with
+`add_arguments(parser)` and `run(args) -> int`, imported only when used (so `slmscale info` does not
+pay for Ray, and a stage not built yet says so).
+
+A `UserError` anywhere becomes one line on stderr and exit code 2; other exceptions are our bugs
+and keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from slmscale import __version__
+from slmscale.errors import EXIT_USER_ERROR, UserError
+
+COMMANDS: dict[str, str] = {
+    "tokenize": "audio -> HuBERT/log-mel k-means units (Ray Data), with rejects and Table 2",
+    "kmeans": "train k-means centroids on encoder features",
+    "unigram": "SentencePiece unigram compression of a units dataset",
+    "grid": "train every trial of a grid spec (Ray Tune over Ray Train, tracked in MLflow)",
+    "train": "train one trial of a grid spec, without Tune (debugging)",
+    "eval": "score a trained model on sBLIMP / sWUGGY / StoryCloze / TopicCloze",
+    "fit": "fit the scaling laws to tracked runs or a runs table",
+    "report": "fit and write the report (figures, tables, paper values beside ours)",
+    "plan": "answer compute-budget questions from a fit",
+    "demo": "the whole pipeline on a synthetic speech world, on a laptop CPU",
+    "bench": "performance figures, side by side with their baselines",
+    "info": "versions, GPU visibility, default tracking URI and output root",
+}
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"slmscale.commands.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"slmscale.commands.{name}":
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slmscale",
+        description="Scaling studies of speech language models: units, grid, evaluation, laws, report.",
+    )
+    parser.add_argument("--version", action="version", version=f"slmscale {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in COMMANDS.items():
+        module = _load(name)
+        p = sub.add_parser(name, help=help_text if module else f"{help_text} [not built yet]",
+                           description=help_text)
+        if module is not None:
+            module.add_arguments(p)
+        p.set_defaults(_module=module, _name=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USER_ERROR
+    if args._module is None:
+        print(f"slmscale {args._name}: not built yet", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return int(args._module.run(args) or 0)
+    except UserError as exc:
+        print(f"slmscale {args._name}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"slmscale {args._name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI subcommands: thin functions that parse, validate and call the core (see slmscale/cli.py)."""

@@ -1,0 +1,227 @@
+"""The grid spec (tune_spaces/*.yaml): what a scaling study trains.
+
+A spec is a product of model sizes x data budgets x epochs (the main grid) plus optional `extra`
+blocks (e.g. the paper's multi-epoch runs), over a mixture of units datasets.  Defaults are the
+paper's (section 3.1): AdamW, wd 0.1, LR 5e-4 -> 5e-5 cosine, warmup max(100, 1% of steps),
+context 2050, batch sizes by size.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from slmscale.config.base import StrictModel, load_yaml_model
+from slmscale.model import PAPER_SIZES, ModelShape
+
+BENCHMARK_NAMES = ("sblimp", "swuggy", "topic_cloze", "story_cloze")
+
+
+class ShapeSpec(StrictModel):
+    """A model size: a Table 1 name, or explicit layers/dim/heads under a label."""
+
+    name: str
+    layers: int | None = Field(default=None, gt=0)
+    dim: int | None = Field(default=None, gt=0)
+    heads: int | None = Field(default=None, gt=0)
+    intermediate: int | None = Field(default=None, gt=0)
+    kv_heads: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        if isinstance(value, str):
+            if value not in PAPER_SIZES:
+                raise ValueError(f"unknown size {value!r} (known: {', '.join(PAPER_SIZES)})")
+            return {"name": value}
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self):
+        explicit = (self.layers, self.dim, self.heads)
+        if all(v is None for v in explicit):
+            if self.name not in PAPER_SIZES:
+                raise ValueError(
+                    f"unknown size {self.name!r} (known: {', '.join(PAPER_SIZES)}); "
+                    "or give layers, dim and heads"
+                )
+            return self
+        if any(v is None for v in explicit):
+            raise ValueError(f"size {self.name!r}: give all of layers, dim and heads")
+        if self.dim % self.heads:
+            raise ValueError(f"size {self.name!r}: dim {self.dim} is not divisible by heads {self.heads}")
+        if self.kv_heads and self.heads % self.kv_heads:
+            raise ValueError(f"size {self.name!r}: heads {self.heads} not divisible by kv_heads {self.kv_heads}")
+        return self
+
+    def shape(self) -> ModelShape:
+        if self.layers is None:
+            return PAPER_SIZES[self.name]
+        return ModelShape(
+            self.name, self.layers, self.dim, self.heads, self.intermediate, self.kv_heads
+        )
+
+
+Epochs = float | Literal["auto"]
+
+
+class GridBlock(StrictModel):
+    """models x budgets x epochs.  Budgets as D/N ratios or absolute tokens (exactly one).
+
+    epochs: U_D = D / epochs.  `auto` uses all available data once and repeats it as needed
+    (U_D = min(D, available)): the paper's main grid, where 155M at D/N = 128 makes 1.82 passes.
+    A plain number larger than the data allows is an error, caught before anything trains.
+    """
+
+    models: list[ShapeSpec] = Field(min_length=1)
+    d_over_n: list[float] | None = None
+    tokens: list[float] | None = None
+    epochs: list[Epochs] = Field(default_factory=lambda: [1.0], min_length=1)
+
+    @model_validator(mode="after")
+    def _one_budget_kind(self):
+        if (self.d_over_n is None) == (self.tokens is None):
+            raise ValueError("give exactly one of d_over_n and tokens")
+        budgets = self.d_over_n or self.tokens
+        if not budgets:
+            raise ValueError("the budget list is empty")
+        if any(b <= 0 for b in budgets):
+            raise ValueError("budgets must be positive")
+        return self
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive_epochs(cls, value):
+        for e in value:
+            if e != "auto" and e < 1:
+                raise ValueError(f"epochs must be >= 1 or 'auto', got {e}")
+        return value
+
+
+class UnitsSource(StrictModel):
+    """One units dataset in the training mixture."""
+
+    path: str
+    weight: float = Field(default=1.0, gt=0)
+    # Whether its test split counts in the test loss (the paper keeps sTinyStories out).
+    in_test: bool = True
+    # Training tokens it holds, for planning when the dataset is not present locally.
+    available_tokens: float | None = Field(default=None, gt=0)
+    # Restrict to these dataset names inside the units directory (default: all).
+    datasets: list[str] | None = None
+
+
+class OptimizerSpec(StrictModel):
+    lr_max: float = Field(default=5e-4, gt=0)
+    lr_min: float = Field(default=5e-5, ge=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    beta1: float = Field(default=0.9, ge=0, lt=1)
+    beta2: float = Field(default=0.95, ge=0, lt=1)
+    eps: float = Field(default=1e-8, gt=0)
+    grad_clip: float = Field(default=1.0, ge=0)
+    warmup_min_steps: int = Field(default=100, ge=0)
+    warmup_fraction: float = Field(default=0.01, ge=0, le=1)
+
+
+class EvalSpec(StrictModel):
+    """When the test loss is measured: every `interval_steps`, or `n_evals` times per run."""
+
+    interval_steps: int | None = Field(default=None, gt=0)
+    n_evals: int = Field(default=20, gt=0)
+    # Cap on test tokens scored per evaluation (None: the whole test split).
+    max_test_tokens: int | None = Field(default=None, gt=0)
+
+
+class BenchmarkSpec(StrictModel):
+    """A downstream benchmark: its tokenized audio and its distributed directory (gold/layout)."""
+
+    name: Literal["sblimp", "swuggy", "topic_cloze", "story_cloze"]
+    units: str  # units dataset made by `slmscale tokenize` with the training data's encoder
+    root: str  # the benchmark as distributed (gold.csv / pair layout)
+    split: str = "dev"
+    score: Literal["sum", "mean"] | None = None  # None: the benchmark's reference default
+
+
+class ResourcesSpec(StrictModel):
+    workers: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    gpus_per_worker: float = Field(default=0.0, ge=0)
+    # Accelerator memory per worker (GiB); a model that cannot fit is refused before training.
+    device_memory_gb: float | None = Field(default=None, gt=0)
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+    max_failures: int = Field(default=2, ge=0)
+
+
+class TrainSpec(StrictModel):
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    compile: bool = False
+    checkpoint_every_steps: int = Field(default=200, gt=0)
+    deterministic: bool = False
+    log_every_steps: int = Field(default=10, gt=0)
+
+
+class ThroughputSpec(StrictModel):
+    """An assumption for planning: GPU-hours = FLOPs / (mfu x peak_flops)."""
+
+    mfu: float = Field(gt=0, le=1)
+    peak_flops: float = Field(gt=0)  # per GPU, FLOP/s (H100 bf16 dense: 989e12)
+    gpu: str | None = None
+
+
+class GridSpec(StrictModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    units: list[UnitsSource] = Field(min_length=1)
+    # Training tokens available in all of `units`, for planning when the data is not present.
+    available_tokens: float | None = Field(default=None, gt=0)
+    # Units vocabulary (K, or the unigram vocab) for planning when the data is not present.
+    n_units: int = Field(default=500, gt=0)
+    tokenizer: str | None = None  # label, e.g. hubert25hz-k500; default from the units meta
+
+    models: list[ShapeSpec] = Field(min_length=1)
+    d_over_n: list[float] | None = None
+    tokens: list[float] | None = None
+    epochs: list[Epochs] = Field(default_factory=lambda: [1.0], min_length=1)
+    extra: list[GridBlock] = Field(default_factory=list)
+
+    batch_size: dict[str, int] | int | None = None  # by size name, or one for all
+    context: int = Field(default=2050, gt=1)
+    seed: int = 0
+    optimizer: OptimizerSpec = OptimizerSpec()
+    eval: EvalSpec = EvalSpec()
+    train: TrainSpec = TrainSpec()
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=list)
+    resources: ResourcesSpec = ResourcesSpec()
+    throughput: ThroughputSpec | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        GridBlock(models=self.models, d_over_n=self.d_over_n, tokens=self.tokens, epochs=self.epochs)
+        names = [m.name for b in self.blocks() for m in b.models]
+        shapes: dict[str, ModelShape] = {}
+        for block in self.blocks():
+            for m in block.models:
+                if m.name in shapes and shapes[m.name] != m.shape():
+                    raise ValueError(f"size name {m.name!r} is used for two different shapes")
+                shapes[m.name] = m.shape()
+        if isinstance(self.batch_size, dict):
+            unknown = sorted(set(self.batch_size) - set(names))
+            if unknown:
+                raise ValueError(f"batch_size names sizes not in the grid: {', '.join(unknown)}")
+            if any(v <= 0 for v in self.batch_size.values()):
+                raise ValueError("batch sizes must be positive")
+        elif isinstance(self.batch_size, int) and self.batch_size <= 0:
+            raise ValueError("batch_size must be positive")
+        if self.optimizer.lr_min > self.optimizer.lr_max:
+            raise ValueError("optimizer.lr_min is larger than optimizer.lr_max")
+        return self
+
+    def blocks(self) -> list[GridBlock]:
+        main = GridBlock(models=self.models, d_over_n=self.d_over_n, tokens=self.tokens, epochs=self.epochs)
+        return [main, *self.extra]
+
+
+def load_grid_spec(path) -> GridSpec:
+    """Load and validate a grid spec; any problem is a one-line UserError."""
+    return load_yaml_model(GridSpec, path)

@@ -1,0 +1,184 @@
+"""The units dataset: the contract between stage 1 (tokenize) and everything after it.
+
+A directory of Parquet shards plus `meta.json` and `rejects.parquet` (see DESIGN.md):
+
+    units/
+      meta.json               encoder, k-means hash, K, dedup, counts per dataset and split
+      shard-00000.parquet     utterance_id, dataset, split, units, durations, n_frames, seconds, source
+      rejects.parquet         source, error  (inputs = rows in shards + rows here, always)
+
+Pure core: pyarrow and json only.  Writers go through `write_table_atomic` so a crash never
+leaves a half-written shard under its final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from slmscale.errors import UserError
+
+META_FILE = "meta.json"
+REJECTS_FILE = "rejects.parquet"
+SHARD_GLOB = "shard-*.parquet"
+
+UNITS_SCHEMA = pa.schema(
+    [
+        ("utterance_id", pa.string()),
+        ("dataset", pa.string()),
+        ("split", pa.string()),
+        ("units", pa.list_(pa.uint16())),
+        ("durations", pa.list_(pa.uint16())),
+        ("n_frames", pa.int32()),
+        ("seconds", pa.float32()),
+        ("source", pa.string()),
+    ]
+)
+REJECTS_SCHEMA = pa.schema([("source", pa.string()), ("dataset", pa.string()), ("error", pa.string())])
+
+# meta.json keys that define the tokenizer: units made with different values must never be mixed.
+TOKENIZER_IDENTITY_KEYS = (
+    "encoder",
+    "encoder_id",
+    "layer",
+    "frame_rate",
+    "sample_rate",
+    "kmeans_sha256",
+    "n_units",
+    "dedup",
+    "unigram_sha256",
+)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write to a temporary name beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_table_atomic(table: pa.Table, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def load_meta(root: str | Path) -> dict:
+    """meta.json of a units dataset; a UserError naming the path if it is missing or broken."""
+    path = Path(root) / META_FILE
+    if not path.is_file():
+        raise UserError(f"{root}: not a units dataset (no {META_FILE}); make one with `slmscale tokenize`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def tokenizer_identity(meta: dict) -> dict:
+    """The part of meta.json that says how units were made."""
+    return {k: meta.get(k) for k in TOKENIZER_IDENTITY_KEYS}
+
+
+def tokenizer_fingerprint(meta: dict) -> str:
+    """A short stable hash of the tokenizer identity (encoder, layer, k-means, K, dedup, unigram)."""
+    blob = json.dumps(tokenizer_identity(meta), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def meta_hash(root: str | Path) -> str:
+    """SHA-256 (16 hex) of meta.json: changes whenever the dataset's content changes."""
+    return sha256_file(Path(root) / META_FILE)[:16]
+
+
+def tokenizer_name(meta: dict) -> str:
+    """Label for the `tokenizer` param, e.g. `hubert25hz-k500`, `logmel100hz-k50`, `unigram5000`."""
+    if meta.get("unigram_sha256"):
+        return f"unigram{meta.get('vocab_size', meta.get('n_units'))}"
+    rate = meta.get("frame_rate")
+    rate_s = f"{rate:g}hz" if isinstance(rate, int | float) else ""
+    k = meta.get("kmeans_k", meta.get("n_units"))
+    return f"{meta.get('encoder', 'units')}{rate_s}-k{k}"
+
+
+def n_units(meta: dict) -> int:
+    """The LM's unit vocabulary: K for k-means units, the SentencePiece vocab for unigram units."""
+    return int(meta["n_units"])
+
+
+def check_same_tokenizer(metas: dict[str, dict]) -> None:
+    """Refuse to mix units made by different encoders, k-means or unigram models."""
+    items = list(metas.items())
+    if not items:
+        return
+    ref_path, ref = items[0]
+    ref_id = tokenizer_identity(ref)
+    for path, meta in items[1:]:
+        ident = tokenizer_identity(meta)
+        if ident != ref_id:
+            diff = [k for k in TOKENIZER_IDENTITY_KEYS if ident.get(k) != ref_id.get(k)]
+            raise UserError(
+                f"{path}: units made by a different tokenizer than {ref_path} "
+                f"(differs in {', '.join(diff)}); re-tokenize with the same encoder and k-means"
+            )
+
+
+def shard_paths(root: str | Path) -> list[Path]:
+    return sorted(Path(root).glob(SHARD_GLOB))
+
+
+def read_units(
+    root: str | Path,
+    *,
+    datasets: list[str] | None = None,
+    splits: list[str] | None = None,
+    columns: list[str] | None = None,
+) -> pa.Table:
+    """All rows of a units dataset (optionally some datasets/splits), in shard order."""
+    paths = shard_paths(root)
+    load_meta(root)
+    tables = []
+    for p in paths:
+        t = pq.read_table(p, columns=columns)
+        if datasets is not None:
+            t = t.filter(pa.compute.is_in(t["dataset"], pa.array(datasets)))
+        if splits is not None:
+            t = t.filter(pa.compute.is_in(t["split"], pa.array(splits)))
+        tables.append(t)
+    if not tables:
+        schema = UNITS_SCHEMA if columns is None else pa.schema([UNITS_SCHEMA.field(c) for c in columns])
+        return schema.empty_table()
+    return pa.concat_tables(tables)
+
+
+def iter_units(root: str | Path, **kwargs) -> Iterator[tuple[str, list[int]]]:
+    """(utterance_id, units) pairs, shard by shard."""
+    t = read_units(root, columns=["utterance_id", "units", "dataset", "split"], **kwargs)
+    for uid, units in zip(t["utterance_id"].to_pylist(), t["units"].to_pylist(), strict=True):
+        yield uid, units
+
+
+def read_rejects(root: str | Path) -> pa.Table:
+    path = Path(root) / REJECTS_FILE
+    return pq.read_table(path) if path.is_file() else REJECTS_SCHEMA.empty_table()
