@@ -49,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         module = _load(name)
-        p = sub.add_parser(name, help=help_text if module else f"{help_text} [not built yet]",
-                           description=help_text)
+        p = sub.add_parser(
+            name,
+            help=help_text if module else f"{help_text} [not built yet]",
+            description=help_text,
+        )
         if module is not None:
             module.add_arguments(p)
         p.set_defaults(_module=module, _name=name)

@@ -25,7 +25,12 @@ TABLE2 = [
     {"dataset": "VoxPopuli", "hours": 24e3, "hubert_tokens": 1.64e9, "unigram_tokens": 1.08e9},
     {"dataset": "sTinyStories", "hours": 72e3, "hubert_tokens": 4.82e9, "unigram_tokens": 2.71e9},
 ]
-TABLE2_TOTAL = {"dataset": "Total", "hours": 160e3, "hubert_tokens": 10.89e9, "unigram_tokens": 6.31e9}
+TABLE2_TOTAL = {
+    "dataset": "Total",
+    "hours": 160e3,
+    "hubert_tokens": 10.89e9,
+    "unigram_tokens": 6.31e9,
+}
 
 # Table 3: downstream power-law exponents gamma_q (Q ~ C^gamma_q).
 TABLE3_GAMMA_Q = {
@@ -36,12 +41,22 @@ TABLE3_GAMMA_Q = {
 # Table 4: scaling-law constants for Eq. 4 and Eq. 7.
 TABLE4 = {
     "text (Muennighoff et al.)": {
-        "E": 1.87, "A": 521.0, "B": 1488.0, "alpha": 0.35, "beta": 0.35,
-        "R_star_N": 5.31, "R_star_D": 15.4,
+        "E": 1.87,
+        "A": 521.0,
+        "B": 1488.0,
+        "alpha": 0.35,
+        "beta": 0.35,
+        "R_star_N": 5.31,
+        "R_star_D": 15.4,
     },
     "speech": {
-        "E": 1.73, "A": 13.9, "B": 39.8, "alpha": 0.25, "beta": 0.24,
-        "R_star_N": 31.0, "R_star_D": 25.0,
+        "E": 1.73,
+        "A": 13.9,
+        "B": 39.8,
+        "alpha": 0.25,
+        "beta": 0.24,
+        "R_star_N": 31.0,
+        "R_star_D": 25.0,
     },
     "speech (unigram)": {"E": 1.42, "A": 3.85, "B": 8.90, "alpha": 0.15, "beta": 0.16},
 }

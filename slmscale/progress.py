@@ -18,7 +18,9 @@ def format_seconds(s: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: float | None, desc: str, unit: str = "", stream=None, min_interval: float = 5.0):
+    def __init__(
+        self, total: float | None, desc: str, unit: str = "", stream=None, min_interval: float = 5.0
+    ):
         self.total, self.desc, self.unit = total, desc, unit
         self.stream = stream or sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()

@@ -40,7 +40,9 @@ UNITS_SCHEMA = pa.schema(
         ("source", pa.string()),
     ]
 )
-REJECTS_SCHEMA = pa.schema([("source", pa.string()), ("dataset", pa.string()), ("error", pa.string())])
+REJECTS_SCHEMA = pa.schema(
+    [("source", pa.string()), ("dataset", pa.string()), ("error", pa.string())]
+)
 
 # meta.json keys that define the tokenizer: units made with different values must never be mixed.
 TOKENIZER_IDENTITY_KEYS = (
@@ -89,7 +91,9 @@ def load_meta(root: str | Path) -> dict:
     """meta.json of a units dataset; a UserError naming the path if it is missing or broken."""
     path = Path(root) / META_FILE
     if not path.is_file():
-        raise UserError(f"{root}: not a units dataset (no {META_FILE}); make one with `slmscale tokenize`")
+        raise UserError(
+            f"{root}: not a units dataset (no {META_FILE}); make one with `slmscale tokenize`"
+        )
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -167,7 +171,9 @@ def read_units(
             t = t.filter(pa.compute.is_in(t["split"], pa.array(splits)))
         tables.append(t)
     if not tables:
-        schema = UNITS_SCHEMA if columns is None else pa.schema([UNITS_SCHEMA.field(c) for c in columns])
+        schema = (
+            UNITS_SCHEMA if columns is None else pa.schema([UNITS_SCHEMA.field(c) for c in columns])
+        )
         return schema.empty_table()
     return pa.concat_tables(tables)
 
@@ -175,8 +181,7 @@ def read_units(
 def iter_units(root: str | Path, **kwargs) -> Iterator[tuple[str, list[int]]]:
     """(utterance_id, units) pairs, shard by shard."""
     t = read_units(root, columns=["utterance_id", "units", "dataset", "split"], **kwargs)
-    for uid, units in zip(t["utterance_id"].to_pylist(), t["units"].to_pylist(), strict=True):
-        yield uid, units
+    yield from zip(t["utterance_id"].to_pylist(), t["units"].to_pylist(), strict=True)
 
 
 def read_rejects(root: str | Path) -> pa.Table:

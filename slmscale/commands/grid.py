@@ -13,8 +13,12 @@ from slmscale.grid.expand import expand_grid, resolve_data
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="grid spec YAML (tune_spaces/*.yaml)")
-    parser.add_argument("--dry-run", action="store_true", help="print the trial table; start nothing")
-    parser.add_argument("--format", choices=["table", "json"], default="table", help="dry-run output format")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the trial table; start nothing"
+    )
+    parser.add_argument(
+        "--format", choices=["table", "json"], default="table", help="dry-run output format"
+    )
 
 
 def plan(spec_path: str):
@@ -26,6 +30,8 @@ def plan(spec_path: str):
 def run(args) -> int:
     spec, data, trials = plan(args.spec)
     if args.dry_run:
-        print(render_json(spec, trials) if args.format == "json" else render_table(spec, data, trials))
+        print(
+            render_json(spec, trials) if args.format == "json" else render_table(spec, data, trials)
+        )
         return 0
     raise UserError("training a grid is not built yet; use --dry-run to see the plan")

@@ -26,7 +26,9 @@ def run(args) -> int:
     import torch
 
     gpu = torch.cuda.is_available()
-    gpu_desc = f"yes: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if gpu else "no"
+    gpu_desc = (
+        f"yes: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if gpu else "no"
+    )
     rows = [
         ("slmscale", __version__),
         ("python", platform.python_version()),

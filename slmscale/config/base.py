@@ -74,7 +74,9 @@ def read_yaml(path: str | Path) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+        raise UserError(
+            f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}"
+        )
     return data
 
 

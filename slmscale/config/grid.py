@@ -50,9 +50,13 @@ class ShapeSpec(StrictModel):
         if any(v is None for v in explicit):
             raise ValueError(f"size {self.name!r}: give all of layers, dim and heads")
         if self.dim % self.heads:
-            raise ValueError(f"size {self.name!r}: dim {self.dim} is not divisible by heads {self.heads}")
+            raise ValueError(
+                f"size {self.name!r}: dim {self.dim} is not divisible by heads {self.heads}"
+            )
         if self.kv_heads and self.heads % self.kv_heads:
-            raise ValueError(f"size {self.name!r}: heads {self.heads} not divisible by kv_heads {self.kv_heads}")
+            raise ValueError(
+                f"size {self.name!r}: heads {self.heads} not divisible by kv_heads {self.kv_heads}"
+            )
         return self
 
     def shape(self) -> ModelShape:
@@ -197,7 +201,9 @@ class GridSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check(self):
-        GridBlock(models=self.models, d_over_n=self.d_over_n, tokens=self.tokens, epochs=self.epochs)
+        GridBlock(
+            models=self.models, d_over_n=self.d_over_n, tokens=self.tokens, epochs=self.epochs
+        )
         names = [m.name for b in self.blocks() for m in b.models]
         shapes: dict[str, ModelShape] = {}
         for block in self.blocks():
@@ -218,7 +224,9 @@ class GridSpec(StrictModel):
         return self
 
     def blocks(self) -> list[GridBlock]:
-        main = GridBlock(models=self.models, d_over_n=self.d_over_n, tokens=self.tokens, epochs=self.epochs)
+        main = GridBlock(
+            models=self.models, d_over_n=self.d_over_n, tokens=self.tokens, epochs=self.epochs
+        )
         return [main, *self.extra]
 
 

@@ -59,14 +59,27 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
             cells.append(f"{r['gpu_hours']:,.1f}")
         lines.append(cells)
     total_flops = sum(t.flops for t in trials)
-    total = ["TOTAL", f"{len(trials)} trials", "", _si(sum(t.tokens for t in trials)), "", "", "",
-             f"{sum(t.steps for t in trials):,}", "", f"{total_flops:.3g}"]
+    total = [
+        "TOTAL",
+        f"{len(trials)} trials",
+        "",
+        _si(sum(t.tokens for t in trials)),
+        "",
+        "",
+        "",
+        f"{sum(t.steps for t in trials):,}",
+        "",
+        f"{total_flops:.3g}",
+    ]
     if has_gpu:
         total.append(f"{sum(r['gpu_hours'] for r in trial_rows(spec, trials)):,.1f}")
     widths = [max(len(str(c)) for c in col) for col in zip(head, *lines, total, strict=True)]
 
     def fmt(cells):
-        return "  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            str(c).rjust(w) if i > 1 else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     where = "present" if data.present else "declared (units not present locally)"
     out = [
@@ -80,6 +93,8 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
     ]
     if has_gpu:
         tp = spec.throughput
-        out.append(f"GPU-hours at MFU {tp.mfu:.0%} of {tp.peak_flops:.3g} FLOP/s{' (' + tp.gpu + ')' if tp.gpu else ''}, "
-                   "counting 6N + attention FLOPs per token")
+        out.append(
+            f"GPU-hours at MFU {tp.mfu:.0%} of {tp.peak_flops:.3g} FLOP/s{' (' + tp.gpu + ')' if tp.gpu else ''}, "
+            "counting 6N + attention FLOPs per token"
+        )
     return "\n".join(out)

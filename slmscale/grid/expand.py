@@ -120,7 +120,11 @@ def resolve_data(spec: GridSpec, spec_dir: Path | None = None) -> DataInfo:
         if (path / units_io.META_FILE).is_file():
             meta = units_io.load_meta(path)
             metas[str(path)] = meta
-            sources.append(DataSource(str(path), src.weight, src.in_test, src.datasets, units_io.meta_hash(path)))
+            sources.append(
+                DataSource(
+                    str(path), src.weight, src.in_test, src.datasets, units_io.meta_hash(path)
+                )
+            )
             available += _units_tokens(meta, src.datasets)
         else:
             sources.append(DataSource(str(path), src.weight, src.in_test, src.datasets, None))
@@ -136,7 +140,13 @@ def resolve_data(spec: GridSpec, spec_dir: Path | None = None) -> DataInfo:
     units_io.check_same_tokenizer(metas)
     if metas:
         meta = next(iter(metas.values()))
-        return DataInfo(sources, available, units_io.n_units(meta), spec.tokenizer or units_io.tokenizer_name(meta), True)
+        return DataInfo(
+            sources,
+            available,
+            units_io.n_units(meta),
+            spec.tokenizer or units_io.tokenizer_name(meta),
+            True,
+        )
     tokenizer = spec.tokenizer or f"hubert25hz-k{spec.n_units}"
     return DataInfo(sources, available, spec.n_units, tokenizer, False)
 
@@ -180,9 +190,13 @@ def expand_grid(spec: GridSpec, data: DataInfo) -> list[Trial]:
             batch = _batch_size(spec, shape)
             for d in _budgets(block, shape):
                 for e in block.epochs:
-                    ep, unique = _epochs_and_unique(d, e, data.available_tokens, f"{where_block}: {shape.name} at D={d:,}")
+                    ep, unique = _epochs_and_unique(
+                        d, e, data.available_tokens, f"{where_block}: {shape.name} at D={d:,}"
+                    )
                     steps = math.ceil(d / (batch * spec.context))
-                    warm = warmup_steps(steps, spec.optimizer.warmup_min_steps, spec.optimizer.warmup_fraction)
+                    warm = warmup_steps(
+                        steps, spec.optimizer.warmup_min_steps, spec.optimizer.warmup_fraction
+                    )
                     config = {
                         "model": shape.to_dict(),
                         "n_units": n_units,

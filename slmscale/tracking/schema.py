@@ -1,0 +1,65 @@
+"""The MLflow schema: every tag, param, metric and artifact name slmscale writes or reads.
+
+The one place these names are spelled (DESIGN.md "MLflow run schema").  Importing it costs nothing:
+no mlflow import here.
+"""
+
+from __future__ import annotations
+
+# ---- tags -------------------------------------------------------------------------------------
+TAG_KIND = "slmscale.kind"  # "train" | "fit" | "eval"
+TAG_TRIAL_KEY = "slmscale.trial_key"
+TAG_GRID = "slmscale.grid"
+TAG_FAILURE = "slmscale.failure_reason"
+TAG_VERSION = "slmscale.version"
+KIND_TRAIN, KIND_FIT, KIND_EVAL = "train", "fit", "eval"
+
+# ---- params (DESIGN.md "MLflow run schema") ---------------------------------------------------
+PARAM_NAMES = (
+    "model_size",
+    "n_params",
+    "n_params_total",
+    "n_layers",
+    "d_model",
+    "n_heads",
+    "tokens",
+    "unique_tokens",
+    "epochs",
+    "batch_size",
+    "context",
+    "steps",
+    "warmup_steps",
+    "lr_max",
+    "lr_min",
+    "weight_decay",
+    "tokenizer",
+    "units_dataset",
+    "seed",
+)
+
+# ---- metrics ----------------------------------------------------------------------------------
+M_TRAIN_LOSS = "train_loss"
+M_TEST_LOSS = "test_loss"
+M_FLOPS = "flops"
+M_LR = "lr"
+M_TEST_LOSS_FINAL = "test_loss_final"
+M_TOKENS_PER_SEC = "tokens_per_sec"
+M_MFU = "mfu"
+M_TOKENS_TRAINED = "tokens_trained"
+M_UNIQUE_TOKENS_SEEN = "unique_tokens_seen"
+# Downstream accuracies: benchmark name -> metric.
+BENCHMARK_METRICS = {
+    "sblimp": "sblimp_acc",
+    "swuggy": "swuggy_acc",
+    "topic_cloze": "topic_cloze_acc",
+    "story_cloze": "story_cloze_acc",
+}
+DOWNSTREAM_METRICS = tuple(BENCHMARK_METRICS.values())
+
+# ---- artifacts --------------------------------------------------------------------------------
+ARTIFACT_TRIAL_CONFIG = "trial_config.json"
+ARTIFACT_MODEL_DIR = "model"  # a save_pretrained directory (safetensors)
+ARTIFACT_EVAL_DETAILS = "eval/breakdown.json"
+ARTIFACT_FIT_DIR = "fit"
+
+DEFAULT_DB = "mlflow.db"

@@ -1,0 +1,129 @@
+"""Tracking-store plumbing (edge): tracking URI defaults, clients, experiments, reading runs back.
+
+`mlflow` is imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from slmscale.errors import UserError
+from slmscale.tracking.schema import *  # noqa: F403
+from slmscale.tracking.schema import (
+    DEFAULT_DB,
+    DOWNSTREAM_METRICS,
+    KIND_TRAIN,
+    M_TEST_LOSS_FINAL,
+    TAG_FAILURE,
+    TAG_KIND,
+    TAG_TRIAL_KEY,
+)
+
+
+def default_tracking_uri(workdir: str | Path | None = None) -> str:
+    """`MLFLOW_TRACKING_URI` if set, else a SQLite file in the working directory.
+
+    MLflow 3 refuses the old `./mlruns` file store, so the local default is SQLite.
+    """
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    base = Path(workdir) if workdir is not None else Path.cwd()
+    return f"sqlite:///{(base / DEFAULT_DB).resolve()}"
+
+
+def resolve_tracking_uri(flag: str | None, workdir: str | Path | None = None) -> str:
+    return flag or default_tracking_uri(workdir)
+
+
+def client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def get_or_create_experiment(
+    tracking_uri: str, name: str, artifact_location: str | None = None
+) -> str:
+    """The experiment id for `name`, created once (before trials start: racing creation fails)."""
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise UserError(
+                f"MLflow experiment {name!r} is deleted in {tracking_uri}; restore it or rename the grid"
+            )
+        return exp.experiment_id
+    try:
+        return c.create_experiment(name, artifact_location=artifact_location)
+    except Exception:
+        exp = c.get_experiment_by_name(name)  # created concurrently by another process
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def get_experiment_id(tracking_uri: str, name: str) -> str:
+    exp = client(tracking_uri).get_experiment_by_name(name)
+    if exp is None:
+        raise UserError(f"no MLflow experiment named {name!r} in {tracking_uri}")
+    return exp.experiment_id
+
+
+def runs_dataframe(
+    tracking_uri: str, experiment_names: list[str], filter_string: str = "", kind: str = KIND_TRAIN
+):
+    """All runs of the experiments as a DataFrame (mlflow.search_runs columns)."""
+    import mlflow
+
+    ids = [get_experiment_id(tracking_uri, n) for n in experiment_names]
+    flt = f"tags.`{TAG_KIND}` = '{kind}'"
+    if filter_string:
+        flt = (
+            f"{flt} and ({filter_string})"
+            if " or " in filter_string.lower()
+            else f"{flt} and {filter_string}"
+        )
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.search_runs(experiment_ids=ids, filter_string=flt, output_format="pandas")
+    except Exception as exc:  # a bad user filter
+        raise UserError(f"MLflow filter {filter_string!r}: {str(exc).splitlines()[0]}") from None
+
+
+def runs_table(tracking_uri: str, experiment_names: list[str], filter_string: str = ""):
+    """The fitter's input (DESIGN.md "Runs table") from finished train runs.
+
+    Columns: run_id, params (N), tokens (D), unique_tokens, flops, loss (= test_loss_final),
+    model_size, tokenizer, status, and every downstream metric logged.
+    """
+    import pandas as pd
+
+    df = runs_dataframe(tracking_uri, experiment_names, filter_string)
+    cols = {
+        "run_id": "run_id",
+        "status": "status",
+        "params.model_size": "model_size",
+        "params.tokenizer": "tokenizer",
+        "params.n_params": "params",
+        "params.tokens": "tokens",
+        "params.unique_tokens": "unique_tokens",
+        "params.epochs": "epochs",
+        f"metrics.{M_TEST_LOSS_FINAL}": "loss",
+        f"tags.{TAG_TRIAL_KEY}": "trial_key",
+        f"tags.{TAG_FAILURE}": "failure_reason",
+    }
+    for m in DOWNSTREAM_METRICS:
+        cols[f"metrics.{m}"] = m
+    out = pd.DataFrame({new: df[old] if old in df else None for old, new in cols.items()})
+    for c in ("params", "tokens", "unique_tokens", "epochs", "loss", *DOWNSTREAM_METRICS):
+        out[c] = pd.to_numeric(out[c], errors="coerce")
+    out["flops"] = 6.0 * out["params"] * out["tokens"]
+    return out.reset_index(drop=True)
+
+
+def metric_history(tracking_uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) points of one metric, sorted by step."""
+    hist = client(tracking_uri).get_metric_history(run_id, key)
+    return sorted((m.step, m.value) for m in hist)
