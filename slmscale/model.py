@@ -3,7 +3,7 @@
 Table 1 of the paper names five Llama sizes.  The paper's size names count *non-embedding*
 parameters (the Kaplan/Hoffmann convention); with the Llama MLP width rule
 (intermediate = 8/3 x dim rounded up to a multiple of 256) the closed forms below reproduce
-them: 20.4M, 84.9M, 154.2M, 308.4M, 822.1M.
+them: 20.45M, 84.95M, 154.17M, 308.33M, 822.15M.
 """
 
 from __future__ import annotations

@@ -155,6 +155,8 @@ class ResourcesSpec(StrictModel):
     device_memory_gb: float | None = Field(default=None, gt=0)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
     max_failures: int = Field(default=2, ge=0)
+    # Custom Ray resources each worker needs, e.g. {"gpu_node": 1} to pin trials to a node type.
+    custom: dict[str, float] = Field(default_factory=dict)
 
 
 class TrainSpec(StrictModel):

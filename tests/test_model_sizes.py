@@ -1,0 +1,95 @@
+"""Table 1 sizes: closed-form parameter counts match built models; FLOP accounting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slmscale.model import (
+    PAPER_BATCH_SIZES,
+    PAPER_SIZES,
+    ModelShape,
+    budget_reference_params,
+    build_model,
+    default_batch_size,
+    flops_per_token,
+    llama_intermediate_size,
+    non_embedding_params,
+    special_token_ids,
+    total_params,
+    training_flops,
+    vocab_size,
+)
+
+
+def _count(model: torch.nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    emb = model.get_input_embeddings().weight.numel() + model.get_output_embeddings().weight.numel()
+    return total - emb, total
+
+
+@pytest.mark.parametrize(
+    "name,expected_millions",
+    [("20M", 20.45), ("85M", 84.95), ("155M", 154.17), ("309M", 308.33), ("823M", 822.15)],
+)
+def test_paper_sizes_match_their_names(name, expected_millions):
+    n = non_embedding_params(PAPER_SIZES[name])
+    assert n / 1e6 == pytest.approx(expected_millions, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        ModelShape("tiny", n_layers=2, dim=64, n_heads=4),
+        ModelShape("gqa", n_layers=3, dim=96, n_heads=6, n_kv_heads=2),
+        ModelShape("custom-ffn", n_layers=1, dim=32, n_heads=2, intermediate=100),
+    ],
+)
+def test_closed_form_counts_equal_built_model(shape):
+    n_units = 50
+    model = build_model(shape, n_units, context=128)
+    non_emb, total = _count(model)
+    assert non_emb == non_embedding_params(shape)
+    assert total == total_params(shape, vocab_size(n_units))
+
+
+@pytest.mark.slow
+def test_closed_form_counts_equal_built_20m():
+    shape = PAPER_SIZES["20M"]
+    with torch.device("meta"):
+        model = build_model(shape, 500, context=2050)
+    non_emb, total = _count(model)
+    assert non_emb == non_embedding_params(shape)
+    assert total == total_params(shape, vocab_size(500))
+
+
+def test_vocabulary_is_units_plus_specials():
+    ids = special_token_ids(500)
+    assert ids == {"pad": 500, "bos": 501, "eos": 502}
+    assert vocab_size(500) == 503
+    cfg = build_model(ModelShape("t", 1, 32, 2), 500, context=64).config
+    assert (cfg.vocab_size, cfg.bos_token_id, cfg.eos_token_id, cfg.pad_token_id) == (
+        503,
+        501,
+        502,
+        500,
+    )
+
+
+def test_llama_mlp_width_rule():
+    assert [llama_intermediate_size(d) for d in (512, 768, 1024, 2048)] == [1536, 2048, 2816, 5632]
+
+
+def test_flops_per_token_is_6n_plus_attention():
+    shape = PAPER_SIZES["85M"]
+    n = non_embedding_params(shape)
+    assert flops_per_token(shape) == 6 * n
+    assert flops_per_token(shape, 2050) == 6 * n + 6 * 12 * 2050 * 768
+    assert training_flops(shape, 1e9) == 6 * n * 1e9
+
+
+def test_paper_batch_sizes_and_budget_reference():
+    assert {k: default_batch_size(v) for k, v in PAPER_SIZES.items()} == PAPER_BATCH_SIZES
+    assert budget_reference_params(PAPER_SIZES["155M"]) == 155e6
+    custom = ModelShape("155M", 2, 64, 4)  # a custom shape that reuses a paper name is not nominal
+    assert budget_reference_params(custom) == non_embedding_params(custom)
