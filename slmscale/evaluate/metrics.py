@@ -1,0 +1,91 @@
+"""The official aggregation rules, the default score per benchmark, and metric names.
+
+Per pair (ZeroSpeech 2021 evaluation, also the TWIST StoryCloze rule): 1 if the positive utterance
+scores higher, 0.5 on an exact tie, else 0.  sBLIMP and sWUGGY average that over voices within an
+item ((type, subtype, id) for sBLIMP, id for sWUGGY), then over items; the cloze benchmarks have one
+pair per story, so their accuracy is the share of stories won (ties 0.5).
+
+Default score per benchmark, following the reference implementations:
+- sBLIMP, sWUGGY: summed log-probability (the ZeroSpeech 2021 baseline LM scoring,
+  `compute_proba_LSTM`: log P(abcd) by the chain rule, summed).
+- StoryCloze, TopicCloze: mean log-likelihood per token (TWIST's evaluator, slp-rl/slamkit,
+  `mean_nll: true`).
+
+Metric names: the primary accuracy is `tracking.schema.BENCHMARK_METRICS[name]` (e.g. `sblimp_acc`),
+scored with the benchmark's chosen score; both variants are also logged as
+`<primary>_sum` and `<primary>_mean` (e.g. `sblimp_acc_sum`, `sblimp_acc_mean`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from slmscale.evaluate.formats import Pair
+from slmscale.tracking.schema import BENCHMARK_METRICS
+
+SCORE_MODES = ("sum", "mean")
+DEFAULT_SCORE = {"sblimp": "sum", "swuggy": "sum", "topic_cloze": "mean", "story_cloze": "mean"}
+SCORE_REFERENCE = {
+    "sum": "summed log-probability (ZeroSpeech 2021 baseline)",
+    "mean": "mean log-likelihood per unit (TWIST / slamkit)",
+}
+
+
+def metric_name(benchmark: str, mode: str | None = None) -> str:
+    """`sblimp_acc` for the primary metric; `sblimp_acc_sum` / `sblimp_acc_mean` per score."""
+    base = BENCHMARK_METRICS[benchmark]
+    return base if mode is None else f"{base}_{mode}"
+
+
+def pair_outcome(pos_score: float, neg_score: float) -> float:
+    """1 if the positive utterance scores higher, 0.5 on an exact tie, else 0."""
+    if pos_score > neg_score:
+        return 1.0
+    if pos_score == neg_score:
+        return 0.5
+    return 0.0
+
+
+def item_scores(pairs: Sequence[Pair], outcomes: Sequence[float]) -> dict[tuple, float]:
+    """Mean pair outcome over the voices of each item (the official by-pair score)."""
+    by_item: dict[tuple, list[float]] = defaultdict(list)
+    for pair, outcome in zip(pairs, outcomes, strict=True):
+        by_item[pair.item].append(outcome)
+    return {item: sum(v) / len(v) for item, v in by_item.items()}
+
+
+def accuracy(pairs: Sequence[Pair], outcomes: Sequence[float]) -> float:
+    """Voices averaged within items, then items averaged (NaN when there are no pairs)."""
+    scores = item_scores(pairs, outcomes)
+    return sum(scores.values()) / len(scores) if scores else float("nan")
+
+
+def breakdown(items: dict[tuple, float], depth: int) -> dict[str, dict]:
+    """Item scores averaged by the first `depth` item fields (sBLIMP: 1 = type, 2 = subtype)."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for item, score in items.items():
+        groups["/".join(item[:depth])].append(score)
+    return {k: {"acc": sum(v) / len(v), "n_items": len(v)} for k, v in sorted(groups.items())}
+
+
+def format_table(details: dict[str, dict]) -> str:
+    """One row per benchmark: pairs scored/total, accuracy by the default score and the other."""
+    header = ("benchmark", "split", "pairs scored/total", "acc", "score", "acc (other score)")
+    rows = [header]
+    for name, d in details.items():
+        other = "mean" if d["score"] == "sum" else "sum"
+        rows.append(
+            (
+                name,
+                d["split"],
+                f"{d['pairs_scored']}/{d['pairs_total']}",
+                f"{d['acc']:.4f}",
+                d["score"] + (" (default)" if d["score"] == d["score_default"] else ""),
+                f"{d[f'acc_{other}']:.4f} ({other})",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
