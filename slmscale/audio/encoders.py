@@ -1,0 +1,204 @@
+"""Frame encoders: waveform -> one feature vector per frame (pure PyTorch, no Ray).
+
+Both encoders are local convolutions at the bottom: frame t of an utterance is computed from
+samples [t * stride, t * stride + receptive_field).  That one fact is what the windowing of long
+files (`windows.py`) and the batching rely on, so every encoder states `stride` and
+`receptive_field`, and `n_frames(n)` = the number of whole receptive fields in n samples.
+
+- `LogMelEncoder`: log-mel filterbanks (torchaudio), 25 ms windows every 10 ms, no weights: the
+  GSLM paper's baseline, used by the demo and the tests.  Frames are purely local, so windowed
+  and batched results are exactly the full-file result.
+- `HubertEncoder`: a transformers `HubertModel` (local directory or Hugging Face id), features of
+  transformer layer `layer` (textless convention: layer 11 of mHuBERT-25Hz = hidden_states[11]).
+  The frame rate comes from the model's conv strides (640 samples -> 25 Hz for mHuBERT-25Hz).
+  Padding never changes an utterance's frames: the first conv's GroupNorm is computed over each
+  utterance's own frames, and the transformer gets an attention mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from slmscale.audio.io import SAMPLE_RATE
+from slmscale.errors import UserError
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """`auto` -> CUDA when torch sees a GPU, else CPU (the GPU path falls back cleanly)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: torch sees no CUDA device")
+    return torch.device(device)
+
+
+def pad_batch(waves: list[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad 1-D waveforms with zeros into (B, T); also return their lengths."""
+    lengths = torch.tensor([w.numel() for w in waves], dtype=torch.long)
+    out = torch.zeros(len(waves), int(lengths.max()), dtype=torch.float32)
+    for i, w in enumerate(waves):
+        out[i, : w.numel()] = w
+    return out.to(device, non_blocking=True), lengths.to(device)
+
+
+class FrameEncoder:
+    """Common interface: `features(batch, lengths)` -> one (n_frames(len), dim) tensor per row."""
+
+    kind: str
+    encoder_id: str
+    layer: int | None
+    stride: int
+    receptive_field: int
+    dim: int
+    device: torch.device
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.stride
+
+    def n_frames(self, n_samples: int) -> int:
+        if n_samples < self.receptive_field:
+            return 0
+        return (n_samples - self.receptive_field) // self.stride + 1
+
+    def features(self, batch: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LogMelParams:
+    n_mels: int = 80
+    n_fft: int = 400
+    hop: int = 160
+
+    def encoder_id(self) -> str:
+        return f"logmel:n_mels={self.n_mels},n_fft={self.n_fft},hop={self.hop}"
+
+
+class LogMelEncoder(FrameEncoder):
+    kind = "logmel"
+    layer = None
+
+    def __init__(self, params: LogMelParams = LogMelParams(), device: str = "auto") -> None:
+        import torchaudio
+
+        self.params = params
+        self.encoder_id = params.encoder_id()
+        self.stride, self.receptive_field, self.dim = params.hop, params.n_fft, params.n_mels
+        self.device = pick_device(device)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE,
+            n_fft=params.n_fft,
+            hop_length=params.hop,
+            n_mels=params.n_mels,
+            center=False,
+            power=2.0,
+        ).to(self.device)
+
+    @torch.inference_mode()
+    def features(self, batch: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        spec = torch.log(self.mel(batch) + 1e-6).transpose(1, 2)  # (B, F, n_mels)
+        return [spec[i, : self.n_frames(int(n))].float() for i, n in enumerate(lengths.tolist())]
+
+
+def conv_geometry(kernels: list[int], strides: list[int]) -> tuple[int, int]:
+    """(receptive field, total stride) in samples of a stack of valid 1-D convolutions."""
+    field, jump = 1, 1
+    for k, s in zip(kernels, strides, strict=True):
+        field += (k - 1) * jump
+        jump *= s
+    return field, jump
+
+
+class HubertEncoder(FrameEncoder):
+    kind = "hubert"
+
+    def __init__(self, model_id: str, layer: int = 11, device: str = "auto") -> None:
+        from transformers import HubertModel
+
+        try:
+            model = HubertModel.from_pretrained(model_id)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--model {model_id}: cannot load a HubertModel ({exc})") from None
+        cfg = model.config
+        if not 0 <= layer <= cfg.num_hidden_layers:
+            raise UserError(
+                f"--layer {layer}: {model_id} has layers 0..{cfg.num_hidden_layers} (0 = input)"
+            )
+        self.device = pick_device(device)
+        self.model = model.eval().to(self.device)
+        self.cfg, self.layer, self.encoder_id = cfg, layer, model_id
+        self.receptive_field, self.stride = conv_geometry(
+            list(cfg.conv_kernel), list(cfg.conv_stride)
+        )
+        self.dim = cfg.hidden_size
+
+    def _conv_features(self, batch: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The conv feature encoder, with the first layer's GroupNorm over each row's own frames."""
+        h = batch[:, None]
+        for i, conv in enumerate(self.model.feature_extractor.conv_layers):
+            if i == 0 and isinstance(getattr(conv, "layer_norm", None), torch.nn.GroupNorm):
+                h = conv.conv(h)
+                n = (lengths - self.cfg.conv_kernel[0]) // self.cfg.conv_stride[0] + 1
+                mask = (torch.arange(h.shape[-1], device=h.device)[None] < n[:, None])[:, None]
+                count = n.clamp(min=1)[:, None, None].to(h.dtype)
+                mean = (h * mask).sum(-1, keepdim=True) / count
+                var = (((h - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+                norm = conv.layer_norm
+                h = (h - mean) / torch.sqrt(var + norm.eps)
+                h = h * norm.weight[None, :, None] + norm.bias[None, :, None]
+                h = conv.activation(h)
+            else:
+                h = conv(h)
+        return h.transpose(1, 2)
+
+    def _layer_output(self, batch: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        n_frames = torch.tensor([self.n_frames(int(n)) for n in lengths.tolist()])
+        feats = self._conv_features(batch, lengths)
+        frame_mask = torch.arange(feats.shape[1])[None] < n_frames[:, None]
+        frame_mask = frame_mask.to(feats.device)
+        h = self.model.feature_projection(feats)
+        h = h.masked_fill(~frame_mask[..., None], 0.0)
+        enc = self.model.encoder
+        attn = create_bidirectional_mask(
+            config=self.cfg, inputs_embeds=h, attention_mask=frame_mask
+        )
+        h = h + enc.pos_conv_embed(h)
+        stable = self.cfg.do_stable_layer_norm
+        if not stable:
+            h = enc.layer_norm(h)
+        for block in enc.layers[: self.layer]:
+            h = block(h, attention_mask=attn)
+        if stable and self.layer == self.cfg.num_hidden_layers:
+            h = enc.layer_norm(h)
+        return h
+
+    @torch.inference_mode()
+    def features(self, batch: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        use_bf16 = self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            h = self._layer_output(batch, lengths)
+        return [h[i, : self.n_frames(int(n))].float() for i, n in enumerate(lengths.tolist())]
+
+
+def build_encoder(
+    kind: str, model: str | None = None, layer: int | None = None, device: str = "auto"
+) -> FrameEncoder:
+    """`logmel` (no weights) or `hubert` (needs `model`: a local directory or a HF id)."""
+    if kind == "logmel":
+        return LogMelEncoder(device=device)
+    if kind == "hubert":
+        if not model:
+            raise UserError("--encoder hubert needs --model (a local directory or a HF id)")
+        return HubertEncoder(model, layer=11 if layer is None else layer, device=device)
+    raise UserError(f"--encoder {kind!r}: expected 'logmel' or 'hubert'")
+
+
+def seconds_to_frames(seconds: float, encoder: FrameEncoder) -> int:
+    return max(1, math.ceil(seconds * encoder.frame_rate))

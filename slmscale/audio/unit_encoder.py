@@ -1,0 +1,151 @@
+"""`UnitEncoder`: waveforms -> deduplicated k-means units with durations.  Pure PyTorch, no Ray.
+
+This is the whole science of stage 1 in one object; the Ray Data pipeline only feeds it batches.
+An utterance's units never depend on what else is in the call:
+- long files are cut into windows that tile its frames exactly (`windows.py`);
+- windows of all utterances are sorted by length and packed into padded batches of at most
+  `batch_seconds` of (padded) audio, so similar lengths share a batch and padding stays small;
+- each encoder keeps padding out of an utterance's frames (see `encoders.py`);
+- k-means assignment runs on the encoder's device, then consecutive repeats are removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from slmscale.audio.encoders import FrameEncoder, pad_batch, seconds_to_frames
+from slmscale.audio.kmeans import assign
+from slmscale.audio.windows import Window, plan_windows
+
+MAX_DURATION = np.iinfo(np.uint16).max
+
+
+@dataclass
+class Encoded:
+    units: np.ndarray  # uint16
+    durations: np.ndarray  # uint16, frames per kept unit (sum = n_frames)
+    n_frames: int
+
+
+def run_lengths(units: np.ndarray, dedup: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Remove consecutive repeats, keeping how many frames each kept unit lasted.
+
+    Runs longer than uint16 allows are split, so durations always sum to the frame count."""
+    units = np.asarray(units)
+    if units.size == 0 or not dedup:
+        return units.astype(np.uint16), np.ones(units.size, dtype=np.uint16)
+    starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
+    lengths = np.diff(np.r_[starts, units.size])
+    values = units[starts]
+    if lengths.max() > MAX_DURATION:
+        reps = -(-lengths // MAX_DURATION)
+        values = np.repeat(values, reps)
+        lengths = np.concatenate(
+            [
+                [MAX_DURATION] * (r - 1) + [n - MAX_DURATION * (r - 1)]
+                for n, r in zip(lengths, reps, strict=True)
+            ]
+        )
+    return values.astype(np.uint16), lengths.astype(np.uint16)
+
+
+class UnitEncoder:
+    """Frame encoder + k-means centroids + dedup: `encode(waves)` -> one `Encoded` per wave."""
+
+    def __init__(
+        self,
+        encoder: FrameEncoder,
+        centroids: np.ndarray | None = None,
+        *,
+        dedup: bool = True,
+        batch_seconds: float = 200.0,
+        window_seconds: float = 30.0,
+        context_seconds: float = 2.0,
+    ) -> None:
+        self.encoder, self.dedup = encoder, dedup
+        self.centroids = (
+            None if centroids is None else torch.as_tensor(centroids, dtype=torch.float32)
+        )
+        if self.centroids is not None:
+            self.centroids = self.centroids.to(encoder.device)
+        self.batch_samples = int(batch_seconds * encoder.sample_rate)
+        self.window_frames = seconds_to_frames(window_seconds, encoder)
+        # Log-mel frames are local: context would be computed and thrown away.
+        self.context_frames = (
+            0 if encoder.kind == "logmel" else int(context_seconds * encoder.frame_rate)
+        )
+
+    def windows(self, n_samples: int) -> list[Window]:
+        e = self.encoder
+        return plan_windows(
+            n_samples, e.receptive_field, e.stride, self.window_frames, self.context_frames
+        )
+
+    def _batches(self, pieces: list[tuple[int, Window]]) -> list[list[int]]:
+        """Indices of `pieces`, longest first, packed so padded samples <= batch_samples."""
+        order = sorted(range(len(pieces)), key=lambda i: -pieces[i][1].n_samples)
+        batches, current = [], []
+        for i in order:
+            longest = pieces[current[0]][1].n_samples if current else pieces[i][1].n_samples
+            if current and longest * (len(current) + 1) > self.batch_samples:
+                batches.append(current)
+                current = []
+            current.append(i)
+        return batches + ([current] if current else [])
+
+    def features(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """(n_frames, dim) features per wave, on the encoder's device."""
+        pieces = [(u, w) for u, wave in enumerate(waves) for w in self.windows(len(wave))]
+        out: list[torch.Tensor | None] = [None] * len(pieces)
+        for batch in self._batches(pieces):
+            chunk = []
+            for i in batch:
+                u, w = pieces[i]
+                chunk.append(torch.from_numpy(np.asarray(waves[u][w.sample_start : w.sample_end])))
+            x, lengths = pad_batch(chunk, self.encoder.device)
+            for i, feats in zip(batch, self.encoder.features(x, lengths), strict=True):
+                w = pieces[i][1]
+                out[i] = feats[w.keep_start : w.keep_end]
+        per_wave: list[list[torch.Tensor]] = [[] for _ in waves]
+        for (u, _), feats in zip(pieces, out, strict=True):
+            per_wave[u].append(feats)
+        empty = torch.zeros(0, self.encoder.dim, device=self.encoder.device)
+        return [torch.cat(p) if p else empty for p in per_wave]
+
+    def encode(self, waves: list[np.ndarray]) -> list[Encoded]:
+        if self.centroids is None:
+            raise ValueError("UnitEncoder.encode needs centroids")
+        results = []
+        for feats in self.features(waves):
+            units = assign(feats, self.centroids).cpu().numpy()
+            values, durations = run_lengths(units, self.dedup)
+            results.append(Encoded(values, durations, int(units.size)))
+        return results
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """How to build a `UnitEncoder`: picklable, so Ray actors can build their own copy."""
+
+    kind: str = "logmel"
+    model: str | None = None
+    layer: int | None = None
+    device: str = "auto"
+    batch_seconds: float = 200.0
+    window_seconds: float = 30.0
+    context_seconds: float = 2.0
+
+    def build(self, centroids: np.ndarray | None = None, dedup: bool = True) -> UnitEncoder:
+        from slmscale.audio.encoders import build_encoder
+
+        return UnitEncoder(
+            build_encoder(self.kind, self.model, self.layer, self.device),
+            centroids,
+            dedup=dedup,
+            batch_seconds=self.batch_seconds,
+            window_seconds=self.window_seconds,
+            context_seconds=self.context_seconds,
+        )

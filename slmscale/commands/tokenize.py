@@ -1,0 +1,85 @@
+"""`slmscale tokenize`: audio corpora -> a units dataset (Ray Data; `--engine local` without Ray)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by `tokenize` and `kmeans`: which encoder, and how it batches and windows."""
+    parser.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        metavar="NAME[:SPLIT]=PATH",
+        help="a folder tree, CSV/TSV manifest or Parquet; repeatable; SPLIT fixes the split "
+        "(e.g. librispeech:test=...), else a 1%% test split by utterance-id hash",
+    )
+    parser.add_argument("--encoder", choices=["logmel", "hubert"], default="logmel")
+    parser.add_argument("--model", help="HubertModel: local directory or Hugging Face id")
+    parser.add_argument("--layer", type=int, help="HuBERT layer (default 11)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if visible) | cpu | cuda")
+    parser.add_argument("--test-fraction", type=float, default=0.01)
+    parser.add_argument(
+        "--batch-seconds", type=float, default=200.0, help="padded audio per encoder batch"
+    )
+    parser.add_argument("--window-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--context-seconds", type=float, default=2.0, help="HuBERT context either side of a window"
+    )
+
+
+def encoder_spec(args):
+    from slmscale.audio.unit_encoder import EncoderSpec
+
+    return EncoderSpec(
+        kind=args.encoder,
+        model=args.model,
+        layer=args.layer,
+        device=args.device,
+        batch_seconds=args.batch_seconds,
+        window_seconds=args.window_seconds,
+        context_seconds=args.context_seconds,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_encoder_arguments(parser)
+    parser.add_argument("--out", required=True, help="output directory (units dataset)")
+    parser.add_argument("--kmeans", required=True, help="centroids .npy (or fairseq .bin)")
+    parser.add_argument("--trust-pickle", action="store_true", help="allow a pickled .bin k-means")
+    parser.add_argument("--no-dedup", action="store_true", help="keep consecutive repeats")
+    parser.add_argument("--shard-size", type=int, default=1000, help="inputs per shard")
+    parser.add_argument("--engine", choices=["ray", "local"], default="ray")
+    parser.add_argument(
+        "--num-actors", type=int, help="max encoder actors (default: GPUs or CPUs/2)"
+    )
+    parser.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 if any)")
+    parser.add_argument("--batch-size", type=int, default=32, help="inputs per actor call")
+
+
+def run(args) -> int:
+    from slmscale.audio.pipeline import tokenize
+    from slmscale.audio.table2 import format_accounting, format_table2
+
+    summary = tokenize(
+        args.input,
+        args.out,
+        encoder_spec(args),
+        args.kmeans,
+        trust_pickle=args.trust_pickle,
+        dedup=not args.no_dedup,
+        test_fraction=args.test_fraction,
+        shard_size=args.shard_size,
+        engine=args.engine,
+        num_actors=args.num_actors,
+        num_gpus=args.num_gpus,
+        batch_size=args.batch_size,
+    )
+    print(format_table2(summary["meta"]["counts"]))
+    print(
+        f"shards: {summary['shards_written']} written, {summary['shards_skipped']} already done; "
+        f"{summary['audio_seconds'] / 3600:.3g} h of audio in {summary['wall_s']:.1f} s -> {args.out}"
+    )
+    print(format_accounting(summary["n_inputs"], summary["n_rows"], summary["n_rejects"]))
+    return 0
