@@ -1,0 +1,81 @@
+"""Writes the demo's speech corpus as a LibriSpeech-like tree, one story per utterance.
+
+    <out>/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+
+`split` is `train-clean` (training) or `test-clean` (held out, for the test loss).  Each voice is
+one speaker; chapters hold 25 stories each.  Pure core: numpy and soundfile.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from slmscale.demo.language import Story, sample_story
+from slmscale.demo.render import SAMPLE_RATE, VOICES, PhoneBank, render
+from slmscale.progress import Progress
+
+STORIES_PER_CHAPTER = 25
+# Chapter numbers per split, so utterance ids are unique across the whole corpus (as in LibriSpeech).
+FIRST_CHAPTER = {"train-clean": 1000, "test-clean": 5000}
+# Seed streams: each corpus split and benchmark draws from its own, so sizes never interact.
+STREAMS = {
+    "train-clean": 1,
+    "test-clean": 2,
+    "sblimp": 3,
+    "swuggy": 4,
+    "story_cloze": 5,
+    "topic_cloze": 6,
+}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One written file and what it says: enough to check it and to explain it."""
+
+    path: str  # relative to the world root
+    n_samples: int
+    voice: str
+    text: str
+
+
+def write_audio(path: Path, audio: np.ndarray) -> None:
+    """Write 16-bit audio (flac or wav, by suffix) under a temporary name, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    sf.write(tmp, audio, SAMPLE_RATE, subtype="PCM_16")
+    os.replace(tmp, path)
+
+
+def speaker_id(voice_index: int) -> int:
+    return 100 + voice_index
+
+
+def story_text(story: Story) -> str:
+    return " . ".join(" ".join(s) for s in story.sentences)
+
+
+def write_corpus(
+    root: Path, split: str, n_stories: int, seed: int, bank: PhoneBank
+) -> list[Utterance]:
+    """`n_stories` stories under `root/split`, deterministic from `seed`."""
+    stream = STREAMS[split]
+    out: list[Utterance] = []
+    with Progress(n_stories, f"demo world: {split}", " stories") as bar:
+        for i in range(n_stories):
+            rng = np.random.default_rng([seed, stream, i])
+            story = sample_story(rng)
+            v = int(rng.integers(len(VOICES)))
+            spk, chapter = speaker_id(v), FIRST_CHAPTER[split] + i // STORIES_PER_CHAPTER
+            rel = Path(split, str(spk), str(chapter), f"{spk}-{chapter}-{i:04d}.flac")
+            audio = render(list(story.sentences), VOICES[v].name, bank, [seed, stream, i])
+            write_audio(root / rel, audio)
+            out.append(
+                Utterance(rel.as_posix(), int(audio.size), VOICES[v].name, story_text(story))
+            )
+            bar.update(1)
+    return out

@@ -1,0 +1,261 @@
+"""`slmscale demo`, end to end: the synthetic world through the real pipeline, under one folder.
+
+    world     render the speech world (corpus + benchmarks)           slmscale.demo.world
+    kmeans    log-mel k-means centroids on the demo's training audio   slmscale kmeans
+    tokenize  corpus (train + test) and each benchmark, same centroids slmscale tokenize
+    grid      tiny Llama grid, scored on the benchmarks at each end     slmscale grid
+    report    fit the laws and write the report                        slmscale report
+
+Every stage goes through the public CLI (`slmscale.cli.main`) exactly as a user would type it,
+with MLflow in `<workdir>/mlflow.db` and every output under `<workdir>`.  A rerun reuses what is
+done: the world (its manifest), the centroids, units datasets made with those centroids, and
+finished trials (the grid skips them itself); so a second run takes seconds.
+
+Edge module: it starts the other stages, but imports no Ray or MLflow itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from slmscale.demo.benchmarks import BENCHMARK_DIRS, audio_dir
+from slmscale.demo.world import BENCHMARK_SPLIT, PRESETS, TEST_SPLIT, TRAIN_SPLIT, WorldConfig
+from slmscale.errors import UserError
+
+REPO_SPECS = Path(__file__).resolve().parents[2] / "tune_spaces"
+N_UNITS = 64  # k-means K for the demo's log-mel units
+KMEANS_MAX_FRAMES = 60_000
+DEFAULT_WORKDIR = "slmscale-demo"
+DB_FILE = "mlflow.db"
+
+
+@dataclass
+class DemoLayout:
+    """Where everything goes under the working folder."""
+
+    workdir: Path
+
+    @property
+    def world(self) -> Path:
+        return self.workdir / "world"
+
+    @property
+    def kmeans(self) -> Path:
+        return self.workdir / f"kmeans-logmel-k{N_UNITS}.npy"
+
+    def units(self, name: str) -> Path:
+        return self.workdir / "units" / name
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{(self.workdir / DB_FILE).resolve()}"
+
+    def spec(self, name: str) -> Path:
+        return self.workdir / f"{name}.resolved.yaml"
+
+    def report(self, name: str) -> Path:
+        return self.workdir / "reports" / name
+
+
+@dataclass
+class DemoResult:
+    timings: dict[str, float] = field(default_factory=dict)
+    reused: dict[str, bool] = field(default_factory=dict)
+    report_dir: Path | None = None
+    experiment: str = ""
+    tracking_uri: str = ""
+
+
+def cli(argv: list[str], stage: str) -> None:
+    """Run one `slmscale` command in this process; a non-zero exit stops the demo."""
+    from slmscale.cli import main
+
+    print(f"\n$ slmscale {' '.join(argv)}", flush=True)
+    rc = main(argv)
+    if rc != 0:
+        raise UserError(f"demo: stage {stage!r} failed (`slmscale {argv[0]}` exited with {rc})")
+
+
+@contextmanager
+def _environment(layout: DemoLayout):
+    """Point every stage's defaults (output root, tracking store) at the working folder."""
+    saved = {k: os.environ.get(k) for k in ("SLMSCALE_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["SLMSCALE_HOME"] = str(layout.workdir)
+    os.environ["MLFLOW_TRACKING_URI"] = layout.tracking_uri
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def stage_world(layout: DemoLayout, config: WorldConfig) -> bool:
+    from slmscale.demo.world import build_world
+
+    manifest, reused = build_world(layout.world, config)
+    hours = sum(manifest["seconds"].values()) / 3600
+    print(
+        f"demo world: {hours:.2f} h of audio under {layout.world} ({'reused' if reused else 'made'})"
+    )
+    return reused
+
+
+def stage_kmeans(layout: DemoLayout, seed: int) -> bool:
+    if layout.kmeans.is_file():
+        print(f"kmeans: reusing {layout.kmeans}")
+        return True
+    cli(
+        [
+            "kmeans",
+            "--input", f"demo:train={layout.world / TRAIN_SPLIT}",
+            "--encoder", "logmel",
+            "--k", str(N_UNITS),
+            "--max-frames", str(KMEANS_MAX_FRAMES),
+            "--seed", str(seed),
+            "--out", str(layout.kmeans),
+        ],
+        "kmeans",
+    )  # fmt: skip
+    return False
+
+
+def _units_current(layout: DemoLayout, name: str) -> bool:
+    """A units dataset made with the current centroids and complete (meta.json written last)."""
+    from slmscale.units import META_FILE, sha256_file
+
+    meta = layout.units(name) / META_FILE
+    if not meta.is_file():
+        return False
+    return json.loads(meta.read_text()).get("kmeans_sha256") == sha256_file(layout.kmeans)
+
+
+def tokenize_jobs(layout: DemoLayout) -> dict[str, list[str]]:
+    """units dataset name -> its `--input` specs."""
+    jobs = {
+        "demo": [
+            f"demo:train={layout.world / TRAIN_SPLIT}",
+            f"demo:test={layout.world / TEST_SPLIT}",
+        ]
+    }
+    for name in BENCHMARK_DIRS:
+        folder = audio_dir(layout.world / "benchmarks", name, BENCHMARK_SPLIT)
+        jobs[name] = [f"{name}:{BENCHMARK_SPLIT}={folder}"]
+    return jobs
+
+
+def stage_tokenize(layout: DemoLayout, engine: str = "ray") -> bool:
+    reused = True
+    for name, inputs in tokenize_jobs(layout).items():
+        if _units_current(layout, name):
+            print(f"tokenize: reusing {layout.units(name)}")
+            continue
+        reused = False
+        argv = ["tokenize", *(a for spec in inputs for a in ("--input", spec))]
+        argv += ["--encoder", "logmel", "--kmeans", str(layout.kmeans)]
+        argv += ["--out", str(layout.units(name))]
+        # The benchmarks are minutes of audio: in-process beats starting a Ray cluster for them.
+        argv += ["--engine", engine if name == "demo" else "local"]
+        cli(argv, "tokenize")
+    return reused
+
+
+def write_resolved_spec(layout: DemoLayout, spec_file: Path) -> tuple[Path, str]:
+    """The spec with its relative paths made absolute under the working folder."""
+    import yaml
+
+    from slmscale.config import load_grid_spec
+
+    spec = load_grid_spec(spec_file)
+    data = spec.model_dump(mode="json", exclude_none=True)
+    for u in data["units"]:
+        u["path"] = str(layout.workdir / u["path"])
+    for b in data["benchmarks"]:
+        b["units"] = str(layout.workdir / b["units"])
+        b["root"] = str(layout.workdir / b["root"])
+    out = layout.spec(spec.name)
+    header = f"# Written by `slmscale demo` from {spec_file}; edit that file, not this one.\n"
+    from slmscale.units import write_bytes_atomic
+
+    write_bytes_atomic(out, (header + yaml.safe_dump(data, sort_keys=False)).encode())
+    load_grid_spec(out)  # what we wrote must validate as it is
+    return out, spec.name
+
+
+def stage_grid(layout: DemoLayout, spec_path: Path) -> bool:
+    storage = layout.workdir / "grid_runs"
+    cli(
+        [
+            "grid",
+            str(spec_path),
+            "--tracking-uri",
+            layout.tracking_uri,
+            "--storage-path",
+            str(storage),
+        ],
+        "grid",
+    )
+    return False
+
+
+def stage_report(layout: DemoLayout, experiment: str, report_dir: Path) -> bool:
+    cli(
+        [
+            "report",
+            "--experiment", experiment,
+            "--tracking-uri", layout.tracking_uri,
+            "--out", str(layout.report(experiment)),
+        ],
+        "report",
+    )  # fmt: skip
+    if report_dir.resolve() != layout.report(experiment).resolve():
+        if report_dir.exists():
+            shutil.rmtree(report_dir)
+        shutil.copytree(layout.report(experiment), report_dir)
+    return False
+
+
+def _timed(result: DemoResult, name: str, fn: Callable[[], bool]) -> None:
+    t0 = time.monotonic()
+    print(f"\n== demo stage: {name}", flush=True)
+    result.reused[name] = fn()
+    result.timings[name] = time.monotonic() - t0
+    print(f"== {name}: {result.timings[name]:.1f} s", flush=True)
+
+
+def run_demo(
+    workdir: Path,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    world: WorldConfig | None = None,
+    spec_file: Path | None = None,
+    report_dir: Path | None = None,
+    tokenize_engine: str = "ray",
+) -> DemoResult:
+    """The whole demo; returns the stage timings and where the report is."""
+    layout = DemoLayout(Path(workdir).resolve())
+    layout.workdir.mkdir(parents=True, exist_ok=True)
+    base = world or PRESETS["quick" if quick else "full"]
+    config = replace(base, seed=seed)
+    spec_file = spec_file or REPO_SPECS / ("demo_quick.yaml" if quick else "demo.yaml")
+    result = DemoResult(tracking_uri=layout.tracking_uri)
+    with _environment(layout):
+        _timed(result, "world", lambda: stage_world(layout, config))
+        _timed(result, "kmeans", lambda: stage_kmeans(layout, seed))
+        _timed(result, "tokenize", lambda: stage_tokenize(layout, tokenize_engine))
+        spec_path, result.experiment = write_resolved_spec(layout, spec_file)
+        _timed(result, "grid", lambda: stage_grid(layout, spec_path))
+        report_dir = Path(report_dir or layout.report(result.experiment))
+        _timed(result, "report", lambda: stage_report(layout, result.experiment, report_dir))
+    result.report_dir = report_dir
+    return result
