@@ -1,18 +1,37 @@
-"""`slmscale grid SPEC`: train every trial of a grid spec; `--dry-run` prints the plan only."""
+"""`slmscale grid SPEC`: train every trial of a grid spec (Ray Tune over Ray Train, tracked in
+MLflow); `--dry-run` prints the plan only.  See docs/grid.md."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
-from slmscale.config import load_grid_spec
-from slmscale.errors import UserError
 from slmscale.grid.dryrun import render_json, render_table
-from slmscale.grid.expand import expand_grid, resolve_data
+from slmscale.grid.plan import GridPlan, default_storage_path, load_plan, make_jobs
+
+
+def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by `grid` and `train`."""
+    parser.add_argument("spec", help="grid spec YAML (tune_spaces/*.yaml)")
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    parser.add_argument(
+        "--storage-path",
+        help="checkpoints and Ray results (a local folder or any pyarrow/fsspec URI such as "
+        "s3://...; default: grid_runs/<spec name> under the output root)",
+    )
+    parser.add_argument("--experiment", help="MLflow experiment name (default: the spec's name)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="grid spec YAML (tune_spaces/*.yaml)")
+    add_tracking_arguments(parser)
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="trials at once (default: resources.max_concurrent_trials)",
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="print the trial table; start nothing"
     )
@@ -22,16 +41,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def plan(spec_path: str):
-    spec = load_grid_spec(spec_path)
-    data = resolve_data(spec, Path(spec_path).parent)
-    return spec, data, expand_grid(spec, data)
+    p = load_plan(spec_path)
+    return p.spec, p.data, p.trials
+
+
+def prepare_jobs(args, plan_: GridPlan):
+    """Resolve tracking and storage, create the experiment once, describe every trial."""
+    from slmscale.grid.plan import check_data_present
+    from slmscale.tracking import get_or_create_experiment, resolve_tracking_uri
+
+    check_data_present(plan_.data)
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    storage = args.storage_path or default_storage_path(plan_.spec)
+    jobs = make_jobs(plan_, tracking_uri, "", storage)  # every check before touching MLflow
+    experiment_id = get_or_create_experiment(tracking_uri, args.experiment or plan_.spec.name)
+    for job in jobs:
+        job.experiment_id = experiment_id
+    return tracking_uri, storage, jobs
 
 
 def run(args) -> int:
-    spec, data, trials = plan(args.spec)
+    plan_ = load_plan(args.spec)
     if args.dry_run:
+        spec, data, trials = plan_.spec, plan_.data, plan_.trials
         print(
             render_json(spec, trials) if args.format == "json" else render_table(spec, data, trials)
         )
         return 0
-    raise UserError("training a grid is not built yet; use --dry-run to see the plan")
+    from slmscale.grid.tune import run_grid
+
+    tracking_uri, storage, jobs = prepare_jobs(args, plan_)
+    summary = run_grid(
+        jobs, plan_.spec.resources, max_concurrent=args.max_concurrent, grid_name=plan_.spec.name
+    )
+    print(summary.render(), file=sys.stderr)
+    print(f"tracking: {tracking_uri}  storage: {storage}", file=sys.stderr)
+    return 0 if summary.failed == 0 else 1

@@ -165,6 +165,9 @@ class TrainSpec(StrictModel):
     checkpoint_every_steps: int = Field(default=200, gt=0)
     deterministic: bool = False
     log_every_steps: int = Field(default=10, gt=0)
+    # Sequences per forward pass on one worker (gradient accumulation up to the batch); None:
+    # the whole per-worker batch, or the largest that fits resources.device_memory_gb.
+    micro_batch_size: int | None = Field(default=None, gt=0)
 
 
 class ThroughputSpec(StrictModel):

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from slmscale.tracking.schema import KIND_TRAIN, TAG_FAILURE, TAG_KIND, TAG_TRIAL_KEY, TAG_VERSION
+from slmscale.tracking.schema import (
+    ARTIFACT_EVAL_DETAILS,
+    ARTIFACT_MODEL_DIR,
+    ARTIFACT_TRIAL_CONFIG,
+    KIND_TRAIN,
+    PARAM_NAMES,
+    TAG_FAILURE,
+    TAG_KIND,
+    TAG_TRIAL_KEY,
+    TAG_VERSION,
+)
 from slmscale.tracking.store import client
 
 
@@ -89,3 +99,86 @@ def finish_run(
     if reason:
         c.set_tag(run_id, TAG_FAILURE, reason[:5000])
     c.set_terminated(run_id, status=status)
+
+
+def trial_params(trial, units_dataset: str) -> dict:
+    """The DESIGN.md params of a trial (slmscale.grid.expand.Trial), keyed by schema names."""
+    opt = trial.config["optimizer"]
+    values = {
+        "model_size": trial.model_size,
+        "n_params": trial.n_params,
+        "n_params_total": trial.n_params_total,
+        "n_layers": trial.shape.n_layers,
+        "d_model": trial.shape.dim,
+        "n_heads": trial.shape.n_heads,
+        "tokens": trial.tokens,
+        "unique_tokens": trial.unique_tokens,
+        "epochs": trial.epochs,
+        "batch_size": trial.batch_size,
+        "context": trial.context,
+        "steps": trial.steps,
+        "warmup_steps": trial.warmup_steps,
+        "lr_max": opt["lr_max"],
+        "lr_min": opt["lr_min"],
+        "weight_decay": opt["weight_decay"],
+        "tokenizer": trial.config["tokenizer"],
+        "units_dataset": units_dataset,
+        "seed": trial.config["seed"],
+    }
+    assert tuple(values) == PARAM_NAMES
+    return values
+
+
+def last_logged_steps(tracking_uri: str, run_id: str) -> dict[str, int]:
+    """The largest step logged so far for every metric of a run (empty for a new run)."""
+    c = client(tracking_uri)
+    keys = c.get_run(run_id).data.metrics.keys()
+    return {k: max(m.step for m in c.get_metric_history(run_id, k)) for k in keys}
+
+
+class TrialLogger:
+    """Metrics of one trial's run, buffered and written in batches by one process (rank 0).
+
+    A resumed trial recomputes the steps between its last checkpoint and the crash; points at a
+    step already logged for that metric are dropped, so a curve never has a repeated step, and
+    since the buffer is flushed before every checkpoint is kept, it never has a gap either.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        self.tracking_uri, self.run_id = tracking_uri, run_id
+        self.last = last_logged_steps(tracking_uri, run_id)
+        self.buffer: list = []
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        for k, v in metrics.items():
+            if v is None or step <= self.last.get(k, -1):
+                continue
+            self.buffer.append(Metric(k, float(v), ts, int(step)))
+            self.last[k] = int(step)
+
+    def flush(self) -> None:
+        c = client(self.tracking_uri)
+        while self.buffer:
+            batch, self.buffer = self.buffer[:1000], self.buffer[1000:]
+            c.log_batch(self.run_id, metrics=batch)
+
+
+def log_trial_config(tracking_uri: str, run_id: str, config: dict) -> None:
+    """The resolved trial config as the `trial_config.json` artifact."""
+    client(tracking_uri).log_dict(run_id, config, ARTIFACT_TRIAL_CONFIG)
+
+
+def log_trial_outputs(
+    tracking_uri: str, run_id: str, model_dir: str | None, eval_details: dict | None
+) -> None:
+    """The final model directory as the `model` artifact, and the benchmark breakdown."""
+    c = client(tracking_uri)
+    if model_dir is not None:
+        c.log_artifacts(run_id, str(model_dir), ARTIFACT_MODEL_DIR)
+    if eval_details is not None:
+        c.log_dict(run_id, eval_details, ARTIFACT_EVAL_DETAILS)

@@ -63,3 +63,13 @@ ARTIFACT_EVAL_DETAILS = "eval/breakdown.json"
 ARTIFACT_FIT_DIR = "fit"
 
 DEFAULT_DB = "mlflow.db"
+
+# ---- fit runs (slmscale.kind=fit): params and artifacts -----------------------------------------
+PARAM_FIT_SOURCE_EXPERIMENTS = "source_experiments"  # comma-separated experiment names
+PARAM_FIT_FILTER = "filter"
+PARAM_FIT_LAW = "law"
+PARAM_FIT_HUBER_DELTA = "huber_delta"
+PARAM_FIT_BOOTSTRAP = "bootstrap"
+PARAM_FIT_N_RUNS_USED = "n_runs_used"
+ARTIFACT_FIT_JSON = "fit.json"
+ARTIFACT_FIT_RUN_IDS = "run_ids.json"  # every run id the fit used (too long for a param)

@@ -37,10 +37,22 @@ def resolve_tracking_uri(flag: str | None, workdir: str | Path | None = None) ->
     return flag or default_tracking_uri(workdir)
 
 
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def with_busy_timeout(tracking_uri: str) -> str:
+    """A SQLite URI with a busy timeout, so concurrent writers wait instead of failing with
+    "database is locked" (the timeout is a pysqlite connect argument in the URI's query)."""
+    if tracking_uri.startswith("sqlite:") and "timeout=" not in tracking_uri:
+        sep = "&" if "?" in tracking_uri else "?"
+        return f"{tracking_uri}{sep}timeout={SQLITE_BUSY_TIMEOUT_S}"
+    return tracking_uri
+
+
 def client(tracking_uri: str):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    return MlflowClient(tracking_uri=with_busy_timeout(tracking_uri))
 
 
 def get_or_create_experiment(

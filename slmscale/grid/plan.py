@@ -1,0 +1,113 @@
+"""From a spec file to runnable trial jobs, with every check that must pass before any trial
+starts (edge-free: no Ray, no MLflow imports; the caller passes the experiment id).
+
+Refused here, as one-line UserErrors (exit 2): a units dataset that is not present, units from
+different tokenizers (resolve_data), a budget larger than the data without epochs (expand_grid),
+and a model that cannot fit `resources.device_memory_gb` even one sequence at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmscale.config import load_grid_spec
+from slmscale.config.grid import GridSpec
+from slmscale.errors import UserError
+from slmscale.grid.expand import DataInfo, Trial, expand_grid, resolve_data
+from slmscale.grid.runner import TrialJob
+from slmscale.paths import output_root
+from slmscale.train.throughput import largest_fitting_micro_batch, training_memory_bytes
+
+
+@dataclass
+class GridPlan:
+    spec: GridSpec
+    data: DataInfo
+    trials: list[Trial]
+
+
+def load_plan(spec_path: str) -> GridPlan:
+    spec = load_grid_spec(spec_path)
+    data = resolve_data(spec, Path(spec_path).parent)
+    return GridPlan(spec, data, expand_grid(spec, data))
+
+
+def check_data_present(data: DataInfo) -> None:
+    for i, src in enumerate(data.sources):
+        if src.meta_hash is None:
+            raise UserError(
+                f"units[{i}]: units dataset {src.path!r} not found; training needs the data "
+                "(run `slmscale tokenize` first; available_tokens only serves --dry-run)"
+            )
+
+
+def micro_batch_for(spec: GridSpec, trial: Trial, n_units: int) -> int | None:
+    """The micro-batch a trial trains with: the spec's, or the largest that fits the memory."""
+    res = spec.resources
+    per_worker = math.ceil(trial.batch_size / res.workers)
+    if res.device_memory_gb is None:
+        return spec.train.micro_batch_size
+    bf16 = spec.train.precision != "fp32"
+    fits = largest_fitting_micro_batch(
+        trial.shape, n_units, per_worker, trial.context, res.device_memory_gb, bf16
+    )
+    if fits is None:
+        need = training_memory_bytes(trial.shape, n_units, 1, trial.context, bf16) / 2**30
+        raise UserError(
+            f"resources.device_memory_gb: model {trial.model_size} needs about {need:.1f} GiB "
+            f"even one sequence at a time, more than the {res.device_memory_gb:g} GiB declared; "
+            "use more memory per worker or a smaller model"
+        )
+    return min(fits, spec.train.micro_batch_size or fits)
+
+
+def _absolute_paths(config: dict) -> dict:
+    """The trial config with absolute units paths: Ray workers run in other directories.
+
+    The trial key stays the one computed from the config as written (see expand_grid).
+    """
+    data = [{**src, "path": str(Path(src["path"]).resolve())} for src in config["data"]]
+    return {**config, "data": data}
+
+
+def units_dataset_label(data: DataInfo) -> str:
+    return ";".join(f"{s.path}@{s.meta_hash}" for s in data.sources)
+
+
+def default_storage_path(spec: GridSpec) -> str:
+    return str(output_root() / "grid_runs" / spec.name)
+
+
+def make_jobs(
+    plan: GridPlan, tracking_uri: str, experiment_id: str, storage_path: str
+) -> list[TrialJob]:
+    """Check the plan can train here, then describe every trial as a TrialJob."""
+    from slmscale.tracking.runs import trial_params
+
+    check_data_present(plan.data)
+    spec, jobs = plan.spec, []
+    for t in plan.trials:
+        options = {
+            "checkpoint_every_steps": spec.train.checkpoint_every_steps,
+            "log_every_steps": spec.train.log_every_steps,
+            "deterministic": spec.train.deterministic,
+            "compile": spec.train.compile,
+            "micro_batch_size": micro_batch_for(spec, t, plan.data.n_units),
+        }
+        jobs.append(
+            TrialJob(
+                key=t.key,
+                run_name=f"{t.model_size}-D{t.tokens:.3g}-e{t.epochs:g}-{t.key[:6]}",
+                grid=spec.name,
+                config=_absolute_paths(t.config),
+                params=trial_params(t, units_dataset_label(plan.data)),
+                tokens=t.tokens,
+                tracking_uri=tracking_uri,
+                experiment_id=experiment_id,
+                storage_path=storage_path,
+                options=options,
+            )
+        )
+    return jobs

@@ -1,0 +1,144 @@
+"""One trial, tracked: MLflow run identity around the pure training core (edge, no Ray here).
+
+Both `slmscale train` (in process) and the Ray Train worker (slmscale.grid.tune) go through
+`start_run` -> `run_worker` -> `finish`.  A `TrialJob` is a plain dict-able description of
+a trial that travels to Ray workers: the resolved trial config plus where to track and store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slmscale.tracking.schema import M_TEST_LOSS as TEST_LOSS
+
+if TYPE_CHECKING:
+    from slmscale.train import TrialResult
+
+
+@dataclass
+class TrialJob:
+    key: str
+    run_name: str
+    grid: str
+    config: dict  # the resolved trial config (its hash is `key`)
+    params: dict  # the DESIGN.md params
+    tokens: int  # D, for progress
+    tracking_uri: str
+    experiment_id: str
+    storage_path: str
+    options: dict = field(default_factory=dict)  # RuntimeOptions fields
+    faults: dict = field(default_factory=dict)  # FaultInjection fields (tests only)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrialJob:
+        return cls(**d)
+
+
+def start_run(job: TrialJob):
+    """Open (create or resume) the trial's one MLflow run; log the trial config when new."""
+    from slmscale.tracking.runs import log_trial_config, open_trial_run
+    from slmscale.tracking.schema import TAG_GRID
+
+    run = open_trial_run(
+        job.tracking_uri,
+        job.experiment_id,
+        job.key,
+        job.run_name,
+        job.params,
+        tags={TAG_GRID: job.grid},
+    )
+    if not run.resumed:
+        log_trial_config(job.tracking_uri, run.run_id, job.config)
+    return run
+
+
+def run_worker(
+    job: TrialJob,
+    run_id: str,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    checkpoint_dir: str | Path | None = None,
+    resume_from: str | Path | None = None,
+    on_checkpoint=None,
+    on_test_loss=None,
+) -> TrialResult:
+    """Train on this worker; rank 0 writes the metrics and the final outputs to the run."""
+    from slmscale.tracking.runs import TrialLogger, log_trial_outputs
+    from slmscale.train import FaultInjection, RuntimeOptions, train_one_trial
+
+    logger = TrialLogger(job.tracking_uri, run_id) if rank == 0 else None
+
+    def reporter(metrics: dict, step: int) -> None:
+        if logger is not None:
+            logger.log(metrics, step)
+            if TEST_LOSS in metrics:
+                logger.flush()
+        if TEST_LOSS in metrics and on_test_loss is not None:
+            on_test_loss(metrics[TEST_LOSS], step)
+
+    def checkpointed(path, tokens_seen: int) -> None:
+        if logger is not None:
+            logger.flush()  # every point before a kept checkpoint is in the store: no gaps
+        if on_checkpoint is not None:
+            on_checkpoint(path, tokens_seen)
+
+    outputs = Path(tempfile.mkdtemp(prefix=f"slmscale-{job.key}-")) if rank == 0 else None
+    try:
+        result = train_one_trial(
+            job.config,
+            reporter=reporter,
+            checkpoint_dir=checkpoint_dir,
+            resume_from=resume_from,
+            output_dir=outputs,
+            options=RuntimeOptions(**job.options),
+            on_checkpoint=checkpointed,
+            rank=rank,
+            world_size=world_size,
+            faults=FaultInjection(**job.faults),
+        )
+        if logger is not None:
+            logger.flush()
+            if result.status == "FINISHED":
+                log_trial_outputs(job.tracking_uri, run_id, result.model_dir, result.eval_details)
+        return result
+    finally:
+        if logger is not None:
+            logger.flush()
+        if outputs is not None:
+            shutil.rmtree(outputs, ignore_errors=True)
+
+
+def finish(job: TrialJob, run_id: str, status: str, reason: str | None = None) -> None:
+    from slmscale.tracking.runs import finish_run
+
+    finish_run(job.tracking_uri, run_id, status=status, reason=reason)
+
+
+def local_checkpoint_dir(job: TrialJob) -> Path:
+    """Where `slmscale train` keeps the trial's checkpoint (stable: a rerun resumes from it)."""
+    return Path(job.storage_path) / f"trial-{job.key}" / "checkpoint"
+
+
+def run_in_process(job: TrialJob) -> tuple[str, TrialResult | None]:
+    """Run one trial here, without Ray; returns (status, result).  FINISHED runs are skipped."""
+    run = start_run(job)
+    if run.status == "FINISHED":
+        return "SKIPPED", None
+    directory = local_checkpoint_dir(job)
+    try:
+        result = run_worker(job, run.run_id, checkpoint_dir=directory)
+    except BaseException as exc:
+        finish(job, run.run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+        raise
+    finish(job, run.run_id, result.status, result.reason)
+    if result.status == "FINISHED":
+        shutil.rmtree(directory, ignore_errors=True)
+    return result.status, result

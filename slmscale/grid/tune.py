@@ -1,0 +1,198 @@
+"""Ray Tune over Ray Train: one Tune function trial per grid point, each a TorchTrainer job.
+
+Ray 2.60 runs Train V2, where `Tuner(TorchTrainer(...))` is refused; the supported pattern (see
+the project's platform notes) is a Tune *function* that builds a TorchTrainer and calls `fit()`.
+
+Identity and resume:
+- The project owns the MLflow run (slmscale.grid.runner.start_run): trial key -> one run,
+  resumed by run id.  FINISHED trials are skipped before Tune starts, and counted.
+- The Train RunConfig name is `trial-<key>` under a stable storage path, so Train resumes from its
+  own latest checkpoint after a worker crash (FailureConfig) or a rerun of the whole grid.
+- A non-finite loss ends its trial FAILED (tag slmscale.failure_reason); the Tune trial itself
+  completes, so the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from slmscale.config.grid import ResourcesSpec
+from slmscale.grid.runner import TrialJob, finish, run_worker, start_run
+from slmscale.grid.table import TrialTable, tune_callback
+from slmscale.tracking.schema import TAG_FAILURE
+from slmscale.tracking.store import client
+
+HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+HEALTH_CHECK_S = "0.25"  # Train V2 polls every 2 s by default: most of a small trial's overhead
+
+
+def train_worker(loop_config: dict) -> None:
+    """The Ray Train per-worker function: the pure core, with Ray checkpoints and reports."""
+    import ray.train
+
+    job, run_id = TrialJob.from_dict(loop_config["job"]), loop_config["run_id"]
+    ctx = ray.train.get_context()
+    scratch = Path(tempfile.mkdtemp(prefix=f"slmscale-{job.key}-ckpt-"))
+
+    def on_checkpoint(path, tokens_seen: int) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(str(path)) if path else None
+        ray.train.report({"tokens_seen": tokens_seen}, checkpoint=checkpoint)
+
+    def on_test_loss(loss: float, tokens_seen: int) -> None:
+        ray.train.report({"tokens_seen": tokens_seen, "loss": loss})
+
+    restored = ray.train.get_checkpoint()
+    with restored.as_directory() if restored else nullcontext(None) as resume:
+        result = run_worker(
+            job,
+            run_id,
+            rank=ctx.get_world_rank(),
+            world_size=ctx.get_world_size(),
+            checkpoint_dir=scratch / "checkpoint",
+            resume_from=resume,
+            on_checkpoint=on_checkpoint,
+            on_test_loss=on_test_loss,
+        )
+    if ctx.get_world_rank() == 0:
+        finish(job, run_id, result.status, result.reason)
+    ray.train.report(
+        {
+            "tokens_seen": result.tokens_trained,
+            "loss": result.test_loss_final if result.test_loss_final is not None else float("nan"),
+            "status": result.status,
+            "reason": result.reason or "",
+        }
+    )
+
+
+def _trainer(job: TrialJob, run_id: str, res: dict, in_tune: bool = True):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    gpus = float(res["gpus_per_worker"])
+    per_worker = {"CPU": float(res["cpus_per_worker"]), **res.get("custom", {})}
+    if gpus > 0:
+        per_worker["GPU"] = gpus
+    # One worker never communicates: gloo then works whether or not torch sees the GPU Ray
+    # granted (the core falls back to CPU).  Several GPU workers need NCCL.
+    backend = "nccl" if gpus > 0 and res["workers"] > 1 else "gloo"
+    return TorchTrainer(
+        train_worker,
+        train_loop_config={"job": job.to_dict(), "run_id": run_id},
+        torch_config=TorchConfig(backend=backend),
+        scaling_config=ScalingConfig(
+            num_workers=res["workers"], use_gpu=gpus > 0, resources_per_worker=per_worker
+        ),
+        run_config=RunConfig(
+            name=f"trial-{job.key}",
+            storage_path=job.storage_path,
+            failure_config=FailureConfig(max_failures=res["max_failures"]),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            callbacks=[TuneReportCallback()] if in_tune else [],
+        ),
+    )
+
+
+def tune_trial(config: dict) -> None:
+    """The Tune function trainable: open the MLflow run, fit a TorchTrainer, close the run."""
+    from ray import tune
+
+    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)  # propagated to the Train controller
+    job = TrialJob.from_dict(config["job"])
+    run = start_run(job)
+    if run.status == "FINISHED":
+        tune.report({"status": "SKIPPED", "tokens_seen": job.tokens})
+        return
+    status, reason = "FAILED", None
+    try:
+        _trainer(job, run.run_id, config["resources"]).fit()
+        # Rank 0 closed the run (FINISHED, or FAILED on a non-finite loss) before returning.
+        ended = client(job.tracking_uri).get_run(run.run_id)
+        status, reason = ended.info.status, ended.data.tags.get(TAG_FAILURE)
+    except Exception as exc:  # retries exhausted (FailureConfig): the run records why
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
+        reason = f"{type(exc).__name__}: {lines[-1].strip()[:500]}"
+    if status not in ("FINISHED", "FAILED"):
+        status = "FAILED"
+    if status == "FAILED" and reason is None:
+        reason = "the training job ended without closing its run"
+    finish(job, run.run_id, status, reason)
+    tune.report({"status": status, "reason": reason or "", "tokens_seen": job.tokens})
+
+
+@dataclass
+class GridSummary:
+    skipped: int
+    table: TrialTable
+
+    @property
+    def failed(self) -> int:
+        return self.table.failed
+
+    def render(self) -> str:
+        return f"{self.table.summary()}; skipped {self.skipped} already FINISHED"
+
+
+def _finished(job: TrialJob) -> bool:
+    from slmscale.tracking.runs import find_trial_runs
+
+    runs = find_trial_runs(job.tracking_uri, job.experiment_id, job.key)
+    return any(r.info.status == "FINISHED" for r in runs)
+
+
+def run_grid(
+    jobs: list[TrialJob],
+    resources: ResourcesSpec,
+    *,
+    grid_name: str,
+    max_concurrent: int | None = None,
+    stream=None,
+) -> GridSummary:
+    """Train every job not yet FINISHED on the connected (or a new local) Ray cluster."""
+    import ray
+    from ray import tune
+
+    todo = [j for j in jobs if not _finished(j)]
+    print(
+        f"grid {grid_name}: {len(jobs)} trials, skipping {len(jobs) - len(todo)} already FINISHED",
+        file=stream or sys.stderr,
+    )
+    table = TrialTable(stream=stream)
+    for j in todo:
+        table.add(j.key, j.run_name, j.tokens)
+    if not todo:
+        return GridSummary(len(jobs), table)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(tune_trial, {"CPU": 0.01}),
+            param_space={
+                "job": tune.grid_search([j.to_dict() for j in todo]),
+                "resources": resources.model_dump(),
+            },
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=max_concurrent or resources.max_concurrent_trials,
+                trial_name_creator=lambda t: f"trial-{t.config['job']['key']}",
+                trial_dirname_creator=lambda t: f"trial-{t.config['job']['key']}",
+            ),
+            run_config=tune.RunConfig(
+                name=f"grid-{grid_name}",
+                storage_path=todo[0].storage_path,
+                callbacks=[tune_callback(table)],
+                verbose=0,
+            ),
+        )
+        tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    table.draw(force=True)
+    return GridSummary(len(jobs) - len(todo), table)

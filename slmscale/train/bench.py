@@ -1,0 +1,84 @@
+"""Timing the bare training step (pure core: runs on the GPU machine without Ray or MLflow).
+
+`step_throughput` times the same step the trainer runs (forward, token-summed cross-entropy,
+backward, clip, AdamW) on random tokens: the baseline for the Ray Train overhead ratio
+(slmscale.grid.bench) and for MFU.  Benchmarks, not tests, assert numbers about it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from slmscale.model import ModelShape, build_model, vocab_size
+from slmscale.train.loop import resolve_device
+from slmscale.train.optim import build_optimizer
+from slmscale.train.throughput import mfu, peak_flops
+
+DEFAULT_OPT = {"lr_max": 5e-4, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8}
+
+
+@dataclass
+class StepTiming:
+    tokens_per_sec: float  # steady state: after the warmup steps
+    seconds_per_step: float
+    first_step_done_at: float  # time.time() when the first step finished (for start overhead)
+    mfu: float | None
+    device: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def step_throughput(
+    shape: ModelShape,
+    *,
+    n_units: int = 500,
+    context: int = 2050,
+    batch: int = 8,
+    steps: int = 10,
+    warmup: int = 2,
+    device: str | None = None,
+    bf16: bool | None = None,
+    compile: bool = False,
+    seed: int = 0,
+) -> StepTiming:
+    """Steady tokens/s of the training step of `shape` at `batch` x `context` tokens per step."""
+    dev = resolve_device(device)
+    bf16 = dev.type == "cuda" if bf16 is None else bf16
+    torch.manual_seed(seed)
+    model = build_model(shape, n_units, context).to(dev)
+    opt = build_optimizer(model, DEFAULT_OPT, dev)
+    fwd = torch.compile(model) if compile else model
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.integers(0, vocab_size(n_units), (batch, context))).to(dev)
+    first_done, t_start = None, None
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(dev)
+            t_start = time.perf_counter()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = fwd(input_ids=x).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1)
+        )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if first_done is None:
+            _sync(dev)
+            first_done = time.time()
+    _sync(dev)
+    seconds = (time.perf_counter() - t_start) / steps
+    tps = batch * context / seconds
+    peak = peak_flops(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else None
+    return StepTiming(tps, seconds, first_done, mfu(tps, shape, context, peak), str(dev))
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)

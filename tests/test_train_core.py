@@ -1,0 +1,124 @@
+"""The training core without Ray or MLflow: schedule, exact token accounting, resume, NaN."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from slmscale.config import load_grid_spec
+from slmscale.corpus import TokenStream, allocate, build_pool, load_sources
+from slmscale.grid.expand import expand_grid, resolve_data
+from slmscale.train import (
+    FaultInjection,
+    InjectedFault,
+    RuntimeOptions,
+    lr_at,
+    train_one_trial,
+)
+from slmscale.train.synthetic import write_synthetic_units
+
+SMOKE = "tune_spaces/smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_trials(tmp_path_factory):
+    """The smoke grid's trials over a tiny synthetic units dataset at units/smoke."""
+    import os
+    from pathlib import Path
+
+    root = tmp_path_factory.mktemp("smoke")
+    spec_path = Path(__file__).resolve().parents[1] / SMOKE
+    write_synthetic_units(root / "units" / "smoke")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        spec = load_grid_spec(spec_path)
+        trials = expand_grid(spec, resolve_data(spec))
+    finally:
+        os.chdir(cwd)
+    for t in trials:
+        for src in t.config["data"]:
+            src["path"] = str(root / src["path"])
+    return trials
+
+
+def test_lr_schedule_endpoints_exact():
+    kw = dict(steps=1000, warmup_steps=100, lr_max=5e-4, lr_min=5e-5)
+    assert lr_at(0, **kw) == 5e-4 / 100
+    assert lr_at(49, **kw) == 5e-4 * 50 / 100
+    assert lr_at(99, **kw) == 5e-4  # warmup reaches lr_max exactly on its last step
+    assert lr_at(100, **kw) == 5e-4  # cosine starts at lr_max
+    assert lr_at(999, **kw) == 5e-5  # and ends at lr_min exactly on the last step
+    mid = lr_at(100 + 899 / 2, **kw)
+    assert mid == pytest.approx((5e-4 + 5e-5) / 2)
+    lrs = [lr_at(s, **kw) for s in range(100, 1000)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_allocate_by_weight_with_overflow():
+    assert allocate(100, [1, 1], [1000, 1000]) == [50, 50]
+    assert allocate(100, [3, 1], [1000, 1000]) == [75, 25]
+    assert allocate(100, [1, 1], [10, 1000]) == [10, 90]  # the small source gives the rest
+    assert sum(allocate(101, [1, 1, 1], [50, 50, 50])) == 101
+
+
+def test_stream_covers_pool_exactly(smoke_trials):
+    trial = next(t for t in smoke_trials if t.epochs == 2)
+    sources = load_sources(trial.config["data"])
+    pool = build_pool(sources, trial.unique_tokens, trial.config["n_units"], seed=0)
+    assert len(pool) == trial.unique_tokens
+    stream = TokenStream(pool, trial.tokens, trial.context, seed=0)
+    idx = np.concatenate([stream.indices(w * 64, (w + 1) * 64) for w in range(stream.n_windows)])
+    assert len(idx) == trial.tokens
+    first, second = idx[: trial.unique_tokens], idx[trial.unique_tokens :]
+    assert sorted(first) == list(range(trial.unique_tokens))  # pass 1: every pool token once
+    assert sorted(second) == list(range(trial.unique_tokens))  # pass 2: again...
+    assert not np.array_equal(first, second)  # ...in a fresh order
+    again = build_pool(load_sources(trial.config["data"]), trial.unique_tokens, 20, seed=0)
+    assert np.array_equal(pool, again)  # the seed fixes the unique tokens
+
+
+def test_uneven_budget_stops_at_exactly_d(smoke_trials):
+    config = dict(smoke_trials[0].config, tokens=1000, unique_tokens=700)
+    result = train_one_trial(config, options=RuntimeOptions(deterministic=True))
+    assert result.status == "FINISHED"
+    assert result.tokens_trained == 1000  # 3 full steps of 256 and a partial one of 232
+    assert result.unique_tokens_seen == 700
+    assert result.steps == math.ceil(1000 / (4 * 64))
+
+
+def test_kill_and_resume_gives_the_same_final_loss(smoke_trials, tmp_path):
+    config = next(t for t in smoke_trials if t.epochs == 2).config
+    opts = RuntimeOptions(checkpoint_every_steps=8, log_every_steps=4, deterministic=True)
+    full = train_one_trial(config, options=opts)
+    with pytest.raises(InjectedFault):
+        train_one_trial(
+            config,
+            checkpoint_dir=tmp_path / "ckpt",
+            options=opts,
+            faults=FaultInjection(raise_at_step=21),
+        )
+    seen = []
+    resumed = train_one_trial(
+        config,
+        reporter=lambda m, step: seen.append(step),
+        checkpoint_dir=tmp_path / "ckpt",
+        options=opts,
+    )
+    assert min(seen) > 16 * 256  # it restarted after the step-16 checkpoint, not from zero
+    assert resumed.tokens_trained == full.tokens_trained == 8192
+    assert resumed.test_loss_final == full.test_loss_final
+    assert full.test_loss_final < math.log(20)  # and it learned something
+
+
+def test_nan_loss_fails_the_trial_with_a_reason(smoke_trials):
+    result = train_one_trial(
+        smoke_trials[0].config,
+        options=RuntimeOptions(deterministic=True),
+        faults=FaultInjection(nan_at_step=3),
+    )
+    assert result.status == "FAILED"
+    assert "non-finite train loss" in result.reason and "step 3" in result.reason
+    assert result.steps == 4
