@@ -22,14 +22,16 @@ from slmscale.tracking.schema import (
 
 
 def default_tracking_uri(workdir: str | Path | None = None) -> str:
-    """`MLFLOW_TRACKING_URI` if set, else a SQLite file in the working directory.
+    """`MLFLOW_TRACKING_URI` if set, else a SQLite file in the output root (`slmscale info`).
 
     MLflow 3 refuses the old `./mlruns` file store, so the local default is SQLite.
     """
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    base = Path(workdir) if workdir is not None else Path.cwd()
+    from slmscale.paths import output_root
+
+    base = Path(workdir) if workdir is not None else output_root()
     return f"sqlite:///{(base / DEFAULT_DB).resolve()}"
 
 
@@ -67,6 +69,8 @@ def get_or_create_experiment(
                 f"MLflow experiment {name!r} is deleted in {tracking_uri}; restore it or rename the grid"
             )
         return exp.experiment_id
+    if artifact_location is None:
+        artifact_location = default_artifact_location(tracking_uri, name)
     try:
         return c.create_experiment(name, artifact_location=artifact_location)
     except Exception:
@@ -74,6 +78,19 @@ def get_or_create_experiment(
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Artifacts of a local SQLite store live beside the database file, not in `./mlruns`.
+
+    MLflow's own default is `./mlruns/<id>` relative to whichever process creates the experiment,
+    which scatters artifacts over working directories.  A server (http://...) chooses its own.
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    db = Path(tracking_uri[len(prefix) :].split("?", 1)[0])
+    return (db.parent / "mlartifacts" / experiment).resolve().as_uri()
 
 
 def get_experiment_id(tracking_uri: str, name: str) -> str:
