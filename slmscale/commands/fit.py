@@ -1,0 +1,207 @@
+"""`slmscale fit`: fit the scaling laws to tracked runs (`--experiment`) or a runs table (`--runs`).
+
+Writes fit.json (`--json FILE`, else prints a summary); with `--experiment` also logs a fit run
+to MLflow.  The shared input flags and loading live here; `report` reuses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from slmscale.errors import UserError
+from slmscale.paper import HUBER_DELTA
+
+LAWS = ("chinchilla", "data_constrained")
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--experiment",
+        action="append",
+        metavar="NAME",
+        help="MLflow experiment to read train runs from (repeatable)",
+    )
+    src.add_argument(
+        "--runs",
+        metavar="FILE",
+        help="runs table, CSV or Parquet: params, tokens, loss [, unique_tokens, "
+        "flops, run_id, model_size, tokenizer, metric columns]",
+    )
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)")
+    parser.add_argument(
+        "--filter",
+        default="",
+        help="MLflow search filter, e.g. \"params.tokenizer = 'hubert25hz-k500'\"",
+    )
+    parser.add_argument(
+        "--curves",
+        metavar="FILE",
+        help="with --runs: eval-point curves, "
+        "long format CSV/Parquet: run_id, tokens, flops, test_loss",
+    )
+    parser.add_argument("--law", choices=LAWS, default="chinchilla")
+    parser.add_argument("--huber-delta", type=float, default=HUBER_DELTA)
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap replicates over runs for 95%% intervals (0: none)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--workers", type=int, default=2, help="processes for the bootstrap")
+    parser.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="text-LLM reference table (default: the vendored Pythia v0 table)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_input_arguments(parser)
+    parser.add_argument("--json", metavar="FILE", help="write fit.json here")
+
+
+def read_table_file(path: str, what: str) -> dict[str, list]:
+    """A CSV or Parquet file as column -> list, with a one-line error for unreadable files."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{path}: {what} file not found")
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            table = pq.read_table(p)
+        else:
+            table = pcsv.read_csv(p)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UserError(f"{path}: cannot read {what} ({str(exc).splitlines()[0]})") from None
+    if table.num_rows == 0:
+        raise UserError(f"{path}: {what} has no rows")
+    return table.to_pydict()
+
+
+def _check_curves(curves: dict, path: str) -> dict:
+    from slmscale.tracking.schema import M_TEST_LOSS
+
+    need = {"run_id", M_TEST_LOSS}
+    if not need <= set(curves) or not ({"flops", "tokens"} & set(curves)):
+        raise UserError(
+            f"{path}: curves need columns run_id, {M_TEST_LOSS} and flops or tokens "
+            f"(has: {', '.join(sorted(curves))})"
+        )
+    return curves
+
+
+def load_inputs(args) -> tuple[dict, dict | None, dict]:
+    """(runs columns, curves columns or None, source) from `--runs` or `--experiment`."""
+    if args.runs:
+        if args.filter:
+            raise UserError("--filter applies to --experiment only (filter the file instead)")
+        runs = read_table_file(args.runs, "runs table")
+        curves = (
+            _check_curves(read_table_file(args.curves, "curves"), args.curves)
+            if args.curves
+            else None
+        )
+        digest = hashlib.sha256(Path(args.runs).read_bytes()).hexdigest()[:16]
+        source = {"kind": "file", "path": str(args.runs), "sha256": digest, "label": args.runs}
+        return runs, curves, source
+    if args.curves:
+        raise UserError("--curves applies to --runs only (curves are read from MLflow)")
+    from slmscale.tracking.fits import read_curves, read_runs
+    from slmscale.tracking.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    args.tracking_uri = uri
+    runs = read_runs(uri, args.experiment, args.filter)
+    if not runs or not runs.get("run_id"):
+        raise UserError(
+            f"experiment(s) {', '.join(args.experiment)} in {uri}: no train runs "
+            f"match{' filter ' + repr(args.filter) if args.filter else ''}"
+        )
+    curves = read_curves(uri, runs)
+    source = {
+        "kind": "mlflow",
+        "tracking_uri": uri,
+        "experiments": list(args.experiment),
+        "filter": args.filter,
+        "label": "+".join(args.experiment),
+    }
+    return runs, curves, source
+
+
+def study_from_args(args):
+    """Load, validate and fit: the `Study` for `fit` and `report`."""
+    from slmscale.laws.reference import load_reference
+    from slmscale.laws.study import run_study
+    from slmscale.laws.table import validate_runs
+    from slmscale.progress import Progress
+
+    if args.bootstrap < 0 or args.huber_delta <= 0:
+        raise UserError("--bootstrap must be >= 0 and --huber-delta > 0")
+    runs, curves, source = load_inputs(args)
+    table, excluded = validate_runs(runs, source["label"])
+    for e in excluded:
+        print(f"excluded {e['run_id']}: {e['reason']}", file=sys.stderr)
+    _, reference = load_reference(args.reference)
+    progress = Progress(args.bootstrap, "bootstrap", " fits") if args.bootstrap else None
+    try:
+        return run_study(
+            table,
+            excluded,
+            source=source,
+            law=args.law,
+            huber_delta=args.huber_delta,
+            n_bootstrap=args.bootstrap,
+            seed=args.seed,
+            workers=args.workers,
+            curves=curves,
+            reference=reference,
+            progress=progress,
+        )
+    finally:
+        progress and progress.close()
+
+
+def fit_json_bytes(doc: dict) -> bytes:
+    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+
+
+def print_summary(doc: dict, out=None) -> None:
+    out = out or sys.stdout
+    ci = doc["ci95"]
+    print(f"law {doc['law']}: {doc['n_points']} points, objective {doc['objective']:.6g}", file=out)
+    for k, v in doc["params"].items():
+        lo, hi = ci.get(k, [None, None])
+        rng = f"  95% [{lo}, {hi}]" if lo is not None or hi is not None else ""
+        print(f"  {k:9s} {v:<12.6g}{rng}", file=out)
+    co = doc["compute_optimal"]
+    print(f"  N_opt = {co['G']:.4g} (C/6)^{co['a']:.4f}, D_opt = (C/6)^{co['b']:.4f} / G", file=out)
+    print(f"  excluded runs: {len(doc['excluded'])}", file=out)
+
+
+def run(args) -> int:
+    from slmscale.units import write_bytes_atomic
+
+    study = study_from_args(args)
+    data = fit_json_bytes(study.doc)
+    if args.json:
+        write_bytes_atomic(args.json, data)
+        print(f"wrote {args.json}", file=sys.stderr)
+    print_summary(study.doc)
+    if args.experiment:
+        from slmscale.tracking.fits import log_fit_run
+
+        run_id = log_fit_run(
+            args.tracking_uri, args.experiment, args.filter, study.doc, fit_json=data
+        )
+        print(f"logged fit run {run_id}", file=sys.stderr)
+    return 0

@@ -1,0 +1,211 @@
+"""Figures of the report: analogues of the paper's Figures 1-5, plus residuals and the R* profile.
+
+Each `fig_*` takes a `Study` and returns a matplotlib Figure (or None when there is nothing to
+draw); `save_all` writes PNG and SVG with fixed metadata so reruns give the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from slmscale.laws.study import Study  # noqa: E402
+
+plt.rcParams.update({"svg.hashsalt": "slmscale", "figure.dpi": 100, "font.size": 9})
+
+
+def _sizes_colors(N):
+    sizes = np.unique(N)
+    cmap = plt.get_cmap("viridis")
+    return sizes, {s: cmap(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
+
+
+def _size_label(n: float) -> str:
+    return f"{n / 1e9:.2g}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
+
+
+def fig1_loss_envelope(study: Study):
+    env, t = study.envelope, study.single
+    n_of = dict(zip(t.run_id, t.N, strict=True))
+    sizes, color = _sizes_colors(t.N)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for rid in sorted(set(env["run_id"])):
+        m = env["run_id"] == rid
+        order = np.argsort(env["C"][m])
+        ax.plot(env["C"][m][order], env["L"][m][order], color=color[n_of[rid]], lw=0.8, alpha=0.7)
+    for s in sizes:
+        ax.plot([], [], color=color[s], label=_size_label(s))
+    f = env["frontier"]
+    ax.scatter(env["C"][f], env["L"][f], s=10, color="black", zorder=3, label="envelope")
+    if env["law"]:
+        c = np.geomspace(env["C"].min(), env["C"].max(), 50)
+        ax.plot(c, env["law"](c), "k--", label=f"L = {env['law'].k:.3g} C^{env['law'].gamma:.3f}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="compute C (FLOPs)",
+        ylabel="test loss",
+        title=f"Figure 1: loss envelope ({env['basis']})",
+    )
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _metric_panels(study: Study):
+    """One panel per downstream metric: (fig, [(ax, metric, data)]), or None without metrics."""
+    metrics = sorted(study.downstream)
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5), squeeze=False)
+    return fig, [(ax, m, study.downstream[m]) for ax, m in zip(axes[0], metrics, strict=True)]
+
+
+def fig2_downstream_envelope(study: Study):
+    panels = _metric_panels(study)
+    if panels is None:
+        return None
+    fig, pairs = panels
+    for ax, m, d in pairs:
+        ax.scatter(d["C"], d["y"], s=8, alpha=0.5, label="speech runs (ours)")
+        f = d["frontier"]
+        ax.scatter(d["C"][f], d["y"][f], s=14, color="black", label="envelope")
+        if d["law"]:
+            c = np.geomspace(d["C"].min(), d["C"].max(), 50)
+            ax.plot(c, d["law"](c), "k--", label=f"gamma_q = {d['law'].gamma:.3f}")
+        ref = study.reference.get(m)
+        if ref:
+            ax.scatter(ref["C"], ref["y"], s=6, color="tab:red", alpha=0.3, label="text reference")
+            c = np.geomspace(ref["C"].min(), ref["C"].max(), 50)
+            ax.plot(
+                c,
+                ref["law"](c),
+                color="tab:red",
+                ls="--",
+                label=f"text gamma_q = {ref['law'].gamma:.3f}",
+            )
+        ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=m)
+        ax.legend(fontsize=6)
+    fig.suptitle("Figure 2: downstream envelope against compute")
+    fig.tight_layout()
+    return fig
+
+
+def fig3_law_fit(study: Study):
+    t, p = study.single, study.chinchilla.params
+    sizes, color = _sizes_colors(t.N)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s in sizes:
+        m = t.N == s
+        ax.scatter(t.D[m], t.loss[m], color=color[s], s=14, label=_size_label(s))
+        d = np.geomspace(t.D[m].min(), t.D[m].max(), 40)
+        ax.plot(d, p.predict(s, d), color=color[s], lw=1)
+    ax.set(
+        xscale="log",
+        xlabel="training tokens D",
+        ylabel="final test loss",
+        title="Eq. 4 fit: observed (dots) and L_hat(N, D) (lines)",
+    )
+    ax.legend(fontsize=7)
+    return fig
+
+
+def fig4_loss_vs_metric(study: Study):
+    panels = _metric_panels(study)
+    if panels is None:
+        return None
+    fig, pairs = panels
+    for ax, m, d in pairs:
+        ax.scatter(d["loss"], d["y"], s=10, alpha=0.7)
+        rel = d["linear"]
+        if rel:
+            x = np.linspace(rel.loss_min, rel.loss_max, 20)
+            ax.plot(x, rel(x), "k-", label=f"r = {rel.pearson_r:.3f} ({rel.n_points} runs)")
+            if rel.plateau is not None:
+                ax.axvline(rel.loss_min, color="gray", ls=":", label="saturation")
+            ax.legend(fontsize=7)
+        ax.set(xlabel="test loss", ylabel=m)
+    fig.suptitle("Figure 4: downstream metric against test loss")
+    fig.tight_layout()
+    return fig
+
+
+def fig5_tokenizers(study: Study):
+    groups = study.tokenizers or {"(one tokenizer)": {"envelope": study.envelope}}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (name, g) in enumerate(sorted(groups.items())):
+        env, col = g["envelope"], plt.get_cmap("tab10")(i)
+        ax.scatter(env["C"], env["L"], s=4, color=col, alpha=0.3)
+        if env["law"]:
+            c = np.geomspace(env["C"].min(), env["C"].max(), 50)
+            ax.plot(c, env["law"](c), color=col, label=f"{name}: gamma = {env['law'].gamma:.3f}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="compute C (FLOPs)",
+        ylabel="test loss",
+        title="Figure 5: tokenizers compared (loss envelopes)",
+    )
+    ax.legend(fontsize=7)
+    return fig
+
+
+def fig_residuals(study: Study):
+    t, p = study.single, study.chinchilla.params
+    res = np.log(t.loss) - np.log(p.predict(t.N, t.D))
+    sizes, color = _sizes_colors(t.N)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for s in sizes:
+        m = t.N == s
+        ax.scatter(t.D[m] / t.N[m], res[m], color=color[s], s=12, label=_size_label(s))
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel="D / N", ylabel="log L - log L_hat", title="Eq. 4 residuals")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def fig_rstar_profile(study: Study):
+    dc = study.data_constrained
+    if dc is None:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 4))
+    g = dc.grid_log10
+    z = np.log10(dc.surface / max(dc.surface.min(), 1e-300))
+    cs = ax.contourf(
+        g, g, z.T, levels=np.linspace(0, min(z.max(), 2.0), 21), cmap="magma_r", extend="max"
+    )
+    fig.colorbar(cs, ax=ax, label="log10(objective / minimum)")
+    ax.plot(np.log10(dc.R_star_N), np.log10(dc.R_star_D), "c*", ms=12, label="fit")
+    ax.set(xlabel="log10 R*_N", ylabel="log10 R*_D", title="Eq. 7/8 objective profile (R*)")
+    ax.legend(fontsize=7)
+    return fig
+
+
+FIGURES = {
+    "fig1_loss_envelope": fig1_loss_envelope,
+    "fig2_downstream_envelope": fig2_downstream_envelope,
+    "fig3_law_fit": fig3_law_fit,
+    "fig4_loss_vs_metric": fig4_loss_vs_metric,
+    "fig5_tokenizers": fig5_tokenizers,
+    "fig_residuals": fig_residuals,
+    "fig_rstar_profile": fig_rstar_profile,
+}
+
+
+def save_all(study: Study, out_dir: Path) -> list[str]:
+    """Write every figure that has data as PNG and SVG; returns the names written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for name, make in FIGURES.items():
+        fig = make(study)
+        if fig is None:
+            continue
+        fig.savefig(out_dir / f"{name}.png", metadata={"Software": None})
+        fig.savefig(out_dir / f"{name}.svg", metadata={"Date": None, "Creator": None})
+        plt.close(fig)
+        names.append(name)
+    return names
