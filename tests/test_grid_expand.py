@@ -160,3 +160,16 @@ def test_dry_run_cli_table_and_json():
     assert all(keys <= set(r) for r in rows)
     total = sum(r["flops"] for r in rows)
     assert f"{total:.3g}" in table
+
+
+def test_key_follows_data_content_not_its_path(tmp_path):
+    """The same units reached by another path (relative/absolute, another mount) keep the key."""
+    _units(tmp_path / "u", 10_000_000)
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "mnt" / "u").symlink_to(tmp_path / "u")
+    _, a = plan(_spec(tmp_path))
+    _, b = plan(_spec(tmp_path, units=[{"path": str(tmp_path / "mnt" / "u")}]))
+    assert [t.key for t in a] == [t.key for t in b]
+    _units(tmp_path / "u", 10_000_001)  # different content: a different trial
+    _, c = plan(_spec(tmp_path))
+    assert [t.key for t in a] != [t.key for t in c]

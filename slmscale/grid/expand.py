@@ -86,10 +86,21 @@ class Trial:
         }
 
 
+def trial_identity(config: dict) -> dict:
+    """What a trial *is*: its config, with each present units dataset named by its content.
+
+    A dataset found on disk is identified by its meta.json hash, not its path, so the same data
+    reached through another path (a laptop folder, a cluster mount, relative vs absolute) keeps
+    the trial's key, and finished runs are still found.  Absent data (planning) keeps its path.
+    """
+    data = [{**src, "path": None} if src.get("meta_hash") else src for src in config["data"]]
+    return {**config, "data": data}
+
+
 def trial_key(config: dict) -> str:
-    """Stable 16-hex hash of a resolved trial config (canonical JSON)."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    """Stable 16-hex hash of a resolved trial config's identity (canonical JSON)."""
+    blob = json.dumps(trial_identity(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def warmup_steps(steps: int, min_steps: int, fraction: float) -> int:

@@ -66,7 +66,7 @@ def micro_batch_for(spec: GridSpec, trial: Trial, n_units: int) -> int | None:
 def _absolute_paths(config: dict) -> dict:
     """The trial config with absolute units paths: Ray workers run in other directories.
 
-    The trial key stays the one computed from the config as written (see expand_grid).
+    The trial key does not change: present data is keyed by content (expand.trial_identity).
     """
     data = [{**src, "path": str(Path(src["path"]).resolve())} for src in config["data"]]
     return {**config, "data": data}

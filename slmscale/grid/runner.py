@@ -123,7 +123,17 @@ def finish(job: TrialJob, run_id: str, status: str, reason: str | None = None) -
 
 
 def local_checkpoint_dir(job: TrialJob) -> Path:
-    """Where `slmscale train` keeps the trial's checkpoint (stable: a rerun resumes from it)."""
+    """Where `slmscale train` keeps the trial's checkpoint (stable: a rerun resumes from it).
+
+    `slmscale train` runs without Ray, so without Ray's storage layer: local folders only.
+    """
+    if "://" in job.storage_path:
+        from slmscale.errors import UserError
+
+        raise UserError(
+            f"--storage-path {job.storage_path}: `slmscale train` keeps its checkpoint on a local "
+            "or mounted folder; object stores (s3://, gs://) need `slmscale grid`"
+        )
     return Path(job.storage_path) / f"trial-{job.key}" / "checkpoint"
 
 

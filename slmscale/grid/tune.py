@@ -15,6 +15,7 @@ Identity and resume:
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from contextlib import nullcontext
@@ -47,17 +48,21 @@ def train_worker(loop_config: dict) -> None:
         ray.train.report({"tokens_seen": tokens_seen, "loss": loss})
 
     restored = ray.train.get_checkpoint()
-    with restored.as_directory() if restored else nullcontext(None) as resume:
-        result = run_worker(
-            job,
-            run_id,
-            rank=ctx.get_world_rank(),
-            world_size=ctx.get_world_size(),
-            checkpoint_dir=scratch / "checkpoint",
-            resume_from=resume,
-            on_checkpoint=on_checkpoint,
-            on_test_loss=on_test_loss,
-        )
+    try:
+        with restored.as_directory() if restored else nullcontext(None) as resume:
+            result = run_worker(
+                job,
+                run_id,
+                rank=ctx.get_world_rank(),
+                world_size=ctx.get_world_size(),
+                checkpoint_dir=scratch / "checkpoint",
+                resume_from=resume,
+                on_checkpoint=on_checkpoint,
+                on_test_loss=on_test_loss,
+            )
+    finally:
+        # Ray Train has copied every reported checkpoint to the storage path by now.
+        shutil.rmtree(scratch, ignore_errors=True)
     if ctx.get_world_rank() == 0:
         finish(job, run_id, result.status, result.reason)
     ray.train.report(
@@ -146,6 +151,32 @@ def _finished(job: TrialJob) -> bool:
     return any(r.info.status == "FINISHED" for r in runs)
 
 
+def check_cluster_reach(jobs: list[TrialJob], stream=None) -> None:
+    """On a cluster, refuse tracking/storage/units that only this machine can reach.
+
+    With nodes on several machines that is an error (runs and checkpoints would be split or
+    lost); with one machine so far (an autoscaling cluster before it scales up) it is a warning.
+    """
+    import ray
+
+    from slmscale.cluster import node_local_problems, spans_machines
+    from slmscale.errors import UserError
+
+    job = jobs[0]
+    units = [src["path"] for src in job.config["data"]]
+    problems = node_local_problems(job.tracking_uri, job.storage_path, units)
+    if not problems:
+        return
+    node_ips = [n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")]
+    if spans_machines(node_ips, ray.util.get_node_ip_address()):
+        raise UserError("cluster: " + "; ".join(problems))
+    for p in problems:
+        print(
+            f"warning: {p}; fine on one machine, not once the cluster scales out",
+            file=stream or sys.stderr,
+        )
+
+
 def run_grid(
     jobs: list[TrialJob],
     resources: ResourcesSpec,
@@ -169,9 +200,14 @@ def run_grid(
     if not todo:
         return GridSummary(len(jobs), table)
     started = not ray.is_initialized()
+    joining_cluster = bool(os.environ.get("RAY_ADDRESS"))  # e.g. under `ray job submit`
     if started:
-        ray.init(include_dashboard=False, log_to_driver=False)
+        # A local Ray keeps trial chatter out of the live table; on a cluster the trial logs
+        # must reach `ray job logs`.
+        ray.init(include_dashboard=False, log_to_driver=joining_cluster)
     try:
+        if joining_cluster or not started:
+            check_cluster_reach(todo, stream)
         tuner = tune.Tuner(
             tune.with_resources(tune_trial, {"CPU": 0.01}),
             param_space={
