@@ -6,7 +6,9 @@ An utterance's units never depend on what else is in the call:
 - windows of all utterances are sorted by length and packed into padded batches of at most
   `batch_seconds` of (padded) audio, so similar lengths share a batch and padding stays small;
 - each encoder keeps padding out of an utterance's frames (see `encoders.py`);
-- k-means assignment runs on the encoder's device, then consecutive repeats are removed.
+- k-means assignment runs on the encoder's device over all frames of the call, in fixed-size
+  chunks with one copy to the host (not one assignment and copy per utterance); then
+  consecutive repeats are removed per utterance.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from slmscale.audio.kmeans import assign
 from slmscale.audio.windows import Window, plan_windows
 
 MAX_DURATION = np.iinfo(np.uint16).max
+# Frames per k-means assignment: bounds the (frames x K) distance matrix.  On a CPU a matrix
+# that stays in cache (4096 x 500 floats = 8 MB) was 2x faster than one 65536-frame block.
+ASSIGN_CHUNK_FRAMES = {"cpu": 4096, "cuda": 65536}
 
 
 @dataclass
@@ -113,16 +118,28 @@ class UnitEncoder:
         for (u, _), feats in zip(pieces, out, strict=True):
             per_wave[u].append(feats)
         empty = torch.zeros(0, self.encoder.dim, device=self.encoder.device)
-        return [torch.cat(p) if p else empty for p in per_wave]
+        return [(p[0] if len(p) == 1 else torch.cat(p)) if p else empty for p in per_wave]
 
     def encode(self, waves: list[np.ndarray]) -> list[Encoded]:
         if self.centroids is None:
             raise ValueError("UnitEncoder.encode needs centroids")
+        if not waves:
+            return []
+        feats = self.features(waves)
+        counts = [int(f.shape[0]) for f in feats]
+        frames = torch.cat(feats)
+        chunk = ASSIGN_CHUNK_FRAMES.get(frames.device.type, 4096)
+        units = torch.cat(
+            [
+                assign(frames[i : i + chunk], self.centroids)
+                for i in range(0, max(1, frames.shape[0]), chunk)
+            ]
+        )
+        per_wave = np.split(units.cpu().numpy(), np.cumsum(counts)[:-1])
         results = []
-        for feats in self.features(waves):
-            units = assign(feats, self.centroids).cpu().numpy()
-            values, durations = run_lengths(units, self.dedup)
-            results.append(Encoded(values, durations, int(units.size)))
+        for u in per_wave:
+            values, durations = run_lengths(u, self.dedup)
+            results.append(Encoded(values, durations, int(u.size)))
         return results
 
 

@@ -1,0 +1,162 @@
+"""What a bench run measures and where: the sizes of each section (`Scale`) and the device.
+
+`FULL` is what `slmscale bench` runs; `QUICK` (`--quick`) keeps every figure but shrinks the work
+(and says where a figure is extrapolated); tests build smaller ones with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import pstats
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from slmscale.model import PAPER_SIZES, ModelShape
+
+TINY = ModelShape("tiny-2x64", n_layers=2, dim=64, n_heads=2)
+SMALL = ModelShape("small-4x256", n_layers=4, dim=256, n_heads=4)
+MID = ModelShape("mid-6x384", n_layers=6, dim=384, n_heads=6)
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    # fit: 240 synthetic points; the naive loop over every start, or a subset extrapolated
+    fit_points: int = 240
+    naive_starts: int | None = None  # None: all starts
+    bootstrap: int = 1000
+    bootstrap_workers: int = 2
+    # data: a units dataset of `data_tokens`, read in paper batches of `data_batch` x context
+    data_tokens: int = 4_000_000
+    data_batch: int = 64
+    consume_shape: ModelShape = PAPER_SIZES["20M"]
+    consume_context: int = 2050
+    consume_batch: int = 1
+    consume_steps: int = 2
+    # train on CPU: bare vs Ray Train per size
+    cpu_shapes: tuple[ModelShape, ...] = (TINY, SMALL)
+    cpu_context: int = 512
+    cpu_batch: int = 4
+    cpu_steps: int = 6
+    ray: bool = True
+    # train on GPU
+    gpu_shapes: tuple[ModelShape, ...] = tuple(PAPER_SIZES[n] for n in ("20M", "85M", "309M"))
+    gpu_context: int = 2050
+    gpu_steps: int = 10
+    gpu_shared_trials: int = 4
+    # tokenize
+    logmel_seconds: float = 1200.0
+    unbatched_seconds: float = 300.0
+    hubert_seconds: float = 7200.0
+    hubert_unbatched_seconds: float = 600.0
+    # eval
+    eval_shape: ModelShape = PAPER_SIZES["20M"]
+    eval_pairs: int = 256
+    cpu_threads: int | None = 1  # torch/BLAS threads of the CPU figures (see limit_threads)
+    extra: dict = field(default_factory=dict)
+
+
+FULL = Scale("full")
+QUICK = Scale(
+    "quick",
+    naive_starts=300,
+    bootstrap=100,
+    data_tokens=1_000_000,
+    consume_steps=1,
+    cpu_shapes=(TINY,),
+    cpu_context=256,
+    cpu_steps=4,
+    gpu_steps=5,
+    logmel_seconds=240.0,
+    unbatched_seconds=60.0,
+    hubert_seconds=1800.0,
+    hubert_unbatched_seconds=150.0,
+    eval_shape=SMALL,
+    eval_pairs=64,
+)
+
+
+@dataclass
+class Context:
+    """One bench run: its scale, the torch device of the GPU figures (None: not measured)."""
+
+    scale: Scale
+    gpu_device: str | None = None
+    progress: object | None = None
+
+    def step(self, what: str) -> None:
+        if self.progress is not None:
+            self.progress.update(0, extra=what)
+
+
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def limit_threads(n: int | None) -> Iterator[None]:
+    """torch intra-op and BLAS threads limited to `n` here and in processes started meanwhile
+    (bootstrap workers, Ray workers); None: the libraries' defaults (one per core).
+
+    On a shared 2-core machine a second thread spins against other users' processes: measured
+    here, the tiny model's step ran 30x slower with 2 torch threads than with 1 at load 20, and
+    L-BFGS-B 20x slower with OpenBLAS's 2 threads.  So CPU figures run with 1 thread by default.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    saved_env = {k: os.environ.get(k) for k in THREAD_ENV}
+    saved_torch = torch.get_num_threads()
+    if n is None:
+        for k in THREAD_ENV:
+            os.environ.pop(k, None)
+    else:
+        os.environ.update({k: str(n) for k in THREAD_ENV})
+    torch.set_num_threads(n or os.cpu_count() or 1)
+    try:
+        with threadpool_limits(n or os.cpu_count()):
+            yield
+    finally:
+        torch.set_num_threads(saved_torch)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def profile_top(fn, *args, n: int = 4, **kwargs) -> str:
+    """What limits `fn`: its top functions by own time under cProfile, as 'name (share%)'."""
+    prof = cProfile.Profile()
+    prof.runcall(fn, *args, **kwargs)
+    stats = pstats.Stats(prof)
+    total = stats.total_tt or 1.0
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]
+    return "profile: " + ", ".join(
+        f"{_label(func)} {100 * s[2] / total:.0f}% ({s[1]:,} calls)" for func, s in rows
+    )
+
+
+def _label(func: tuple) -> str:
+    path, line, name = func
+    if path == "~":
+        return name.strip("<>{}")
+    return f"{path.rsplit('/', 2)[-1] if '/' in path else path}:{name}"
+
+
+def gpu_profile_top(fn, *args, n: int = 4, **kwargs) -> str:
+    """Top GPU kernels by own device time under torch.profiler (for the GPU targets)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn(*args, **kwargs)
+    events = prof.key_averages()
+    attr = "self_device_time_total"
+    if not events or not hasattr(events[0], attr):
+        attr = "self_cuda_time_total"
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    top = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:n]
+    return "GPU profile: " + ", ".join(
+        f"{e.key[:48]} {100 * getattr(e, attr) / total:.0f}%" for e in top
+    )

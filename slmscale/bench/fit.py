@@ -1,0 +1,133 @@
+"""fit: Eq. 4 on 240 synthetic points, the vectorised start grid vs a plain loop of scipy fits.
+
+The points come from the paper's speech constants (Table 4) with 2% log-normal noise over a
+paper-like grid: 20 model sizes from 20M to 823M x 12 D/N ratios from 2 to 128.  The fast fit
+(`fit_chinchilla`: score every start at once, polish the best with L-BFGS) and the baseline
+(`fit_chinchilla_naive`: L-BFGS from every start) run in this process, one core.  In quick mode
+the baseline runs from an evenly spaced subset of the starts and is extrapolated linearly.
+
+"One core" is enforced with a BLAS thread limit of 1: L-BFGS-B calls BLAS on 5-vectors, and
+with OpenBLAS's default thread pool on a busy 2-core machine its threads spin against each other
+(measured here: 21 s instead of 0.8 s for one fit).  The row "default BLAS threads" keeps that
+cost visible until the fitter limits its own threads.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from slmscale.bench.context import Context, limit_threads, profile_top
+from slmscale.bench.results import Figure, judge
+from slmscale.laws.bootstrap import bootstrap_chinchilla
+from slmscale.laws.chinchilla import (
+    ChinchillaParams,
+    default_start_grid,
+    fit_chinchilla,
+    fit_chinchilla_naive,
+)
+from slmscale.laws.synthetic import synthetic_runs
+from slmscale.paper import HUBER_DELTA, SPEECH_LAW
+
+SECTION = "fit"
+
+
+def synthetic_points(n_points: int = 240, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """(N, D, L) of about `n_points` runs: sizes x ratios, Eq. 4 with the speech constants."""
+    n_ratios = 12 if n_points >= 24 else 2
+    n_sizes = max(2, n_points // n_ratios)
+    runs, _ = synthetic_runs(
+        ChinchillaParams.from_dict(SPEECH_LAW),
+        sizes=np.geomspace(20.4e6, 822.1e6, n_sizes),
+        ratios=np.geomspace(2, 128, n_ratios),
+        noise=0.02,
+        seed=seed,
+    )
+    return tuple(np.asarray(runs[k], float) for k in ("params", "tokens", "loss"))
+
+
+def _timed_fit(N, D, L) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    fit = fit_chinchilla(N, D, L, huber_delta=HUBER_DELTA)
+    return time.perf_counter() - t0, fit
+
+
+def _naive_seconds(N, D, L, n_starts: int | None) -> tuple[float, float, str]:
+    """(seconds for every start, best objective, how): measured, or extrapolated from a subset."""
+    grid = default_start_grid()
+    t0 = time.perf_counter()
+    if n_starts is None or n_starts >= len(grid):
+        fit = fit_chinchilla_naive(N, D, L, huber_delta=HUBER_DELTA)
+        return time.perf_counter() - t0, fit.objective, f"all {len(grid):,} starts"
+    subset = grid[np.linspace(0, len(grid) - 1, n_starts).round().astype(int)]
+    fit = fit_chinchilla(N, D, L, huber_delta=HUBER_DELTA, starts=subset, n_polish=len(subset))
+    seconds = (time.perf_counter() - t0) * len(grid) / len(subset)
+    how = f"{len(subset)} of {len(grid):,} starts timed, extrapolated linearly"
+    return seconds, fit.objective, how
+
+
+def measure_fit(ctx: Context) -> list[Figure]:
+    N, D, L = synthetic_points(ctx.scale.fit_points)
+    n_starts = len(default_start_grid())
+    ctx.step("fit: fast Eq. 4 fit")
+    with limit_threads(1):
+        fit_chinchilla(N, D, L, huber_delta=HUBER_DELTA)  # warm-up (imports, caches)
+        fast_s, fast = _timed_fit(N, D, L)
+        ctx.step("fit: naive loop of scipy fits")
+        naive_s, naive_obj, how = _naive_seconds(N, D, L, ctx.scale.naive_starts)
+    ctx.step("fit: default BLAS threads")
+    with limit_threads(None):
+        threaded_s, _ = _timed_fit(N, D, L)
+    extra = {
+        "n_points": int(L.size),
+        "n_starts": n_starts,
+        "objective_fast": fast.objective,
+        "objective_naive": naive_obj,
+        "params_fast": fast.params.as_dict(),
+    }
+    name = f"Eq.4 fit, {n_starts:,} starts, {L.size} points"
+    speed = Figure(SECTION, name, fast_s, "s", naive_s, "loop of L-BFGS fits", extra=extra)
+    speed.add_note(f"baseline: {how}; both with 1 BLAS thread")
+    judge(speed, "ratio", "<=", 1 / 20, "ratio <= 0.05 (>= 20x faster)")
+    wall = judge(Figure(SECTION, "Eq.4 fit wall time (1 core)", fast_s, "s"), "value", "<=", 1.0)
+    if wall.met is False:
+        with limit_threads(1):
+            note = profile_top(fit_chinchilla, N, D, L, huber_delta=HUBER_DELTA)
+        for f in (speed, wall):
+            if f.met is False:
+                f.add_note(note)
+    threaded = Figure(
+        SECTION, "Eq.4 fit, default BLAS threads", threaded_s, "s", fast_s, "1 BLAS thread"
+    )
+    if threaded.ratio and threaded.ratio > 1.5:
+        with limit_threads(None):
+            note = profile_top(fit_chinchilla, N, D, L, huber_delta=HUBER_DELTA, n=2)
+        threaded.add_note(note)
+    return [speed, wall, threaded, _bootstrap(ctx, N, D, L, fast)]
+
+
+def _bootstrap(ctx: Context, N, D, L, fast) -> Figure:
+    scale = ctx.scale
+    ctx.step(f"fit: {scale.bootstrap} bootstrap refits")
+    t0 = time.perf_counter()
+    with limit_threads(1):
+        samples = bootstrap_chinchilla(
+            N, D, L, fast, n_boot=scale.bootstrap, workers=scale.bootstrap_workers
+        )
+    seconds = (time.perf_counter() - t0) * 1000 / scale.bootstrap
+    fig = Figure(
+        SECTION,
+        f"1,000 bootstrap fits ({scale.bootstrap_workers} workers)",
+        seconds,
+        "s",
+        extra={"n_boot_timed": scale.bootstrap, "n_samples": len(samples)},
+    )
+    if scale.bootstrap != 1000:
+        fig.add_note(f"{scale.bootstrap} refits timed, extrapolated linearly to 1,000")
+    judge(fig, "value", "<=", 60.0)
+    if fig.met is False:
+        with limit_threads(1):
+            note = profile_top(bootstrap_chinchilla, N, D, L, fast, n_boot=20, workers=1)
+        fig.add_note(note)
+    return fig
