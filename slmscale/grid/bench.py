@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -36,16 +37,20 @@ def ray_train_throughput(shape: ModelShape, cpus: float = 1.0, **kwargs) -> dict
     from ray.train.torch import TorchConfig, TorchTrainer
 
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)
-    out = Path(tempfile.mkdtemp(prefix="slmscale-bench-")) / "timing.json"
+    scratch = Path(tempfile.mkdtemp(prefix="slmscale-bench-"))
+    out = scratch / "timing.json"
     start = time.time()
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"shape": shape.to_dict(), "kwargs": kwargs, "out": str(out)},
         torch_config=TorchConfig(backend="gloo"),
         scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": cpus}),
-        run_config=RunConfig(name=f"bench-{int(start)}-{os.getpid()}"),
+        run_config=RunConfig(name="bench", storage_path=str(scratch / "ray_results")),
     )
-    trainer.fit()  # Train V2's Result.metrics is empty without a checkpoint: read the file
-    metrics = json.loads(out.read_text())
+    try:
+        trainer.fit()  # Train V2's Result.metrics is empty without a checkpoint: read the file
+        metrics = json.loads(out.read_text())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     metrics["seconds_to_first_step"] = metrics["first_step_done_at"] - start
     return metrics

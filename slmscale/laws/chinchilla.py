@@ -132,6 +132,7 @@ def score_starts(starts, logN, logD, logL, w, delta, chunk: int = 2048) -> np.nd
 
 
 def _polish(theta0, args) -> tuple[np.ndarray, float]:
+    """L-BFGS-B from one start.  Callers hold `single_threaded_blas()`: see its docstring."""
     res = minimize(
         objective_and_grad,
         theta0,
@@ -142,6 +143,18 @@ def _polish(theta0, args) -> tuple[np.ndarray, float]:
         options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-8},
     )
     return np.asarray(res.x, float), float(res.fun)
+
+
+def single_threaded_blas():
+    """A context limiting BLAS/OpenMP pools to one thread.
+
+    L-BFGS-B on 5 parameters is thousands of tiny calls; a multi-threaded BLAS pays its thread
+    hand-off on each.  Measured on the 2-core CI machine: one Eq. 4 fit took 0.2-0.8 s with one
+    thread and 7-21 s with OpenBLAS's default two (slmscale bench, fit section).
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
 
 
 def _prepare(N, D, L, weights):
@@ -174,7 +187,8 @@ def fit_chinchilla(
         scores = score_starts(grid, *args)
         best = np.argsort(scores, kind="stable")[:n_polish]
         candidates += [grid[i] for i in best]
-    optima = [_polish(np.asarray(t0, float), args) for t0 in candidates]
+    with single_threaded_blas():
+        optima = [_polish(np.asarray(t0, float), args) for t0 in candidates]
     optima.sort(key=lambda o: o[1])  # stable: ties keep candidate order
     theta, obj = optima[0]
     return ChinchillaFit(
@@ -186,7 +200,8 @@ def fit_chinchilla_naive(N, D, L, *, huber_delta: float = 0.03) -> ChinchillaFit
     """The baseline: a plain loop of L-BFGS fits from every grid start (slow; for `bench`)."""
     logN, logD, logL, w = _prepare(N, D, L, None)
     args = (logN, logD, logL, w, huber_delta)
-    optima = [_polish(t0, args) for t0 in default_start_grid()]
+    with single_threaded_blas():
+        optima = [_polish(t0, args) for t0 in default_start_grid()]
     optima.sort(key=lambda o: o[1])
     theta, obj = optima[0]
     return ChinchillaFit(
