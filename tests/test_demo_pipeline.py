@@ -12,11 +12,13 @@ from slmscale.demo.world import PRESETS
 STAGE_MODULES = [f"slmscale.commands.{c}" for c in ("kmeans", "tokenize", "grid", "report")]
 MISSING = [m for m in STAGE_MODULES if importlib.util.find_spec(m) is None]
 
+# Eq. 4 has 5 parameters: the report refuses < 5 single-epoch runs, so 3 sizes x 2 budgets.
 TINY_SPEC = """
 name: demo_tiny
 units: [{path: units/demo}]
 models:
   - {name: t-small, layers: 1, dim: 16, heads: 2, intermediate: 32}
+  - {name: t-mid, layers: 1, dim: 32, heads: 2, intermediate: 64}
   - {name: t-large, layers: 2, dim: 64, heads: 4, intermediate: 176}
 tokens: [2000, 16000]
 epochs: [1]
@@ -94,4 +96,5 @@ def test_tiny_demo_runs_every_stage(tmp_path):
 
     # a rerun reuses every stage
     again = run_demo(work, world=PRESETS["tiny"], spec_file=spec_file, tokenize_engine="local")
-    assert again.reused["world"] and again.reused["kmeans"] and again.reused["tokenize"]
+    assert all(again.reused[stage] for stage in ("world", "kmeans", "tokenize", "grid", "report"))
+    assert len(c.search_runs([exp.experiment_id], "tags.`slmscale.kind` = 'train'")) == len(trials)

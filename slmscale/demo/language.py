@@ -7,13 +7,14 @@ structure the paper's benchmarks probe, at a size a tiny LM learns in seconds:
 - phones: 14, each written as one character (5 vowels, 4 sonorants, 5 noise consonants);
 - words: 2-5 phones; every inflected form is a distinct string, so a sentence parses unambiguously;
 - syntax (sBLIMP-like): subject-verb number agreement.  A subject is `DET [ADJ] NOUN`, marked
-  for number on the determiner (`lo`/`li`) and the noun (plural `-s`); the verb (or the copula)
-  agrees through its last vowel (`-e` singular, `-u` plural);
+  for number on the determiner (`lo`/`li`) and the noun (plural `-s`); the verb (or the copula
+  `et`/`ut`) agrees through its first vowel (`e-` singular, `u-` plural), right after the noun;
 - lexicon (sWUGGY-like): real words against non-words one phone away, of the same shape;
-- topics (TopicCloze-like): four topics, each with its own characters, foods and shelter; a
-  story only ever names its own topic's nouns;
+- topics (TopicCloze-like): four topics, each with its own characters, foods and shelter, all
+  sharing the topic's vowel; a story only ever names its own topic's nouns;
 - causal patterns (StoryCloze-like): a story states a need, the action that meets it, and the
-  result, e.g. "the cow is hungry. the cow eats the corn. the cow is full."
+  result, e.g. "the cow is hungry. the cow eats the corn. the cow is full."; the three words of
+  a pattern share two consonants.
 """
 
 from __future__ import annotations
@@ -29,33 +30,41 @@ PHONES = VOWELS + SONORANTS + NOISE_CONSONANTS
 
 SG, PL = "sg", "pl"
 DETERMINERS = {SG: "lo", PL: "li"}
-COPULA = {SG: "se", PL: "su"}
-VERB_SUFFIX = {SG: "e", PL: "u"}
+# Agreement is a prefix vowel on the verb and the copula (`e` singular, `u` plural): it sits right
+# after the subject noun (plural `-s`), close enough for a one-layer model to see both.
+AGREEMENT_PREFIX = {SG: "e", PL: "u"}
+COPULA_STEM = "t"
 PLURAL_SUFFIX = "s"
-ATTRIBUTIVE = {"big": "moko", "small": "titi"}
+ATTRIBUTIVE = {"big": "muku", "small": "tuku"}
 
 # topic -> role -> noun stems (CVCV).  Characters act; foods are eaten; the shelter is found.
+# Every noun of a topic has the topic's vowel (farm a, sea o, forest i, sky e): the topic is a
+# distributional signal over the whole story, as in real speech, that a tiny model can pick up.
 TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
-    "farm": {"character": ("kamo", "pera", "tefu"), "food": ("nuri", "sako"), "shelter": ("lupe",)},
-    "sea": {"character": ("mesa", "ropi", "funa"), "food": ("kelo", "tima"), "shelter": ("sulo",)},
+    "farm": {"character": ("kama", "pata", "tafa"), "food": ("nara", "saka"), "shelter": ("lapa",)},
+    "sea": {"character": ("moso", "roko", "fono"), "food": ("tolo", "somo"), "shelter": ("nopo",)},
     "forest": {
-        "character": ("raku", "nifo", "pome"),
-        "food": ("lesi", "muta"),
-        "shelter": ("kori",),
+        "character": ("riki", "nifi", "pimi"),
+        "food": ("lisi", "tiki"),
+        "shelter": ("kili",),
     },
-    "sky": {"character": ("supa", "fale", "tiro"), "food": ("mako", "repu"), "shelter": ("nolo",)},
+    "sky": {"character": ("sepe", "fele", "tere"), "food": ("meke", "repe"), "shelter": ("nele",)},
 }
-VERB_STEMS = {"eat": "pun", "sleep": "lom", "find": "tas", "meet": "kir", "see": "ner"}
+# Each causal pattern's verb, state and result share two consonants (eat/hungry/full: p n;
+# sleep/tired/rested: l m; find/cold/warm: s f; meet/sad/happy: r k), so an ending from another
+# pattern stands out against the story before it.
+VERB_STEMS = {"eat": "pun", "sleep": "lum", "find": "suf", "meet": "kur", "see": "tut"}
 PREDICATES = {
-    "hungry": "rama",
-    "full": "pilo",
-    "tired": "lemi",
-    "rested": "fako",
-    "cold": "nusa",
-    "warm": "tepa",
-    "sad": "mofi",
-    "happy": "salu",
+    "hungry": "punu",
+    "full": "nupu",
+    "tired": "lumu",
+    "rested": "mulu",
+    "cold": "sufu",
+    "warm": "fusu",
+    "sad": "ruku",
+    "happy": "kuru",
 }
+COPULA = {n: v + COPULA_STEM for n, v in AGREEMENT_PREFIX.items()}
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,7 @@ def _build_lexicon() -> dict[str, Word]:
         words.append(Word(DETERMINERS[num], "the", "det", num))
         words.append(Word(COPULA[num], "be", "cop", num))
         for lemma, stem in VERB_STEMS.items():
-            words.append(Word(stem + VERB_SUFFIX[num], lemma, "verb", num))
+            words.append(Word(AGREEMENT_PREFIX[num] + stem, lemma, "verb", num))
     for topic, roles in TOPICS.items():
         for stems in roles.values():
             for stem in stems:
@@ -139,7 +148,7 @@ def noun_phrase(stem: str, number: str, attr: str | None = None) -> Sentence:
 
 
 def verb(lemma: str, number: str) -> str:
-    return VERB_STEMS[lemma] + VERB_SUFFIX[number]
+    return AGREEMENT_PREFIX[number] + VERB_STEMS[lemma]
 
 
 def copula_sentence(subject: Sentence, number: str, predicate: str) -> Sentence:
@@ -169,9 +178,9 @@ def _scene(rng: np.random.Generator, topic: str, hero: str, subject: Sentence, n
 def sample_story(
     rng: np.random.Generator, topic: str | None = None, pattern: str | None = None
 ) -> Story:
-    """A 3-5 sentence story on one topic: 0-2 scene-setting sentences, then state, action, result.
+    """A 3-4 sentence story on one topic: 0-1 scene-setting sentence, then state, action, result.
 
-    The hero is introduced once with an optional adjective (`lo moko kamo`, the big cow), then
+    The hero is introduced once with an optional adjective (`lo muku kama`, the big cow), then
     named plainly (`lo kamo`).
     """
     topic = topic or pick(rng, tuple(TOPICS))
@@ -182,7 +191,7 @@ def sample_story(
     first = noun_phrase(hero, number, pick(rng, (None, None, *ATTRIBUTIVE)))
     subject = noun_phrase(hero, number)
     sentences: list[Sentence] = []
-    for _ in range(int(rng.integers(0, 3))):
+    for _ in range(int(rng.integers(0, 2))):
         sentences.append(_scene(rng, topic, hero, subject if sentences else first, number))
     introduced = any(s[: len(first)] == first for s in sentences)
     sentences += [

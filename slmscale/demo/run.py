@@ -8,10 +8,12 @@
 
 Every stage goes through the public CLI (`slmscale.cli.main`) exactly as a user would type it,
 with MLflow in `<workdir>/mlflow.db` and every output under `<workdir>`.  A rerun reuses what is
-done: the world (its manifest), the centroids, units datasets made with those centroids, and
-finished trials (the grid skips them itself); so a second run takes seconds.
+done: the world (its manifest), the centroids, units datasets made with those centroids,
+finished trials (the grid is not even started when every trial is FINISHED), and the report
+when no trial was trained since it was written; so a second run takes seconds.
 
-Edge module: it starts the other stages, but imports no Ray or MLflow itself.
+Edge module: it starts the other stages, but imports no Ray or MLflow itself (it reads the
+store only through slmscale.tracking, to see whether every trial is already FINISHED).
 """
 
 from __future__ import annotations
@@ -30,10 +32,16 @@ from slmscale.demo.world import BENCHMARK_SPLIT, PRESETS, TEST_SPLIT, TRAIN_SPLI
 from slmscale.errors import UserError
 
 REPO_SPECS = Path(__file__).resolve().parents[2] / "tune_spaces"
-N_UNITS = 64  # k-means K for the demo's log-mel units
+N_UNITS = 32  # log-mel k-means K: fewer flickering units (shorter sequences) than 64
 KMEANS_MAX_FRAMES = 60_000
+# Bootstrap replicates for the Eq. 4 intervals: each is a full refit (~0.5-1 s here), so the
+# report's default of 1000 would take longer than the whole grid.
+BOOTSTRAP = {"quick": 40, "full": 100}
+MIN_MULTI_EPOCH_RUNS = 3  # two R* from fewer multi-epoch points would be a guess
 DEFAULT_WORKDIR = "slmscale-demo"
 DB_FILE = "mlflow.db"
+# Ray Train V2's controller poll (platform notes: 0.25 s cut a single fit from 17 s to 8 s).
+HEALTH_CHECK_ENV, HEALTH_CHECK_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
 
 
 @dataclass
@@ -86,9 +94,13 @@ def cli(argv: list[str], stage: str) -> None:
 @contextmanager
 def _environment(layout: DemoLayout):
     """Point every stage's defaults (output root, tracking store) at the working folder."""
-    saved = {k: os.environ.get(k) for k in ("SLMSCALE_HOME", "MLFLOW_TRACKING_URI")}
+    keys = ("SLMSCALE_HOME", "MLFLOW_TRACKING_URI", HEALTH_CHECK_ENV)
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ["SLMSCALE_HOME"] = str(layout.workdir)
     os.environ["MLFLOW_TRACKING_URI"] = layout.tracking_uri
+    # Set before the grid's ray.init so every Ray worker (the Train controller too) inherits it:
+    # Train V2 polls its workers every 2 s by default, a large part of a tiny trial's time.
+    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)
     try:
         yield
     finally:
@@ -191,37 +203,84 @@ def write_resolved_spec(layout: DemoLayout, spec_file: Path) -> tuple[Path, str]
     return out, spec.name
 
 
-def stage_grid(layout: DemoLayout, spec_path: Path) -> bool:
+def _trials(spec_path: Path) -> list:
+    from slmscale.config import load_grid_spec
+    from slmscale.grid.expand import expand_grid, resolve_data
+
+    spec = load_grid_spec(spec_path)
+    return expand_grid(spec, resolve_data(spec, spec_path.parent))
+
+
+def fit_law(spec_path: Path) -> str:
+    """Eq. 7/8 (R*_N, R*_D on top of Eq. 4) when the grid has enough multi-epoch runs for it."""
+    multi = sum(t.epochs > 1 for t in _trials(spec_path))
+    return "data_constrained" if multi >= MIN_MULTI_EPOCH_RUNS else "chinchilla"
+
+
+def _unfinished_trials(layout: DemoLayout, spec_path: Path, experiment: str) -> int:
+    """How many trials of the spec have no FINISHED run in the demo's store yet."""
+    from slmscale.tracking.runs import find_trial_runs
+    from slmscale.tracking.store import client
+
+    trials = _trials(spec_path)
+    exp = client(layout.tracking_uri).get_experiment_by_name(experiment)
+    if exp is None:
+        return len(trials)
+    return sum(
+        not any(
+            r.info.status == "FINISHED"
+            for r in find_trial_runs(layout.tracking_uri, exp.experiment_id, t.key)
+        )
+        for t in trials
+    )
+
+
+def stage_grid(layout: DemoLayout, spec_path: Path, experiment: str) -> bool:
+    if _unfinished_trials(layout, spec_path, experiment) == 0:
+        print(f"grid: every trial of {spec_path.name} is FINISHED in {layout.tracking_uri}")
+        return True
     storage = layout.workdir / "grid_runs"
     cli(
         [
-            "grid",
-            str(spec_path),
-            "--tracking-uri",
-            layout.tracking_uri,
-            "--storage-path",
-            str(storage),
+            "grid", str(spec_path),
+            "--tracking-uri", layout.tracking_uri,
+            "--storage-path", str(storage),
         ],
         "grid",
-    )
+    )  # fmt: skip
     return False
 
 
-def stage_report(layout: DemoLayout, experiment: str, report_dir: Path) -> bool:
-    cli(
-        [
+def stage_report(
+    layout: DemoLayout,
+    experiment: str,
+    report_dir: Path,
+    bootstrap: int,
+    grid_reused: bool,
+    law: str = "chinchilla",
+) -> bool:
+    """Fit and write the report; reused when the grid trained nothing new since it was written."""
+    made = layout.report(experiment)
+    reused = grid_reused and (made / "report.md").is_file() and (made / "fit.json").is_file()
+    if reused:
+        print(f"report: reusing {made} (no new runs since it was written)")
+    else:
+        cli(
+            [
+                "report",
+                "--experiment", experiment,
+                "--tracking-uri", layout.tracking_uri,
+                "--bootstrap", str(bootstrap),
+                "--law", law,
+                "--out", str(made),
+            ],
             "report",
-            "--experiment", experiment,
-            "--tracking-uri", layout.tracking_uri,
-            "--out", str(layout.report(experiment)),
-        ],
-        "report",
-    )  # fmt: skip
-    if report_dir.resolve() != layout.report(experiment).resolve():
+        )  # fmt: skip
+    if report_dir.resolve() != made.resolve():
         if report_dir.exists():
             shutil.rmtree(report_dir)
-        shutil.copytree(layout.report(experiment), report_dir)
-    return False
+        shutil.copytree(made, report_dir)
+    return reused
 
 
 def _timed(result: DemoResult, name: str, fn: Callable[[], bool]) -> None:
@@ -254,8 +313,20 @@ def run_demo(
         _timed(result, "kmeans", lambda: stage_kmeans(layout, seed))
         _timed(result, "tokenize", lambda: stage_tokenize(layout, tokenize_engine))
         spec_path, result.experiment = write_resolved_spec(layout, spec_file)
-        _timed(result, "grid", lambda: stage_grid(layout, spec_path))
+        _timed(result, "grid", lambda: stage_grid(layout, spec_path, result.experiment))
         report_dir = Path(report_dir or layout.report(result.experiment))
-        _timed(result, "report", lambda: stage_report(layout, result.experiment, report_dir))
+        boot = BOOTSTRAP["quick" if quick else "full"]
+        _timed(
+            result,
+            "report",
+            lambda: stage_report(
+                layout,
+                result.experiment,
+                report_dir,
+                boot,
+                result.reused["grid"],
+                fit_law(spec_path),
+            ),
+        )
     result.report_dir = report_dir
     return result

@@ -27,7 +27,7 @@ BENCHMARK_SPLIT = "dev"
 @dataclass(frozen=True)
 class WorldConfig:
     seed: int = 0
-    train_stories: int = 1600
+    train_stories: int = 4000
     test_stories: int = 120
     sblimp_items: int = 100  # x 2 voices x 2 members
     swuggy_items: int = 100  # x 2 voices x 2 members
@@ -45,9 +45,9 @@ class WorldConfig:
 # Named sizes: `tiny` for tests (a second or two), `quick` and `full` for the demo.
 PRESETS: dict[str, WorldConfig] = {
     "tiny": WorldConfig(
-        train_stories=120, test_stories=8, sblimp_items=6, swuggy_items=6, cloze_stories=6
+        train_stories=240, test_stories=8, sblimp_items=6, swuggy_items=6, cloze_stories=6
     ),
-    "quick": WorldConfig(train_stories=700, test_stories=60, cloze_stories=120),
+    "quick": WorldConfig(train_stories=2000, test_stories=60, cloze_stories=120),
     "full": WorldConfig(),
 }
 
