@@ -93,3 +93,14 @@ def test_compute_optimal_allocation_spends_exactly_c():
     C = 1e21
     assert co.u_n(co.d_opt(C)) == pytest.approx(co.n_opt(C), rel=1e-9)
     assert optimal_loss(LAW, 1e22) < optimal_loss(LAW, 1e21)
+
+
+def test_constants_on_the_search_box_edge_are_flagged():
+    """Runs far from saturation cannot pin E: the fit must say so, not report exp(-5) as a value."""
+    from slmscale.laws.chinchilla import THETA_BOUNDS, ChinchillaParams, at_search_bounds
+
+    inside = ChinchillaParams(E=1.7, A=13.9, B=39.8, alpha=0.25, beta=0.24)
+    assert at_search_bounds(inside) == []
+    e_lo = float(np.exp(THETA_BOUNDS[2][0]))
+    on_edge = ChinchillaParams(E=e_lo, A=13.9, B=39.8, alpha=3.0, beta=0.24)
+    assert at_search_bounds(on_edge) == ["E", "alpha"]

@@ -145,6 +145,30 @@ def _polish(theta0, args) -> tuple[np.ndarray, float]:
     return np.asarray(res.x, float), float(res.fun)
 
 
+THETA_NAMES = (
+    "A",
+    "B",
+    "E",
+    "alpha",
+    "beta",
+)  # the constants behind theta = (a, b, e, alpha, beta)
+
+
+def at_search_bounds(params: ChinchillaParams, rtol: float = 1e-6) -> list[str]:
+    """Constants the optimum put on the edge of the search box: the data do not identify them.
+
+    E at its lower bound, say, means the runs are too far from saturation to tell the
+    irreducible loss apart from zero; the value is an artefact of the box, not a measurement.
+    """
+    theta = params.theta()
+    out = []
+    for name, value, (lo, hi) in zip(THETA_NAMES, theta, THETA_BOUNDS, strict=True):
+        tol = rtol * max(1.0, hi - lo)
+        if value <= lo + tol or value >= hi - tol:
+            out.append(name)
+    return sorted(out)
+
+
 def single_threaded_blas():
     """A context limiting BLAS/OpenMP pools to one thread.
 

@@ -19,7 +19,13 @@ from slmscale import paper
 from slmscale.errors import UserError
 from slmscale.laws import quality
 from slmscale.laws.bootstrap import bootstrap_chinchilla, percentile_ci
-from slmscale.laws.chinchilla import N_PARAMS, PARAM_NAMES, ChinchillaFit, fit_chinchilla
+from slmscale.laws.chinchilla import (
+    N_PARAMS,
+    PARAM_NAMES,
+    ChinchillaFit,
+    at_search_bounds,
+    fit_chinchilla,
+)
 from slmscale.laws.compute_optimal import ComputeOptimal
 from slmscale.laws.data_constrained import DataConstrainedFit, fit_data_constrained
 from slmscale.laws.downstream import fit_linear_relation
@@ -239,6 +245,7 @@ def run_study(
         "objective": fit.objective,
         "excluded": sorted(excluded, key=lambda e: (e["run_id"], e["reason"])),
         "compute_optimal": ComputeOptimal.from_params(fit.params).as_dict(),
+        "at_bounds": at_search_bounds(fit.params),
         "source": source,
         "runs_used": single.run_id,
         "tokenizer": single.tokenizer[0] or None,

@@ -90,6 +90,12 @@ def build_blocks(study: Study, figures: list[str], title: str) -> list:
         if "bootstrap" in doc
         else "No bootstrap was run (--bootstrap 0): no intervals for Eq. 4."
     )
+    if doc.get("at_bounds"):
+        ci_note += (
+            f" Not identified by these runs: {', '.join(doc['at_bounds'])} sits on the edge of "
+            "the search box, so its value and interval are artefacts of the box, not measurements "
+            "(typically E when no run is near saturation)."
+        )
     blocks: list = [
         ("h1", title),
         (
