@@ -31,6 +31,9 @@ from slmscale.model import special_token_ids
 
 TEST_SPLIT = "test"
 IGNORE_INDEX = -100  # label of padding positions (torch cross-entropy's default ignore index)
+# Token ids in memory: units (K <= 65,532) plus PAD/BOS/EOS fit in 16 bits, half of int32's
+# footprint; batches are widened to int64 only when padded (pad_batch).
+TOKEN_DTYPE = np.uint16
 
 
 def _utterances(root: str | Path, datasets: list[str] | None, test: bool) -> list[np.ndarray]:
@@ -39,7 +42,7 @@ def _utterances(root: str | Path, datasets: list[str] | None, test: bool) -> lis
     is_test = pc.equal(table["split"], TEST_SPLIT)
     table = table.filter(is_test if test else pc.invert(is_test))
     col = table["units"].combine_chunks()
-    values = col.values.to_numpy(zero_copy_only=False).astype(np.int32)
+    values = col.values.to_numpy(zero_copy_only=False).astype(TOKEN_DTYPE, copy=False)
     offsets = col.offsets.to_numpy()
     return [values[offsets[i] : offsets[i + 1]] for i in range(len(col))]
 
@@ -47,11 +50,14 @@ def _utterances(root: str | Path, datasets: list[str] | None, test: bool) -> lis
 def _pack(utterances: list[np.ndarray], n_units: int) -> np.ndarray:
     """BOS units EOS for every utterance, concatenated."""
     ids = special_token_ids(n_units)
+    if ids["eos"] > np.iinfo(TOKEN_DTYPE).max:
+        raise ValueError(f"{n_units} units do not fit {np.dtype(TOKEN_DTYPE).name} token ids")
     if not utterances:
-        return np.zeros(0, dtype=np.int32)
+        return np.zeros(0, dtype=TOKEN_DTYPE)
+    bos, eos = np.array([ids["bos"]], TOKEN_DTYPE), np.array([ids["eos"]], TOKEN_DTYPE)
     parts = []
     for u in utterances:
-        parts.extend((np.array([ids["bos"]], np.int32), u, np.array([ids["eos"]], np.int32)))
+        parts.extend((bos, u, eos))
     return np.concatenate(parts)
 
 
@@ -133,7 +139,7 @@ def build_pool(
         n_utts = int(np.searchsorted(np.cumsum(lengths), share, side="left")) + 1
         packed = _pack([src.train[j] for j in order[:n_utts]], n_units)
         parts.append(packed[:share])
-    pool = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+    pool = np.concatenate(parts) if parts else np.zeros(0, TOKEN_DTYPE)
     assert len(pool) == unique_tokens, (len(pool), unique_tokens)
     return pool
 
