@@ -26,9 +26,7 @@ from slmscale.tracking.store import client
 @dataclass(frozen=True)
 class TrialRun:
     run_id: str
-    status: (
-        str  # MLflow run status before we touched it: FINISHED / RUNNING / FAILED / KILLED / NEW
-    )
+    status: str  # MLflow status before we touched it: FINISHED/RUNNING/FAILED/KILLED, or NEW
     resumed: bool
 
 
@@ -60,7 +58,8 @@ def open_trial_run(
         status = run.info.status
         if status != "FINISHED":
             c.update_run(run.info.run_id, status="RUNNING")
-            c.delete_tag(run.info.run_id, TAG_FAILURE) if TAG_FAILURE in run.data.tags else None
+            if TAG_FAILURE in run.data.tags:  # a retried failure: its old reason no longer holds
+                c.delete_tag(run.info.run_id, TAG_FAILURE)
         return TrialRun(run.info.run_id, status, resumed=True)
     from mlflow.entities import Param, RunTag
 
