@@ -41,7 +41,8 @@ nohup setsid "$mlflow_bin" server \
 pid=$!
 echo "$pid" >"$pidfile"
 
-for _ in $(seq 120); do
+# A loaded node (or a first start creating the schema) can take minutes; MLFLOW_START_TIMEOUT_S.
+for _ in $(seq "${MLFLOW_START_TIMEOUT_S:-300}"); do
     kill -0 "$pid" 2>/dev/null || break
     if curl -sf "http://127.0.0.1:${port}/health" >/dev/null; then
         echo "start_mlflow: serving on port ${port} (pid ${pid}, log $state/mlflow.log)"

@@ -31,6 +31,11 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: Commands that decode or featurise audio: they check torchaudio's native library before starting,
+#: so a broken torch/torchaudio pair is one line here, not a traceback inside a Ray actor.
+NEEDS_TORCHAUDIO = frozenset({"tokenize", "kmeans", "demo"})
+
+
 def _load(name: str):
     try:
         return importlib.import_module(f"slmscale.commands.{name}")
@@ -70,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slmscale {args._name}: not built yet", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
+        if args._name in NEEDS_TORCHAUDIO:
+            from slmscale.install_check import require_torchaudio
+
+            require_torchaudio()
         return int(args._module.run(args) or 0)
     except UserError as exc:
         print(f"slmscale {args._name}: error: {exc}", file=sys.stderr)
