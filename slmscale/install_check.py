@@ -49,7 +49,7 @@ def _describe(exc: BaseException) -> str:
     while cause is not None and seen < 8:
         if "undefined symbol" in str(cause):
             text = _first_line(cause)
-            return f"{line}: {text[text.index('undefined symbol'):]}"
+            return f"{line}: {text[text.index('undefined symbol') :]}"
         cause, seen = cause.__cause__ or cause.__context__, seen + 1
     return line
 
@@ -71,10 +71,7 @@ def torchaudio_problem() -> str | None:
         exercise_torchaudio()
     except Exception as exc:  # ImportError, OSError (undefined symbol), RuntimeError: all fatal
         torch_v, ta_v = _version("torch"), _version("torchaudio")
-        return (
-            f"torchaudio {ta_v} does not work with torch {torch_v} "
-            f"({_describe(exc)}); {FIX}"
-        )
+        return f"torchaudio {ta_v} does not work with torch {torch_v} ({_describe(exc)}); {FIX}"
     return None
 
 
