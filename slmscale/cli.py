@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from slmscale import __version__
@@ -86,6 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"slmscale {args._name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader went away (`slmscale grid SPEC --dry-run | head`): stop quietly, like `cat`.
+
+    Point stdout at /dev/null so the interpreter's final flush cannot raise a second time, and exit
+    with the status a process killed by SIGPIPE has (128 + 13).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

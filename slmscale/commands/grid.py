@@ -14,6 +14,13 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `grid` and `train`."""
     parser.add_argument("spec", help="grid spec YAML (tune_spaces/*.yaml)")
     parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override spec fields, right after SPEC (e.g. train.lr=3e-4 'models=[20M,85M]' "
+        "resources.workers=2); values are YAML, validated like the file",
+    )
+    parser.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
     )
@@ -61,7 +68,7 @@ def prepare_jobs(args, plan_: GridPlan):
 
 
 def run(args) -> int:
-    plan_ = load_plan(args.spec)
+    plan_ = load_plan(args.spec, args.overrides)
     if args.dry_run:
         spec, data, trials = plan_.spec, plan_.data, plan_.trials
         print(

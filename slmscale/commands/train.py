@@ -36,7 +36,7 @@ def _pick(trials, key: str | None, index: int | None) -> int:
 def run(args) -> int:
     from slmscale.grid.runner import run_in_process
 
-    plan = load_plan(args.spec)
+    plan = load_plan(args.spec, args.overrides)
     i = _pick(plan.trials, args.trial, args.index)
     plan.trials = [plan.trials[i]]
     tracking_uri, _storage, jobs = prepare_jobs(args, plan)

@@ -8,6 +8,7 @@ context 2050, batch sizes by size.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -235,6 +236,6 @@ class GridSpec(StrictModel):
         return [main, *self.extra]
 
 
-def load_grid_spec(path) -> GridSpec:
-    """Load and validate a grid spec; any problem is a one-line UserError."""
-    return load_yaml_model(GridSpec, path)
+def load_grid_spec(path, overrides: Sequence[str] = ()) -> GridSpec:
+    """Load and validate a grid spec (with `key=value` overrides); any problem is one line."""
+    return load_yaml_model(GridSpec, path, overrides)

@@ -9,6 +9,7 @@ and a model that cannot fit `resources.device_memory_gb` even one sequence at a 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +29,9 @@ class GridPlan:
     trials: list[Trial]
 
 
-def load_plan(spec_path: str) -> GridPlan:
-    spec = load_grid_spec(spec_path)
+def load_plan(spec_path: str, overrides: Sequence[str] = ()) -> GridPlan:
+    """The spec (with `key=value` overrides applied and validated), its data and its trials."""
+    spec = load_grid_spec(spec_path, overrides)
     data = resolve_data(spec, Path(spec_path).parent)
     return GridPlan(spec, data, expand_grid(spec, data))
 
