@@ -79,9 +79,9 @@ def test_valid_spec_loads_with_paper_defaults(tmp_path):
         ),
         ({"tokens": [1e6]}, "give exactly one of d_over_n and tokens"),
         ({"d_over_n": None}, "give exactly one of d_over_n and tokens"),
-        ({"d_over_n": [2, -1]}, "budgets must be positive"),
+        ({"d_over_n": [2, -1]}, "d_over_n[1]: Input should be greater than 0"),
         ({"d_over_n": "many"}, "d_over_n: Input should be a valid list"),
-        ({"epochs": [0.5]}, "epochs: epochs must be >= 1 or 'auto', got 0.5"),
+        ({"epochs": [0.5]}, "epochs[0]: epochs must be >= 1 or 'auto', got 0.5"),
         ({"epochs": ["sometimes"]}, "epochs[0]"),
         (
             {"optimizer": {"lr_max": 1e-4, "lr_min": 1e-3}},

@@ -8,13 +8,21 @@ context 2050, batch sizes by size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 
 from slmscale.config.base import StrictModel, load_yaml_model
-from slmscale.model import PAPER_SIZES, ModelShape
+from slmscale.model import PAPER_SIZES, ModelShape, budget_reference_params
 
 BENCHMARK_NAMES = ("sblimp", "swuggy", "topic_cloze", "story_cloze")
 
@@ -68,7 +76,67 @@ class ShapeSpec(StrictModel):
         )
 
 
-Epochs = float | Literal["auto"]
+# ---- budgets and epochs, checked value by value so an error names its item (`tokens[1]`) -----
+# Every float in a spec is finite (NaN and inf are refused); a budget is at least one token for
+# every model it applies to, and epochs leave at least one unique token.
+
+
+def _block_budgets(info: ValidationInfo) -> list[int]:
+    """The block's budgets in tokens for every model (empty while models or budgets are invalid)."""
+    models, tokens, ratios = (info.data.get(k) for k in ("models", "tokens", "d_over_n"))
+    if tokens:
+        return [int(round(t)) for t in tokens]
+    if ratios and models:
+        return [int(round(r * budget_reference_params(m.shape()))) for r in ratios for m in models]
+    return []
+
+
+def _tokens_value(value: float) -> float:
+    if int(round(value)) < 1:
+        raise ValueError(f"a budget of {value:g} tokens rounds to {int(round(value))}; give at least 1")
+    return value
+
+
+def _d_over_n_value(value: float, info: ValidationInfo) -> float:
+    for m in info.data.get("models") or []:
+        tokens = int(round(value * budget_reference_params(m.shape())))
+        if tokens < 1:
+            raise ValueError(
+                f"D/N = {value:g} gives model {m.name} a budget of {tokens} tokens; give at least 1"
+            )
+    return value
+
+
+def _epochs_value(value):
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"epochs must be a number >= 1 or 'auto', got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"epochs must be finite (a number >= 1 or 'auto'), got {value}")
+    if value < 1:
+        raise ValueError(f"epochs must be >= 1 or 'auto', got {value:g}")
+    return float(value)
+
+
+def _epochs_leave_unique_tokens(value, info: ValidationInfo):
+    budgets = _block_budgets(info)
+    if value != "auto" and budgets and int(round(min(budgets) / value)) < 1:
+        raise ValueError(
+            f"{value:g} epochs of a {min(budgets):,}-token budget leave 0 unique tokens; "
+            "use fewer epochs or a larger budget"
+        )
+    return value
+
+
+Budget = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+TokensBudget = Annotated[Budget, AfterValidator(_tokens_value)]
+RatioBudget = Annotated[Budget, AfterValidator(_d_over_n_value)]
+Epochs = Annotated[
+    float | Literal["auto"],
+    BeforeValidator(_epochs_value),
+    AfterValidator(_epochs_leave_unique_tokens),
+]
 
 
 class GridBlock(StrictModel):
@@ -79,9 +147,11 @@ class GridBlock(StrictModel):
     A plain number larger than the data allows is an error, caught before anything trains.
     """
 
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
+
     models: list[ShapeSpec] = Field(min_length=1)
-    d_over_n: list[float] | None = None
-    tokens: list[float] | None = None
+    d_over_n: list[RatioBudget] | None = None
+    tokens: list[TokensBudget] | None = None
     epochs: list[Epochs] = Field(default_factory=lambda: [1.0], min_length=1)
 
     @model_validator(mode="after")
@@ -95,17 +165,11 @@ class GridBlock(StrictModel):
             raise ValueError("budgets must be positive")
         return self
 
-    @field_validator("epochs")
-    @classmethod
-    def _positive_epochs(cls, value):
-        for e in value:
-            if e != "auto" and e < 1:
-                raise ValueError(f"epochs must be >= 1 or 'auto', got {e}")
-        return value
-
 
 class UnitsSource(StrictModel):
     """One units dataset in the training mixture."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
 
     path: str
     weight: float = Field(default=1.0, gt=0)
@@ -118,6 +182,8 @@ class UnitsSource(StrictModel):
 
 
 class OptimizerSpec(StrictModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
+
     lr_max: float = Field(default=5e-4, gt=0)
     lr_min: float = Field(default=5e-5, ge=0)
     weight_decay: float = Field(default=0.1, ge=0)
@@ -149,6 +215,8 @@ class BenchmarkSpec(StrictModel):
 
 
 class ResourcesSpec(StrictModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
+
     workers: int = Field(default=1, ge=1)
     cpus_per_worker: float = Field(default=1.0, gt=0)
     gpus_per_worker: float = Field(default=0.0, ge=0)
@@ -174,12 +242,16 @@ class TrainSpec(StrictModel):
 class ThroughputSpec(StrictModel):
     """An assumption for planning: GPU-hours = FLOPs / (mfu x peak_flops)."""
 
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
+
     mfu: float = Field(gt=0, le=1)
     peak_flops: float = Field(gt=0)  # per GPU, FLOP/s (H100 bf16 dense: 989e12)
     gpu: str | None = None
 
 
 class GridSpec(StrictModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     units: list[UnitsSource] = Field(min_length=1)
@@ -190,8 +262,8 @@ class GridSpec(StrictModel):
     tokenizer: str | None = None  # label, e.g. hubert25hz-k500; default from the units meta
 
     models: list[ShapeSpec] = Field(min_length=1)
-    d_over_n: list[float] | None = None
-    tokens: list[float] | None = None
+    d_over_n: list[RatioBudget] | None = None
+    tokens: list[TokensBudget] | None = None
     epochs: list[Epochs] = Field(default_factory=lambda: [1.0], min_length=1)
     extra: list[GridBlock] = Field(default_factory=list)
 
