@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "report": "fit and write the report (figures, tables, paper values beside ours)",
     "plan": "answer compute-budget questions from a fit",
     "demo": "the whole pipeline on a synthetic speech world, on a laptop CPU",
+    "status": "where a grid stands (done, running, failed, interrupted, left), from the store",
     "bench": "performance figures, side by side with their baselines",
     "info": "versions, GPU visibility, default tracking URI and output root",
 }

@@ -21,6 +21,7 @@ STAGES = [
     "report",
     "plan",
     "demo",
+    "status",
     "bench",
     "info",
 ]

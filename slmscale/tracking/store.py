@@ -39,6 +39,43 @@ def resolve_tracking_uri(flag: str | None, workdir: str | Path | None = None) ->
     return flag or default_tracking_uri(workdir)
 
 
+#: Where a reading command also looks for a store, after the working folder and its parents.
+DEMO_STORE = Path("slmscale-demo") / DEFAULT_DB
+
+
+def reading_tracking_uri(flag: str | None) -> str:
+    """The store a command that only *reads* runs (fit, report, status) should open.
+
+    Writers (grid, train) default to `mlflow.db` in the output root and create it.  A reader must
+    not: opening a missing SQLite file creates an empty store, and the user is then told that
+    their experiment does not exist.  So a reader takes `--tracking-uri`, else
+    `$MLFLOW_TRACKING_URI`, else the nearest existing `mlflow.db` in the working folder or a
+    parent (the way git finds `.git`: run it anywhere inside the demo's folder), else the demo's
+    store below the working folder; failing all that, one line saying where it looked.
+    """
+    if flag or os.environ.get("MLFLOW_TRACKING_URI"):
+        return resolve_tracking_uri(flag)
+    here = Path.cwd().resolve()
+    root = Path(os.environ.get("SLMSCALE_HOME") or here).resolve()
+    candidates = [root / DEFAULT_DB, *(d / DEFAULT_DB for d in (here, *here.parents))]
+    candidates.append(here / DEMO_STORE)
+    for db in candidates:
+        if db.is_file():
+            return f"sqlite:///{db}"
+    raise UserError(
+        f"no MLflow store found: no {DEFAULT_DB} in {here} or its parents, nor {DEMO_STORE}; "
+        "pass --tracking-uri (e.g. sqlite:////path/to/mlflow.db) or set MLFLOW_TRACKING_URI"
+    )
+
+
+def experiment_names(tracking_uri: str) -> list[str]:
+    """Names of the live experiments in the store (for messages that say what does exist)."""
+    from mlflow.entities import ViewType
+
+    exps = client(tracking_uri).search_experiments(view_type=ViewType.ACTIVE_ONLY)
+    return sorted(e.name for e in exps if e.name != "Default")
+
+
 SQLITE_BUSY_TIMEOUT_S = 60
 
 
@@ -96,7 +133,11 @@ def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
 def get_experiment_id(tracking_uri: str, name: str) -> str:
     exp = client(tracking_uri).get_experiment_by_name(name)
     if exp is None:
-        raise UserError(f"no MLflow experiment named {name!r} in {tracking_uri}")
+        known = experiment_names(tracking_uri)
+        listing = ", ".join(repr(n) for n in known[:20]) if known else "none"
+        raise UserError(
+            f"no MLflow experiment named {name!r} in {tracking_uri} (experiments there: {listing})"
+        )
     return exp.experiment_id
 
 
