@@ -10,8 +10,13 @@ import pytest
 from slmscale import cli
 from slmscale.errors import UserError
 from slmscale.grid.plan import load_plan
-from slmscale.tracking.schema import KIND_TRAIN, M_TEST_LOSS_FINAL, TAG_FAILURE, TAG_KIND
-from slmscale.tracking.schema import TAG_TRIAL_KEY
+from slmscale.tracking.schema import (
+    KIND_TRAIN,
+    M_TEST_LOSS_FINAL,
+    TAG_FAILURE,
+    TAG_KIND,
+    TAG_TRIAL_KEY,
+)
 from slmscale.tracking.store import client, get_experiment_id, reading_tracking_uri
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,8 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _runs_by_key(tracking_uri: str, experiment: str) -> dict[str, dict] | None:
     """trial key -> {status, run_id, loss, failure} of its newest train run; None: no experiment."""
-    from slmscale.tracking.schema import KIND_TRAIN, M_TEST_LOSS_FINAL, TAG_FAILURE, TAG_KIND
-    from slmscale.tracking.schema import TAG_TRIAL_KEY
+    from slmscale.tracking.schema import (
+        KIND_TRAIN,
+        M_TEST_LOSS_FINAL,
+        TAG_FAILURE,
+        TAG_KIND,
+        TAG_TRIAL_KEY,
+    )
     from slmscale.tracking.store import client
 
     c = client(tracking_uri)
