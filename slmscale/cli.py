@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Scaling studies of speech language models: units, grid, evaluation, laws, report.",
     )
     parser.add_argument("--version", action="version", version=f"slmscale {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show Ray, Tune and MLflow log output (hidden by default; see slmscale/console.py)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         module = _load(name)
@@ -76,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     if args._module is None:
         print(f"slmscale {args._name}: not built yet", file=sys.stderr)
         return EXIT_USER_ERROR
+    if not args.verbose:
+        from slmscale.console import quiet_platform_logs
+
+        quiet_platform_logs()
     try:
         if args._name in NEEDS_TORCHAUDIO:
             from slmscale.install_check import require_torchaudio

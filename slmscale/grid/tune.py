@@ -194,9 +194,9 @@ def run_grid(
         f"grid {grid_name}: {len(jobs)} trials, skipping {len(jobs) - len(todo)} already FINISHED",
         file=stream or sys.stderr,
     )
-    table = TrialTable(stream=stream)
+    table = TrialTable(stream=stream, title=f"grid {grid_name}")
     for j in todo:
-        table.add(j.key, j.run_name, j.tokens)
+        table.add(j.key, j.run_name, j.tokens, work=6.0 * float(j.params["n_params"]) * j.tokens)
     if not todo:
         return GridSummary(len(jobs), table)
     started = not ray.is_initialized()
@@ -204,7 +204,13 @@ def run_grid(
     if started:
         # A local Ray keeps trial chatter out of the live table; on a cluster the trial logs
         # must reach `ray job logs`.
-        ray.init(include_dashboard=False, log_to_driver=joining_cluster)
+        from slmscale.console import ray_logging_level
+
+        ray.init(
+            include_dashboard=False,
+            log_to_driver=joining_cluster,
+            logging_level=ray_logging_level(),
+        )
     try:
         if joining_cluster or not started:
             check_cluster_reach(todo, stream)

@@ -1,0 +1,66 @@
+"""A quiet console by default: slmscale's own progress, not Ray's, Tune's or MLflow's chatter.
+
+What a grid printed before this (measured on `slmscale demo --quick`): Ray's start-up banner, an
+error-level `core_worker.cc ... max_restarts` line from the C++ core worker, Tune's experiment box
+and TensorBoard hint pointing into Ray's temp folder, MLflow's "Creating initial database tables"
+and alembic's migration lines.  None of it helps a researcher; all of it hides the trial table.
+
+`quiet_platform_logs()` raises those loggers to WARNING (ERROR for the known-noisy ones) and sets
+the environment the Ray processes read at start (the C++ backend log level, Tune's verbosity),
+so workers started later inherit it.  `slmscale -v COMMAND` leaves everything as the libraries
+set it.  Nothing here hides slmscale's own warnings or errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+#: Python loggers that are informative to library authors, not to users of a grid.
+NOISY_LOGGERS = {
+    "ray": logging.ERROR,
+    "ray.tune": logging.ERROR,
+    "ray.train": logging.ERROR,
+    "ray.data": logging.WARNING,
+    "mlflow": logging.WARNING,
+    "mlflow.store.db.utils": logging.WARNING,
+    "alembic": logging.WARNING,
+    "alembic.runtime.migration": logging.WARNING,
+    "urllib3": logging.WARNING,
+    "filelock": logging.WARNING,
+    "torch.distributed": logging.WARNING,
+}
+
+#: Read by Ray's processes when they start (set before `ray.init`; children inherit them).
+QUIET_ENV = {
+    "RAY_BACKEND_LOG_LEVEL": "fatal",  # the C++ core worker's stderr lines (e.g. max_restarts)
+    "RAY_AIR_NEW_OUTPUT": "0",  # Tune/Train's boxed console reporter
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no TensorBoard/CSV/JSON logger hints
+    "RAY_DEDUP_LOGS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+_quiet = False
+
+
+def quiet_platform_logs() -> None:
+    """Hide platform boilerplate for this process and the Ray processes it starts."""
+    global _quiet
+    for name, level in NOISY_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(ray|mlflow)(\.|$)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(ray|mlflow)(\.|$)")
+    _quiet = True
+
+
+def is_quiet() -> bool:
+    """Whether boilerplate is hidden (e.g. `ray.init(logging_level=...)` asks this)."""
+    return _quiet
+
+
+def ray_logging_level() -> int:
+    """The level to pass to `ray.init`: Ray resets its own logger there."""
+    return logging.ERROR if _quiet else logging.INFO

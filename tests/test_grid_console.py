@@ -1,0 +1,90 @@
+"""The grid's console: one table with a header of counts, no flood, and no platform chatter."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from slmscale import cli, console
+from slmscale.grid.table import TrialTable
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _table(stream) -> TrialTable:
+    t = TrialTable(stream=stream, title="grid smoke")
+    t.add("a", "smoke-20M-D1M-e1", 1000, work=1.0)
+    t.add("b", "smoke-20M-D2M-e1", 2000, work=2.0)
+    t.add("c", "smoke-85M-D2M-e1", 2000, work=8.0)
+    return t
+
+
+def test_a_log_gets_one_plain_line_per_state_change_not_a_table_per_tick():
+    out = io.StringIO()
+    t = _table(out)
+    t.update("a", state="RUNNING")
+    for tokens in range(0, 1000, 50):  # 20 progress reports: none of them prints
+        t.update("a", tokens=tokens, loss=3.0)
+    t.update("a", state="FINISHED", tokens=1000, loss=2.5)
+    t.update("b", state="RUNNING")
+    t.update("b", state="FAILED", note="non-finite loss")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4
+    assert "\x1b[" not in out.getvalue()
+    assert lines[0].startswith("grid smoke: 0/3 done, 1 running, 2 left | elapsed ")
+    assert lines[0].endswith("| smoke-20M-D1M-e1: RUNNING")
+    assert lines[1].startswith("grid smoke: 1/3 done, 0 running, 2 left")
+    assert lines[1].endswith("smoke-20M-D1M-e1: FINISHED loss 2.500")
+    assert "1 failed" in lines[3] and lines[3].endswith("FAILED (non-finite loss)")
+
+
+def test_a_terminal_gets_the_table_redrawn_in_place():
+    out = _Tty()
+    t = _table(out)
+    t.update("a", state="RUNNING")
+    t.update("a", state="FINISHED", tokens=1000)
+    text = out.getvalue()
+    first, second = text.split("\x1b[")[0], text.split("\x1b[", 1)[1]
+    assert first.splitlines()[0].startswith("grid smoke: 0/3 done, 1 running")
+    # The second drawing starts by moving up over the first (header + column line + 3 rows).
+    assert second.startswith("5F") and "grid smoke: 1/3 done" in second
+
+
+def test_grid_eta_weighs_trials_by_their_compute():
+    t = _table(io.StringIO())
+    t._t0 -= 100.0  # 100 s elapsed
+    t.update("a", state="FINISHED", tokens=1000)  # 1 of 11 units of work done
+    assert abs(t.eta_seconds() - 1000.0) < 5.0
+    assert "ETA 16:4" in t.header()  # 16:40
+
+
+def test_the_final_picture_in_a_log_is_the_whole_table_once():
+    out = io.StringIO()
+    t = _table(out)
+    t.draw(force=True)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5 and lines[1].startswith("trial")
+
+
+def test_platform_loggers_are_quiet_by_default_and_verbose_keeps_them(monkeypatch, capsys):
+    for name in ("ray", "mlflow", "alembic"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    monkeypatch.setenv("RAY_BACKEND_LOG_LEVEL", "unset")  # restored after the test
+    monkeypatch.delenv("RAY_BACKEND_LOG_LEVEL")
+    monkeypatch.setattr(console, "_quiet", False)
+
+    assert cli.main(["-v", "grid", "tune_spaces/paper.yaml", "--dry-run"]) == 0
+    assert logging.getLogger("mlflow").level == logging.NOTSET and not console.is_quiet()
+
+    assert cli.main(["grid", "tune_spaces/paper.yaml", "--dry-run"]) == 0
+    assert logging.getLogger("ray").level == logging.ERROR
+    assert logging.getLogger("mlflow").level == logging.WARNING
+    assert logging.getLogger("alembic").level >= logging.WARNING
+    import os
+
+    assert os.environ["RAY_BACKEND_LOG_LEVEL"] == "fatal"
+    assert console.ray_logging_level() == logging.ERROR
+    capsys.readouterr()
