@@ -13,10 +13,12 @@ leaves a half-written shard under its final name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -45,6 +47,8 @@ REJECTS_SCHEMA = pa.schema(
 )
 
 # meta.json keys that define the tokenizer: units made with different values must never be mixed.
+# `encoder_id` is content-based (log-mel parameters; `hubert:<hash of config + weights>`), never a
+# path; `precision` is the encoder's compute precision (fp32, or bf16 autocast on GPUs).
 TOKENIZER_IDENTITY_KEYS = (
     "encoder",
     "encoder_id",
@@ -55,7 +59,11 @@ TOKENIZER_IDENTITY_KEYS = (
     "n_units",
     "dedup",
     "unigram_sha256",
+    "precision",
 )
+# Units datasets written before `precision` was recorded were computed in fp32 unless their
+# encoder_id names a path (those never match a content-based id anyway).
+IDENTITY_DEFAULTS = {"precision": "fp32"}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -66,13 +74,49 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _is_disk_full(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (
+        "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+    )
+
+
+def _write_via_tmp(path: str | Path, write: Callable[[Path], None], size_hint: int) -> None:
+    """Write with `write(tmp)` beside `path`, then rename: readers never see half a file.
+
+    On any failure the temporary file is removed; a full disk becomes a one-line `UserError`
+    naming the path, the space free there and about how much this file needed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, Exception) and _is_disk_full(exc):
+            raise UserError(disk_full_message(path, size_hint)) from None
+        raise
+
+
+def disk_full_message(path: str | Path, needed: int) -> str:
+    """`PATH: no space left on device (X MB free on DIR, this file needs about Y MB)`."""
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:,.1f} MB free on {folder}"
+    except OSError:
+        free = f"free space on {folder} unknown"
+    return (
+        f"{path}: no space left on device ({free}, this file needs about {needed / 1e6:,.1f} MB); "
+        "free some space or choose another --out, then rerun: finished files are kept and "
+        "the partial one was removed"
+    )
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write to a temporary name beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    _write_via_tmp(path, lambda tmp: tmp.write_bytes(data), len(data))
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
@@ -80,11 +124,8 @@ def write_json_atomic(path: str | Path, obj) -> None:
 
 
 def write_table_atomic(table: pa.Table, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    """Parquet through a temporary name (see `write_bytes_atomic`)."""
+    _write_via_tmp(path, lambda tmp: pq.write_table(table, tmp), table.nbytes)
 
 
 def load_meta(root: str | Path) -> dict:
@@ -101,8 +142,20 @@ def load_meta(root: str | Path) -> dict:
 
 
 def tokenizer_identity(meta: dict) -> dict:
-    """The part of meta.json that says how units were made."""
-    return {k: meta.get(k) for k in TOKENIZER_IDENTITY_KEYS}
+    """The part of meta.json that says how units were made (no paths: content only)."""
+    return {k: meta.get(k, IDENTITY_DEFAULTS.get(k)) for k in TOKENIZER_IDENTITY_KEYS}
+
+
+def identity_diff(a: dict, b: dict) -> list[str]:
+    """The tokenizer-identity keys in which two meta.json dicts differ (empty: same tokenizer)."""
+    ia, ib = tokenizer_identity(a), tokenizer_identity(b)
+    return [k for k in TOKENIZER_IDENTITY_KEYS if ia[k] != ib[k]]
+
+
+def identity_matches(a: dict, b: dict) -> bool:
+    """True when two units datasets were made by the same tokenizer (same encoder weights,
+    layer, precision, k-means file content, K, dedup, unigram model), wherever the files lay."""
+    return not identity_diff(a, b)
 
 
 def tokenizer_fingerprint(meta: dict) -> str:
@@ -137,11 +190,9 @@ def check_same_tokenizer(metas: dict[str, dict]) -> None:
     if not items:
         return
     ref_path, ref = items[0]
-    ref_id = tokenizer_identity(ref)
     for path, meta in items[1:]:
-        ident = tokenizer_identity(meta)
-        if ident != ref_id:
-            diff = [k for k in TOKENIZER_IDENTITY_KEYS if ident.get(k) != ref_id.get(k)]
+        diff = identity_diff(ref, meta)
+        if diff:
             raise UserError(
                 f"{path}: units made by a different tokenizer than {ref_path} "
                 f"(differs in {', '.join(diff)}); re-tokenize with the same encoder and k-means"

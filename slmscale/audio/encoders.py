@@ -8,8 +8,10 @@ files (`windows.py`) and the batching rely on, so every encoder states `stride` 
 - `LogMelEncoder`: log-mel filterbanks (torchaudio), 25 ms windows every 10 ms, no weights: the
   GSLM paper's baseline, used by the demo and the tests.  Frames are purely local, so windowed
   and batched results are exactly the full-file result.
-- `HubertEncoder`: a transformers `HubertModel` (local directory or Hugging Face id), features of
-  transformer layer `layer` (textless convention: layer 11 of mHuBERT-25Hz = hidden_states[11]).
+- `HubertEncoder`: a transformers `HubertModel` (local directory or Hugging Face id in the local
+  cache, loaded offline: `hf_model.py`), features of transformer layer `layer` (textless
+  convention: layer 11 of mHuBERT-25Hz = hidden_states[11]).  Its `encoder_id` is a hash of the
+  config and weights, so the tokenizer is named by content, not by the spelling of `--model`.
   The frame rate comes from the model's conv strides (640 samples -> 25 Hz for mHuBERT-25Hz).
   Padding never changes an utterance's frames: the first conv's GroupNorm is computed over each
   utterance's own frames, and the transformer gets an attention mask.
@@ -44,11 +46,24 @@ def pad_batch(waves: list[torch.Tensor], device: torch.device) -> tuple[torch.Te
     return out.to(device, non_blocking=True), lengths.to(device)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> bf16 autocast on CUDA, fp32 elsewhere.  Part of the tokenizer's identity."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 class FrameEncoder:
     """Common interface: `features(batch, lengths)` -> one (n_frames(len), dim) tensor per row."""
 
     kind: str
     encoder_id: str
+    precision: str = "fp32"
     layer: int | None
     stride: int
     receptive_field: int
@@ -117,25 +132,48 @@ def conv_geometry(kernels: list[int], strides: list[int]) -> tuple[int, int]:
 class HubertEncoder(FrameEncoder):
     kind = "hubert"
 
-    def __init__(self, model_id: str, layer: int = 11, device: str = "auto") -> None:
+    def __init__(
+        self,
+        model_id: str,
+        layer: int = 11,
+        device: str = "auto",
+        *,
+        allow_download: bool = False,
+        precision: str = "auto",
+    ) -> None:
+        from slmscale.audio.hf_model import resolve_model
+
+        source = resolve_model(model_id, allow_download)
         from transformers import HubertModel
 
         try:
-            model = HubertModel.from_pretrained(model_id)
+            model = HubertModel.from_pretrained(source, local_files_only=not allow_download)
         except (OSError, ValueError) as exc:
-            raise UserError(f"--model {model_id}: cannot load a HubertModel ({exc})") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"--model {model_id}: cannot load a HubertModel ({first})") from None
         cfg = model.config
         if not 0 <= layer <= cfg.num_hidden_layers:
             raise UserError(
                 f"--layer {layer}: {model_id} has layers 0..{cfg.num_hidden_layers} (0 = input)"
             )
         self.device = pick_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
-        self.cfg, self.layer, self.encoder_id = cfg, layer, model_id
+        self.cfg, self.layer, self.model_id = cfg, layer, model_id
+        self._encoder_id: str | None = None
         self.receptive_field, self.stride = conv_geometry(
             list(cfg.conv_kernel), list(cfg.conv_stride)
         )
         self.dim = cfg.hidden_size
+
+    @property
+    def encoder_id(self) -> str:
+        """`hubert:<sha256 of config + weights, 16 hex>`, computed once, on first use."""
+        if self._encoder_id is None:
+            from slmscale.audio.hf_model import content_digest
+
+            self._encoder_id = f"hubert:{content_digest(self.model)[:16]}"
+        return self._encoder_id
 
     def _conv_features(self, batch: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The conv feature encoder, with the first layer's GroupNorm over each row's own frames."""
@@ -181,22 +219,36 @@ class HubertEncoder(FrameEncoder):
 
     @torch.inference_mode()
     def features(self, batch: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        use_bf16 = self.device.type == "cuda"
+        use_bf16 = self.precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             h = self._layer_output(batch, lengths)
         return [h[i, : self.n_frames(int(n))].float() for i, n in enumerate(lengths.tolist())]
 
 
 def build_encoder(
-    kind: str, model: str | None = None, layer: int | None = None, device: str = "auto"
+    kind: str,
+    model: str | None = None,
+    layer: int | None = None,
+    device: str = "auto",
+    *,
+    allow_download: bool = False,
+    precision: str = "auto",
 ) -> FrameEncoder:
-    """`logmel` (no weights) or `hubert` (needs `model`: a local directory or a HF id)."""
+    """`logmel` (no weights, always fp32) or `hubert` (needs `model`: a local directory or a
+    cached HF id)."""
     if kind == "logmel":
+        resolve_precision(precision, torch.device("cpu"))  # validate the flag
         return LogMelEncoder(device=device)
     if kind == "hubert":
         if not model:
             raise UserError("--encoder hubert needs --model (a local directory or a HF id)")
-        return HubertEncoder(model, layer=11 if layer is None else layer, device=device)
+        return HubertEncoder(
+            model,
+            layer=11 if layer is None else layer,
+            device=device,
+            allow_download=allow_download,
+            precision=precision,
+        )
     raise UserError(f"--encoder {kind!r}: expected 'logmel' or 'hubert'")
 
 

@@ -9,6 +9,10 @@ Three input kinds, all named `NAME[:SPLIT]=PATH` on the command line:
   root without extension, so LibriSpeech's `84/121123/84-121123-0000.flac` -> `84/121123/84-121123-0000`;
 - a CSV/TSV manifest with a `path` column and optional `dataset`, `split`, `utterance_id`;
 - Parquet with audio bytes (a binary `audio` column, or the Hugging Face `{bytes, path}` struct).
+
+Splits: `NAME:SPLIT` wins, then a manifest's `split` column, then the corpus layout (`layouts.py`:
+LibriSpeech's dev-*/test-* folders, ZeroSpeech 2021 dev/test, spoken StoryCloze/TopicCloze, a tree
+with train/ and test/ folders), and only then the utterance-id hash split.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pyarrow.parquet as pq
 
+from slmscale.audio.layouts import folder_splits
 from slmscale.errors import UserError
 
 SAMPLE_RATE = 16000
@@ -70,6 +75,9 @@ class AudioItem:
     error: str = ""  # set when planning already knows the input is bad (duplicate id)
 
 
+DUPLICATE_PREFIX = "duplicate utterance_id"
+
+
 def hash_split(utterance_id: str, test_fraction: float) -> str:
     """Deterministic held-out split by utterance-id hash, as the paper does for corpora without one."""
     h = int.from_bytes(hashlib.sha256(utterance_id.encode()).digest()[:8], "big")
@@ -92,6 +100,14 @@ def find_inputs(spec: InputSpec, test_fraction: float = 0.01) -> list[AudioItem]
             f"--input {spec.dataset}={spec.path}: expected a folder, a .csv/.tsv manifest "
             "or a .parquet file"
         )
+    if not rows:
+        kinds = " ".join(AUDIO_EXTENSIONS) if root.is_dir() else "rows"
+        raise UserError(
+            f"--input {spec.dataset}={spec.path}: no audio inputs found (looked for {kinds}); "
+            "check the path"
+        )
+    if root.is_dir():
+        folder_splits(root, rows)
     items = []
     for r in rows:
         split = spec.split or r.get("split") or hash_split(r["utterance_id"], test_fraction)
@@ -213,17 +229,34 @@ def read_bytes(item: AudioItem, cache: dict | None = None) -> bytes:
     return value or b""
 
 
-def _wav_truncated(data: bytes) -> bool:
-    """True when a RIFF/WAVE header promises more sample bytes than the file holds."""
+def _wav_lengths(data: bytes) -> tuple[int, int] | None:
+    """(frames the RIFF/WAVE header declares, frames the file holds); None if not a plain WAV.
+
+    libsndfile silently shortens a truncated WAV's frame count to what is there, so only the
+    header says that something is missing."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return False
-    pos = 12
+        return None
+    pos, block_align = 12, 0
     while pos + 8 <= len(data):
         chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if chunk == b"fmt " and pos + 22 <= len(data):
+            block_align = struct.unpack("<H", data[pos + 20 : pos + 22])[0]
         if chunk == b"data":
-            return size not in (0, 0xFFFFFFFF) and pos + 8 + size > len(data)
+            if size in (0, 0xFFFFFFFF) or block_align == 0:  # streamed WAV: no stated length
+                return None
+            held = max(0, len(data) - pos - 8)
+            return size // block_align, min(size, held) // block_align
         pos += 8 + size + (size & 1)
-    return True
+    return (1, 0) if block_align else None  # header promises a data chunk that never comes
+
+
+# Containers whose header states the exact number of frames.  Elsewhere (MP3 without a Xing
+# header, Ogg) libsndfile's frame count is an estimate, and a shortfall is not an error.
+EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF"})
+
+
+def _missing(frames: int, sr: int) -> str:
+    return f"{frames / sr:.2f} s missing"
 
 
 def decode_bytes(data: bytes, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
@@ -234,19 +267,44 @@ def decode_bytes(data: bytes, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarra
         raise BadAudio("empty file")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
-            declared, sr = f.frames, f.samplerate
+            declared, sr, fmt = f.frames, f.samplerate, f.format
             wave = f.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as exc:
         msg = str(exc).split(": ", 1)[-1] if "Error opening" in str(exc) else str(exc)
         if "Format not recognised" in msg:
             raise BadAudio("not audio: format not recognised") from None
         raise BadAudio(f"truncated or corrupt: {msg.strip()}") from None
-    if len(wave) < declared or _wav_truncated(data):
-        raise BadAudio(f"truncated or corrupt: {len(wave)} of {declared} frames decoded")
+    wav = _wav_lengths(data) if fmt in ("WAV", "WAVEX") else None
+    if wav is not None and wav[1] < wav[0]:
+        raise BadAudio(
+            f"truncated or corrupt: the WAV header declares {wav[0]} frames, the file holds "
+            f"{wav[1]} ({_missing(wav[0] - wav[1], sr)})"
+        )
+    if fmt in EXACT_LENGTH_FORMATS and len(wave) < declared:
+        raise BadAudio(
+            f"truncated or corrupt: {fmt} stream ends after {len(wave)} of the {declared} frames "
+            f"its header declares ({_missing(declared - len(wave), sr)})"
+        )
+    if len(wave) == 0:
+        raise BadAudio(f"truncated or corrupt: no audio frames could be decoded ({fmt})")
     if not np.isfinite(wave).all():
         raise BadAudio("non-finite samples (NaN or inf)")
     mono = wave.mean(axis=1) if wave.shape[1] > 1 else wave[:, 0]
     return resample(mono, sr, sample_rate), sr
+
+
+def probe_seconds(item: AudioItem) -> float | None:
+    """Duration from the file header only (no decoding); None when unknown (Parquet rows, bad
+    files).  Exact for WAV/FLAC, libsndfile's estimate for MP3/Ogg: good enough for progress."""
+    if item.row >= 0 or item.error:
+        return None
+    import soundfile as sf
+
+    try:
+        info = sf.info(item.path)
+    except Exception:  # any unreadable input is rejected later, with its reason
+        return None
+    return info.frames / info.samplerate if info.samplerate else None
 
 
 def resample(wave: np.ndarray, orig: int, target: int = SAMPLE_RATE) -> np.ndarray:
@@ -261,7 +319,11 @@ def resample(wave: np.ndarray, orig: int, target: int = SAMPLE_RATE) -> np.ndarr
 
 
 def decode_item(item: AudioItem, cache: dict | None = None) -> np.ndarray:
-    """One input -> 16 kHz mono float32, or `BadAudio`."""
+    """One input -> 16 kHz mono float32, or `BadAudio`.
+
+    A duplicate id is decoded first, so a broken duplicate is rejected for what is wrong with it."""
     if item.error:
+        if item.error.startswith(DUPLICATE_PREFIX):
+            decode_bytes(read_bytes(item, cache))
         raise BadAudio(item.error)
     return decode_bytes(read_bytes(item, cache))[0]

@@ -35,7 +35,16 @@ def load_centroids(path: str | Path, trust_pickle: bool = False) -> np.ndarray:
             )
         import joblib
 
-        c = getattr(joblib.load(path), "cluster_centers_", None)
+        try:
+            obj = joblib.load(path)
+        except Exception as exc:  # truncated, corrupt, or pickled by an incompatible version
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UserError(
+                f"--kmeans {path}: cannot unpickle ({type(exc).__name__}"
+                f"{': ' + reason[:160] if reason else ''}); the file is truncated or corrupt, "
+                "download or convert it again"
+            ) from None
+        c = getattr(obj, "cluster_centers_", None)
         if c is None:
             raise UserError(f"--kmeans {path}: the pickle holds no cluster_centers_")
     else:
@@ -105,13 +114,17 @@ def train_kmeans(
     max_frames: int = 200_000,
     seed: int = 0,
     test_fraction: float = 0.01,
+    on_progress=None,
 ) -> dict:
     """Centroids from a sample of encoder frames of the train split of `inputs` -> `out` (.npy).
 
-    Files are visited in a seeded random order until `max_frames` frames are collected; bad
-    inputs are skipped (and counted), as in `tokenize`.  Runs in-process, no Ray."""
-    from slmscale.audio.io import BadAudio, InputSpec, decode_item, find_inputs
-    from slmscale.progress import Progress
+    Files are visited in a seeded random order until `max_frames` frames are collected, each cut
+    to the frames still wanted before it is encoded.  Progress counts audio-seconds toward what
+    will really be processed: the smaller of `max_frames` worth and the train audio there is (from
+    file headers).  Bad inputs are skipped, each with its reason in `rejects`.  In-process, no Ray.
+    """
+    from slmscale.audio.io import BadAudio, InputSpec, decode_item, find_inputs, probe_seconds
+    from slmscale.progress import Progress, format_seconds
 
     specs = [InputSpec.parse(s) if isinstance(s, str) else s for s in inputs]
     items = [it for s in specs for it in find_inputs(s, test_fraction) if it.split == "train"]
@@ -119,23 +132,38 @@ def train_kmeans(
         raise UserError("kmeans: no train-split inputs found in --input")
     order = np.random.default_rng(seed).permutation(len(items))
     unit_encoder = encoder_spec.build(None)
-    frames, n_frames, used, rejected = [], 0, 0, 0
-    with Progress(max_frames, "kmeans: collecting frames", " frames") as progress:
+    enc = unit_encoder.encoder
+    known = [probe_seconds(it) for it in items]
+    available = sum(s for s in known if s is not None)
+    target = max_frames / enc.frame_rate
+    total = min(target, available) if available > 0 else target
+    frames, n_frames, used, seconds = [], 0, 0, 0.0
+    rejects: list[tuple[str, str]] = []
+    with Progress(total, "kmeans: encoding", " audio", fmt=format_seconds) as progress:
+
+        def advance(step: float) -> None:
+            progress.update(step)
+            if on_progress is not None:
+                on_progress(step)
+
         for idx in order:
             try:
                 wave = decode_item(items[idx])
-            except BadAudio:
-                rejected += 1
+            except BadAudio as exc:
+                rejects.append((items[idx].source, str(exc)))
+                progress.update(0, extra=f"{len(rejects)} rejected")
                 continue
-            feats = unit_encoder.features([wave])[0].cpu().numpy()
-            take = feats[: max_frames - n_frames]
+            want = max_frames - n_frames
+            wave = wave[: (want - 1) * enc.stride + enc.receptive_field]
+            feats = unit_encoder.features([wave], advance)[0].cpu().numpy()
+            take = feats[:want]
             frames.append(take)
             n_frames += len(take)
+            seconds += len(wave) / enc.sample_rate
             used += 1
-            progress.update(len(take))
             if n_frames >= max_frames:
                 break
-    data = np.concatenate(frames) if frames else np.zeros((0, unit_encoder.encoder.dim))
+    data = np.concatenate(frames) if frames else np.zeros((0, enc.dim))
     centroids = fit_centroids(data, k, seed)
     digest = save_centroids(centroids, out)
     return {
@@ -144,7 +172,10 @@ def train_kmeans(
         "k": k,
         "dim": int(centroids.shape[1]),
         "frames": int(n_frames),
+        "seconds": seconds,
         "files": used,
-        "rejected": rejected,
-        "encoder_id": unit_encoder.encoder.encoder_id,
+        "rejected": len(rejects),
+        "rejects": rejects,
+        "encoder_id": enc.encoder_id,
+        "frame_rate": enc.frame_rate,
     }

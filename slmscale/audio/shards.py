@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from slmscale.audio.io import AudioItem, BadAudio, decode_item
+from slmscale.audio.io import DUPLICATE_PREFIX, AudioItem, BadAudio, decode_item
 from slmscale.audio.unit_encoder import UnitEncoder
 from slmscale.errors import UserError
 from slmscale.units import (
@@ -32,7 +33,9 @@ from slmscale.units import (
 )
 
 WORK_DIR = ".tokenize"
+PRECISION_FILE = "precision.json"
 RESULT_FIELDS = ("shard", "utterance_id", "dataset", "split", "source", "error")
+ProgressFn = Callable[[float], None]
 
 
 def shard_name(index: int) -> str:
@@ -45,6 +48,19 @@ class Plan:
     shards: list[list[AudioItem]]
     fingerprint: str
     done: set[int] = field(default_factory=set)
+    precision: str | None = None  # compute precision of the shards written so far
+
+    def set_precision(self, precision: str) -> None:
+        """Record the encoder's compute precision; refuse to mix precisions in one dataset."""
+        if self.precision is None:
+            self.precision = precision
+            write_json_atomic(self.out / WORK_DIR / PRECISION_FILE, {"precision": precision})
+        elif precision != self.precision:
+            raise UserError(
+                f"--out {self.out}: its units so far were computed in {self.precision}, this "
+                f"run's encoder computes in {precision}; rerun with --precision {self.precision} "
+                "or use a new --out directory"
+            )
 
     @property
     def n_inputs(self) -> int:
@@ -55,14 +71,19 @@ class Plan:
 
 
 def mark_duplicates(items: list[AudioItem]) -> list[AudioItem]:
-    """Utterance ids are unique within a dataset: a second file with the same id is a reject."""
-    seen: set[tuple[str, str]] = set()
+    """Utterance ids are unique within a dataset: a second file with the same id is a reject
+    (named with the file that kept the id; `decode_item` reports its own defect first)."""
+    seen: dict[tuple[str, str], str] = {}
     out = []
     for it in items:
         key = (it.dataset, it.utterance_id)
         if key in seen:
-            it = replace(it, error=f"duplicate utterance_id {it.utterance_id!r} in {it.dataset}")
-        seen.add(key)
+            it = replace(
+                it,
+                error=f"{DUPLICATE_PREFIX} {it.utterance_id!r} in {it.dataset} "
+                f"(already used by {seen[key]})",
+            )
+        seen.setdefault(key, it.source)
         out.append(it)
     return out
 
@@ -90,7 +111,13 @@ def make_plan(out: str | Path, items: list[AudioItem], identity: dict, shard_siz
         write_json_atomic(plan_file, {"fingerprint": fingerprint, "identity": identity})
     shards = [items[i : i + shard_size] for i in range(0, len(items), shard_size)]
     done = {i for i in range(len(shards)) if (out / shard_name(i)).is_file()}
-    return Plan(out, shards, fingerprint, done)
+    precision_file = out / WORK_DIR / PRECISION_FILE
+    precision = None
+    if done and precision_file.is_file():
+        precision = json.loads(precision_file.read_text()).get("precision")
+    elif not done:
+        precision_file.unlink(missing_ok=True)
+    return Plan(out, shards, fingerprint, done, precision)
 
 
 def item_rows(plan: Plan, shard_ids: list[int]) -> list[dict]:
@@ -112,13 +139,20 @@ def decode_rows(
     return out
 
 
-def encode_rows(decoded: list[tuple[dict, np.ndarray | None]], encoder: UnitEncoder) -> list[dict]:
-    """Units for every decoded input; audio shorter than one frame becomes a reject."""
+def encode_rows(
+    decoded: list[tuple[dict, np.ndarray | None]],
+    encoder: UnitEncoder,
+    on_progress: ProgressFn | None = None,
+) -> list[dict]:
+    """Units for every decoded input; audio shorter than one frame becomes a reject.
+
+    `on_progress(seconds)` hears of the audio encoded, batch by batch (see `UnitEncoder`)."""
     field_ = encoder.encoder.receptive_field
     results, good, waves = [], [], []
     for row, wave in decoded:
         res = {k: row.get(k, "") for k in RESULT_FIELDS}
         res.update(units=b"", durations=b"", n_frames=0, seconds=0.0)
+        res["precision"] = encoder.encoder.precision
         if wave is not None and encoder.encoder.n_frames(len(wave)) == 0:
             res["error"] = f"shorter than one frame ({len(wave)} samples < {field_} at 16 kHz)"
         elif wave is not None:
@@ -126,7 +160,7 @@ def encode_rows(decoded: list[tuple[dict, np.ndarray | None]], encoder: UnitEnco
             waves.append(wave)
             res["seconds"] = len(wave) / encoder.encoder.sample_rate
         results.append(res)
-    for i, enc in zip(good, encoder.encode(waves), strict=True):
+    for i, enc in zip(good, encoder.encode(waves, on_progress), strict=True):
         results[i].update(
             units=enc.units.tobytes(), durations=enc.durations.tobytes(), n_frames=enc.n_frames
         )
@@ -142,6 +176,8 @@ class ShardWriter:
         self.written = 0
 
     def add(self, result: dict) -> None:
+        if not result["error"] and result.get("precision"):
+            self.plan.set_precision(result["precision"])
         s = int(result["shard"])
         self.rows[s].append(result)
         if len(self.rows[s]) == len(self.plan.shards[s]):
@@ -172,17 +208,23 @@ class ShardWriter:
         self.written += 1
 
 
-def run_local(plan: Plan, encoder: UnitEncoder, writer: ShardWriter, progress=None) -> None:
+def run_local(
+    plan: Plan,
+    encoder: UnitEncoder,
+    writer: ShardWriter,
+    on_progress: ProgressFn | None = None,
+    on_result: Callable[[dict], None] | None = None,
+) -> None:
     """The same work as the Ray pipeline, in this process (no Ray needed: GPU bench machine)."""
     cache: dict = {}
     for s in plan.pending():
         rows = item_rows(plan, [s])
         for start in range(0, len(rows), 64):
             chunk = rows[start : start + 64]
-            for res in encode_rows(decode_rows(chunk, cache), encoder):
+            for res in encode_rows(decode_rows(chunk, cache), encoder, on_progress):
                 writer.add(res)
-            if progress is not None:
-                progress.update(len(chunk))
+                if on_result is not None:
+                    on_result(res)
 
 
 def merge_rejects(plan: Plan) -> pa.Table:

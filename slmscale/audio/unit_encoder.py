@@ -13,6 +13,7 @@ An utterance's units never depend on what else is in the call:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,10 +102,18 @@ class UnitEncoder:
             current.append(i)
         return batches + ([current] if current else [])
 
-    def features(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
-        """(n_frames, dim) features per wave, on the encoder's device."""
+    def features(
+        self, waves: list[np.ndarray], on_progress: Callable[[float], None] | None = None
+    ) -> list[torch.Tensor]:
+        """(n_frames, dim) features per wave, on the encoder's device.
+
+        `on_progress(seconds)` is called after every encoder batch with the audio it covered
+        (summing to the waves' total duration), so a long file reports progress while it runs."""
         pieces = [(u, w) for u, wave in enumerate(waves) for w in self.windows(len(wave))]
         out: list[torch.Tensor | None] = [None] * len(pieces)
+        rate = float(self.encoder.sample_rate)
+        total = sum(len(w) for w in waves) / rate
+        reported = 0.0
         for batch in self._batches(pieces):
             chunk = []
             for i in batch:
@@ -114,18 +123,27 @@ class UnitEncoder:
             for i, feats in zip(batch, self.encoder.features(x, lengths), strict=True):
                 w = pieces[i][1]
                 out[i] = feats[w.keep_start : w.keep_end]
+            if on_progress is not None:
+                owned = sum(pieces[i][1].keep_end - pieces[i][1].keep_start for i in batch)
+                step = min(owned * self.encoder.stride / rate, total - reported)
+                reported += step
+                on_progress(step)
+        if on_progress is not None and total > reported:
+            on_progress(total - reported)  # tails shorter than a frame, and frameless waves
         per_wave: list[list[torch.Tensor]] = [[] for _ in waves]
         for (u, _), feats in zip(pieces, out, strict=True):
             per_wave[u].append(feats)
         empty = torch.zeros(0, self.encoder.dim, device=self.encoder.device)
         return [(p[0] if len(p) == 1 else torch.cat(p)) if p else empty for p in per_wave]
 
-    def encode(self, waves: list[np.ndarray]) -> list[Encoded]:
+    def encode(
+        self, waves: list[np.ndarray], on_progress: Callable[[float], None] | None = None
+    ) -> list[Encoded]:
         if self.centroids is None:
             raise ValueError("UnitEncoder.encode needs centroids")
         if not waves:
             return []
-        feats = self.features(waves)
+        feats = self.features(waves, on_progress)
         counts = [int(f.shape[0]) for f in feats]
         frames = torch.cat(feats)
         chunk = ASSIGN_CHUNK_FRAMES.get(frames.device.type, 4096)
@@ -143,6 +161,33 @@ class UnitEncoder:
         return results
 
 
+GIB = 1024**3
+# Bytes of activations per second of audio in one batch, per channel of the first conv layer
+# (float32): its output is (channels x samples/stride0) and about 2.5 such tensors are alive at
+# the peak (conv output, GroupNorm, GELU).  Measured: a 200 s CPU batch through the 512-channel
+# stack of HuBERT-base/mHuBERT-25Hz added 3.2 GB = 200 * 16000/5 * 512 * 4 B * 2.5.
+PEAK_TENSORS = 2.5
+RUNTIME_BYTES = 0.5 * GIB  # torch + the actor process itself
+
+
+def memory_per_actor(encoder: FrameEncoder, batch_seconds: float) -> dict[str, float]:
+    """Estimated peak bytes of one encoder actor: runtime + weights + one batch's activations."""
+    model = getattr(encoder, "model", None)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) if model else 0
+    cfg = getattr(encoder, "cfg", None)
+    if cfg is not None:
+        per_second = encoder.sample_rate / cfg.conv_stride[0] * cfg.conv_dim[0] * 4 * PEAK_TENSORS
+    else:  # log-mel: the spectrogram of a batch, small
+        per_second = encoder.frame_rate * (encoder.receptive_field // 2 + 1) * 4 * PEAK_TENSORS
+    return {
+        "runtime": RUNTIME_BYTES,
+        "weights": float(weights),
+        "per_second": float(per_second),
+        "batch": float(per_second * batch_seconds),
+        "total": RUNTIME_BYTES + weights + per_second * batch_seconds,
+    }
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
     """How to build a `UnitEncoder`: picklable, so Ray actors can build their own copy."""
@@ -154,12 +199,21 @@ class EncoderSpec:
     batch_seconds: float = 200.0
     window_seconds: float = 30.0
     context_seconds: float = 2.0
+    allow_download: bool = False
+    precision: str = "auto"
 
     def build(self, centroids: np.ndarray | None = None, dedup: bool = True) -> UnitEncoder:
         from slmscale.audio.encoders import build_encoder
 
         return UnitEncoder(
-            build_encoder(self.kind, self.model, self.layer, self.device),
+            build_encoder(
+                self.kind,
+                self.model,
+                self.layer,
+                self.device,
+                allow_download=self.allow_download,
+                precision=self.precision,
+            ),
             centroids,
             dedup=dedup,
             batch_seconds=self.batch_seconds,

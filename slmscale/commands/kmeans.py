@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from slmscale.commands.tokenize import add_encoder_arguments, encoder_spec
+from slmscale.commands.tokenize import add_encoder_arguments, check_model, encoder_spec
+
+SHOW_REJECTS = 50  # reject reasons printed; all of them go to OUT.rejects.tsv
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,12 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from slmscale.audio.kmeans import train_kmeans
-    from slmscale.audio.table2 import format_accounting
     from slmscale.errors import UserError
 
     if args.k < 1 or args.k > 65536:
         raise UserError(f"--k {args.k}: must be in 1..65536")
+    check_model(args)
+    from slmscale.audio.kmeans import train_kmeans
+    from slmscale.audio.table2 import format_accounting
+
     s = train_kmeans(
         args.input,
         encoder_spec(args),
@@ -31,23 +36,30 @@ def run(args) -> int:
         seed=args.seed,
         test_fraction=args.test_fraction,
     )
+    _report_rejects(s["rejects"], args.out)
     print(
         f"k-means K={s['k']} dim={s['dim']} on {s['frames']:,} frames "
-        f"({s['frames'] / 3600 / max(1e-9, _rate(args)):.3g} h) of {s['encoder_id']}"
+        f"({s['seconds'] / 3600:.3g} h of audio, {s['frame_rate']:g} frames/s) of {s['encoder_id']}"
     )
     print(f"wrote {s['path']}  sha256 {s['sha256']}  (also {s['path']}.sha256)")
     print(format_accounting(s["files"] + s["rejected"], s["files"], s["rejected"]))
     return 0
 
 
-def _rate(args) -> float:
-    """Frames per second of the chosen encoder, to show hours clustered."""
-    from slmscale.audio.unit_encoder import EncoderSpec
+def _report_rejects(rejects: list[tuple[str, str]], out: str) -> None:
+    """Every rejected input with its reason: on stderr (the first few) and in OUT.rejects.tsv."""
+    if not rejects:
+        return
+    from slmscale.units import write_bytes_atomic
 
-    if args.encoder == "logmel":
-        return 100.0
-    return (
-        EncoderSpec(kind=args.encoder, model=args.model, layer=args.layer)
-        .build()
-        .encoder.frame_rate
+    path = f"{out}.rejects.tsv"
+    lines = "".join(f"{src}\t{why}\n" for src, why in rejects)
+    write_bytes_atomic(path, ("source\terror\n" + lines).encode())
+    for src, why in rejects[:SHOW_REJECTS]:
+        print(f"kmeans: rejected {src}: {why}", file=sys.stderr)
+    more = len(rejects) - SHOW_REJECTS
+    print(
+        f"kmeans: {len(rejects)} inputs rejected{f' ({more} more not shown)' if more > 0 else ''}; "
+        f"all listed with their reasons in {path}",
+        file=sys.stderr,
     )

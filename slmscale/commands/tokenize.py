@@ -13,20 +13,45 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         metavar="NAME[:SPLIT]=PATH",
         help="a folder tree, CSV/TSV manifest or Parquet; repeatable; SPLIT fixes the split "
-        "(e.g. librispeech:test=...), else a 1%% test split by utterance-id hash",
+        "(e.g. librispeech:test=...), else the corpus's own folders (LibriSpeech dev-*/test-*, "
+        "ZeroSpeech dev/test, StoryCloze) or a 1%% test split by utterance-id hash",
     )
     parser.add_argument("--encoder", choices=["logmel", "hubert"], default="logmel")
-    parser.add_argument("--model", help="HubertModel: local directory or Hugging Face id")
+    parser.add_argument(
+        "--model", help="HubertModel: local directory or Hugging Face id in the local cache"
+    )
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let a --model hub id be downloaded (default: local files only, no network)",
+    )
     parser.add_argument("--layer", type=int, help="HuBERT layer (default 11)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if visible) | cpu | cuda")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="HuBERT compute precision (auto: bf16 on CUDA, fp32 on CPU); part of the "
+        "tokenizer's identity",
+    )
     parser.add_argument("--test-fraction", type=float, default=0.01)
     parser.add_argument(
-        "--batch-seconds", type=float, default=200.0, help="padded audio per encoder batch"
+        "--batch-seconds",
+        type=float,
+        help="padded audio per encoder batch (default 200, lowered when memory is short)",
     )
     parser.add_argument("--window-seconds", type=float, default=30.0)
     parser.add_argument(
         "--context-seconds", type=float, default=2.0, help="HuBERT context either side of a window"
     )
+
+
+def check_model(args) -> None:
+    """A missing --model is one line before torch or transformers are even imported."""
+    if args.encoder == "hubert" and args.model:
+        from slmscale.audio.hf_model import resolve_model
+
+        resolve_model(args.model, args.allow_download)
 
 
 def encoder_spec(args):
@@ -37,9 +62,11 @@ def encoder_spec(args):
         model=args.model,
         layer=args.layer,
         device=args.device,
-        batch_seconds=args.batch_seconds,
+        batch_seconds=200.0 if args.batch_seconds is None else args.batch_seconds,
         window_seconds=args.window_seconds,
         context_seconds=args.context_seconds,
+        allow_download=args.allow_download,
+        precision=args.precision,
     )
 
 
@@ -52,13 +79,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=1000, help="inputs per shard")
     parser.add_argument("--engine", choices=["ray", "local"], default="ray")
     parser.add_argument(
-        "--num-actors", type=int, help="max encoder actors (default: GPUs or CPUs/2)"
+        "--num-actors",
+        type=int,
+        help="max encoder actors (default: GPUs, or CPUs/2 as far as memory allows; printed)",
     )
     parser.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 if any)")
     parser.add_argument("--batch-size", type=int, default=32, help="inputs per actor call")
 
 
 def run(args) -> int:
+    check_model(args)
     from slmscale.audio.pipeline import tokenize
     from slmscale.audio.table2 import format_accounting, format_table2
 
@@ -75,6 +105,7 @@ def run(args) -> int:
         num_actors=args.num_actors,
         num_gpus=args.num_gpus,
         batch_size=args.batch_size,
+        batch_seconds=args.batch_seconds,
     )
     print(format_table2(summary["meta"]["counts"]))
     print(
