@@ -82,6 +82,27 @@ def default_storage_path(spec: GridSpec) -> str:
     return str(output_root() / "grid_runs" / spec.name)
 
 
+def short_count(x: float) -> str:
+    """150000 -> '150k', 4.94e9 -> '4.94B', 40e6 -> '40M': how budgets read in run names."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def run_names(trials: list[Trial]) -> dict[str, str]:
+    """trial key -> a name to read in the MLflow runs table: `<size>-D<tokens>-e<epochs>`.
+
+    Two trials that differ only in something the name does not show (e.g. the data of an
+    ablation) get the first characters of their keys appended, so every name stays unique.
+    """
+    names = {t.key: f"{t.model_size}-D{short_count(t.tokens)}-e{t.epochs:.3g}" for t in trials}
+    seen: dict[str, int] = {}
+    for name in names.values():
+        seen[name] = seen.get(name, 0) + 1
+    return {k: (f"{n}-{k[:6]}" if seen[n] > 1 else n) for k, n in names.items()}
+
+
 def make_jobs(
     plan: GridPlan, tracking_uri: str, experiment_id: str, storage_path: str
 ) -> list[TrialJob]:
@@ -90,6 +111,7 @@ def make_jobs(
 
     check_data_present(plan.data)
     spec, jobs = plan.spec, []
+    names = run_names(plan.trials)
     for t in plan.trials:
         options = {
             "checkpoint_every_steps": spec.train.checkpoint_every_steps,
@@ -101,7 +123,7 @@ def make_jobs(
         jobs.append(
             TrialJob(
                 key=t.key,
-                run_name=f"{t.model_size}-D{t.tokens:.3g}-e{t.epochs:g}-{t.key[:6]}",
+                run_name=names[t.key],
                 grid=spec.name,
                 config=_absolute_paths(t.config),
                 params=trial_params(t, units_dataset_label(plan.data)),
