@@ -310,3 +310,28 @@ def test_full_disk_through_the_cli_is_one_line_exit_2_and_nothing_trusted(tmp_pa
     assert [p.name for p in stores.iterdir() if not p.name.endswith(".lock")] == []
     data = [{"path": str(units)}]
     assert tokenstore.open_store(data, N_UNITS, 0, stores) is None
+
+
+def test_dry_run_prints_each_sources_share_and_the_store_size(three_sources, tmp_path, capsys):
+    from slmscale.cli import main
+
+    for root in three_sources:  # meta.json counts, as `slmscale tokenize` writes them
+        t = units_io.read_units(root, columns=["units", "split"])
+        units = sum(len(u) for u in t["units"].to_pylist())
+        units_io.write_json_atomic(
+            root / units_io.META_FILE,
+            units_io.load_meta(root) | {"counts": {"a": {"train": {"units": units}}}},
+        )
+    spec = tmp_path / "spec.yaml"
+    units = ", ".join(f"{{path: {p}}}" for p in three_sources)
+    spec.write_text(
+        f"name: mix\nunits: [{units}]\nmodels: [{{name: t, layers: 1, dim: 16, heads: 2}}]\n"
+        "tokens: [1000, 20000]\nbatch_size: 2\ncontext: 32\n"
+    )
+    assert main(["grid", str(spec), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "mixture: proportional to each source's size" in out
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.startswith("  /")}
+    shares = [float(lines[str(p)][2].rstrip("%")) for p in three_sources]
+    assert sum(shares) == pytest.approx(100, abs=0.2) and shares[0] > shares[1] > shares[2]
+    assert "token store:" in out and "2 bytes/token" in out

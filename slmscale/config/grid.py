@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -172,7 +173,9 @@ class UnitsSource(StrictModel):
     model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
 
     path: str
-    weight: float = Field(default=1.0, gt=0)
+    # Mixture weight.  None on every source (the default): proportional to each source's size
+    # (the union of the corpora).  Given on every source: these proportions at every budget.
+    weight: float | None = Field(default=None, gt=0)
     # Whether its test split counts in the test loss (the paper keeps sTinyStories out).
     in_test: bool = True
     # Training tokens it holds, for planning when the dataset is not present locally.
@@ -255,6 +258,19 @@ class GridSpec(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     description: str = ""
     units: list[UnitsSource] = Field(min_length=1)
+
+    @field_validator("units")
+    @classmethod
+    def _weights_all_or_none(cls, value):
+        given = [u.weight is not None for u in value]
+        if any(given) and not all(given):
+            i = given.index(False)
+            raise ValueError(
+                f"units[{i}] has no weight: give a weight to every source or to none "
+                "(none: proportional to each source's size)"
+            )
+        return value
+
     # Training tokens available in all of `units`, for planning when the data is not present.
     available_tokens: float | None = Field(default=None, gt=0)
     # Units vocabulary (K, or the unigram vocab) for planning when the data is not present.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+from slmscale import tokenstore
+from slmscale import units as units_io
 from slmscale.config.grid import GridSpec
 from slmscale.grid.expand import DataInfo, Trial, gpu_hours
 
@@ -97,4 +99,89 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
             f"GPU-hours at MFU {tp.mfu:.0%} of {tp.peak_flops:.3g} FLOP/s{' (' + tp.gpu + ')' if tp.gpu else ''}, "
             "counting 6N + attention FLOPs per token"
         )
+    out.extend(mixture_lines(spec, data, trials))
     return "\n".join(out)
+
+
+def _source_sizes(spec: GridSpec, data: DataInfo) -> list[tuple[float | None, float]]:
+    """(training tokens, test tokens) per source as the store packs them (BOS units EOS), from
+    meta.json counts when present, else the declared available_tokens (None: unknown)."""
+    sizes = []
+    for src, decl in zip(data.sources, spec.units, strict=True):
+        if src.meta_hash is None:
+            sizes.append((decl.available_tokens, 0.0))
+            continue
+        train = test = 0.0
+        for name, splits in units_io.load_meta(src.path).get("counts", {}).items():
+            if src.datasets is not None and name not in src.datasets:
+                continue
+            for split, c in splits.items():
+                n = float(c.get("units", 0)) + 2 * float(c.get("utterances", 0))
+                if split == "test":
+                    test += n
+                else:
+                    train += n
+        sizes.append((train, test))
+    return sizes
+
+
+def _bytes(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def mixture_lines(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> list[str]:
+    """Each source's share of every trial's unique tokens and the token store's disk use."""
+    sizes = _source_sizes(spec, data)
+    declared = [s.weight for s in spec.units]
+    by_size = all(w is None for w in declared)
+    kind = (
+        "proportional to each source's size (the union of the sources)"
+        if by_size
+        else "declared weights"
+    )
+    item = tokenstore.token_dtype(data.n_units).itemsize
+    known = all(t is not None for t, _ in sizes)
+    if len(sizes) == 1:
+        kind = "one source"
+    where = tokenstore.default_store_dir([{"path": s.path} for s in data.sources])
+    out = [f"mixture: {kind}"]
+    if by_size and not known:
+        out[0] += "; shares are known once the units are present (or declare available_tokens)"
+        weights = None
+    else:
+        weights = tokenstore.mixture_weights(declared, [t or 0.0 for t, _ in sizes])
+    rows = [("source", "training tokens", "share", "on disk")]
+    for i, (src, (train, test)) in enumerate(zip(data.sources, sizes, strict=True)):
+        rows.append(
+            (
+                src.path,
+                _si(train) if train is not None else "?",
+                f"{weights[i]:.1%}" if weights else "?",
+                _bytes(item * (train + test)) if train is not None else "?",
+            )
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    for r in rows:
+        cells = [
+            c.ljust(w) if j == 0 else c.rjust(w)
+            for j, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        out.append("  " + "  ".join(cells))
+    if known:
+        total = sum(t + e for t, e in sizes)
+        out.append(
+            f"token store: {_bytes(item * total)} ({item} bytes/token, one copy for all "
+            f"{len(trials)} trials; each reads a prefix of it) in {where}"
+        )
+        if weights and not by_size and len(sizes) > 1:
+            holds = tokenstore.holds_until(weights, [t for t, _ in sizes])
+            over = [t for t in trials if t.unique_tokens > holds * (1 + 1e-9)]
+            if over:
+                out.append(
+                    f"note: the declared shares hold up to U_D = {_si(holds)}; {len(over)} trials "
+                    "take more, where a source that has run out passes its part to the others"
+                )
+    return out
