@@ -282,7 +282,9 @@ def tiny_disk(tmp_path):
 def test_full_disk_through_the_cli_is_one_line_exit_2_and_nothing_trusted(tmp_path, tiny_disk):
     units = tmp_path / "units" / "big"
     # about 0.9M tokens = 1.8 MB of uint16: more than the 1 MiB disk holds
-    n = write_units(units, shards=4, rows_per_shard=1500, length=(100, 200), seed=10, datasets=("a",))
+    n = write_units(
+        units, shards=4, rows_per_shard=1500, length=(100, 200), seed=10, datasets=("a",)
+    )
     meta = units_io.load_meta(units) | {"counts": {"a": {"train": {"units": n // 2}}}}
     units_io.write_json_atomic(units / units_io.META_FILE, meta)
     spec = tmp_path / "spec.yaml"
