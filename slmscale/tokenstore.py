@@ -620,10 +620,19 @@ def _gib(n: int | None) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def build_store_for_units(root: str | Path, seed: int = 0, log=None) -> TokenStore:
+def build_store_for_units(root: str | Path, seed: int = 0, log=None) -> TokenStore | None:
     """The one-source store of a units dataset (its K, the given seed): `slmscale tokenize`
-    builds it at the end so the first trial on these units finds it ready."""
+    builds it at the end so the first trial on these units finds it ready.  None when the
+    dataset holds no training utterances (e.g. a benchmark's test split)."""
     meta = units_io.load_meta(root)
+    counts = meta.get("counts")
+    if isinstance(counts, dict) and not any(
+        int(c.get("utterances", c.get("units", 0)) or 0)
+        for splits in counts.values()
+        for split, c in splits.items()
+        if split != TEST_SPLIT
+    ):
+        return None
     return ensure_store([{"path": str(root)}], units_io.n_units(meta), seed, log=log)
 
 

@@ -337,3 +337,28 @@ def test_dry_run_prints_each_sources_share_and_the_store_size(three_sources, tmp
     shares = [float(lines[str(p)][2].rstrip("%")) for p in three_sources]
     assert sum(shares) == pytest.approx(100, abs=0.2) and shares[0] > shares[1] > shares[2]
     assert "token store:" in out and "2 bytes/token" in out
+
+
+def test_tokenize_builds_the_store_and_the_first_trial_reads_no_shard(
+    tmp_path, monkeypatch, capsys
+):
+    from slmscale.audio.kmeans import save_centroids
+    from slmscale.audio.synthetic import write_audio
+    from slmscale.cli import main
+
+    for split, n in (("train", 3), ("test", 1)):
+        for i in range(n):
+            write_audio(tmp_path / split / f"s{i}.flac", 1.5, 16000, 1, freq=150.0 + 60 * i, seed=i)
+    km = tmp_path / "km.npy"
+    save_centroids(np.random.default_rng(0).standard_normal((20, 80)).astype(np.float32) - 8, km)
+    out = tmp_path / "units"
+    argv = ["tokenize", "--input", f"ls:train={tmp_path / 'train'}"]
+    argv += ["--input", f"ls:test={tmp_path / 'test'}", "--out", str(out), "--kmeans", str(km)]
+    assert main([*argv, "--engine", "local"]) == 0
+    assert "token store:" in capsys.readouterr().out
+    data = [{"path": str(out)}]
+    store = tokenstore.open_store(data, 20, 0)
+    assert store is not None and store.n_tokens > 0
+    reads = _ShardReads(monkeypatch)
+    trial = load_trial_data(_config(data, store.n_tokens, context=16) | {"n_units": 20})
+    assert reads.paths == [] and len(trial.stream.pool) == store.n_tokens and trial.test

@@ -85,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 if any)")
     parser.add_argument("--batch-size", type=int, default=32, help="inputs per actor call")
+    parser.add_argument(
+        "--no-token-store",
+        action="store_true",
+        help="skip building the training token store (seed 0) at the end; "
+        "the first trial then builds it",
+    )
 
 
 def run(args) -> int:
@@ -113,4 +119,10 @@ def run(args) -> int:
         f"{summary['audio_seconds'] / 3600:.3g} h of audio in {summary['wall_s']:.1f} s -> {args.out}"
     )
     print(format_accounting(summary["n_inputs"], summary["n_rows"], summary["n_rejects"]))
+    if not args.no_token_store:  # what trials read (slmscale/tokenstore.py); ENOSPC: exit 2
+        from slmscale.tokenstore import build_store_for_units
+
+        store = build_store_for_units(args.out)
+        if store is not None:
+            print(f"token store: {store.n_tokens:,} training tokens (seed 0) in {store.path}")
     return 0
