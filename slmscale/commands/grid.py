@@ -67,6 +67,25 @@ def prepare_jobs(args, plan_: GridPlan):
     return tracking_uri, storage, jobs
 
 
+def open_grid_parent(args, plan_: GridPlan, tracking_uri: str, experiment_id: str) -> str:
+    """The grid's parent run in MLflow (spec as run, trial table); trials nest under it."""
+    import yaml
+
+    from slmscale.grid.dryrun import trial_rows
+    from slmscale.tracking.grid_run import open_grid_run
+
+    spec_text = yaml.safe_dump(plan_.spec.model_dump(mode="json"), sort_keys=False)
+    return open_grid_run(
+        tracking_uri,
+        experiment_id,
+        plan_.spec.name,
+        spec_text=spec_text,
+        overrides=list(getattr(args, "overrides", []) or []),
+        trial_rows=trial_rows(plan_.spec, plan_.trials),
+        description=plan_.spec.description,
+    )
+
+
 def run(args) -> int:
     plan_ = load_plan(args.spec, args.overrides)
     if args.dry_run:
@@ -78,9 +97,17 @@ def run(args) -> int:
     from slmscale.grid.tune import run_grid
 
     tracking_uri, storage, jobs = prepare_jobs(args, plan_)
+    parent = open_grid_parent(args, plan_, tracking_uri, jobs[0].experiment_id)
+    for job in jobs:
+        job.parent_run_id = parent
     summary = run_grid(
         jobs, plan_.spec.resources, max_concurrent=args.max_concurrent, grid_name=plan_.spec.name
     )
+    from slmscale.tracking.grid_run import finish_grid_run
+
+    counts = summary.table.counts()
+    counts["done"] += summary.skipped  # finished in an earlier run of the grid
+    finish_grid_run(tracking_uri, parent, counts)
     print(summary.render(), file=sys.stderr)
     print(f"tracking: {tracking_uri}  storage: {storage}", file=sys.stderr)
     return 0 if summary.failed == 0 else 1

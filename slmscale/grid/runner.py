@@ -32,6 +32,7 @@ class TrialJob:
     storage_path: str
     options: dict = field(default_factory=dict)  # RuntimeOptions fields
     faults: dict = field(default_factory=dict)  # FaultInjection fields (tests only)
+    parent_run_id: str = ""  # the grid's parent run (tracking.grid_run); trials nest under it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,19 +44,24 @@ class TrialJob:
 
 def start_run(job: TrialJob):
     """Open (create or resume) the trial's one MLflow run; log the trial config when new."""
+    from slmscale.tracking.grid_run import log_units_inputs, trial_tags
     from slmscale.tracking.runs import log_trial_config, open_trial_run
-    from slmscale.tracking.schema import TAG_GRID
+    from slmscale.tracking.schema import TAG_GRID, TAG_PARENT_RUN
 
+    tags = {TAG_GRID: job.grid, **trial_tags(job.parent_run_id)}
     run = open_trial_run(
-        job.tracking_uri,
-        job.experiment_id,
-        job.key,
-        job.run_name,
-        job.params,
-        tags={TAG_GRID: job.grid},
+        job.tracking_uri, job.experiment_id, job.key, job.run_name, job.params, tags=tags
     )
     if not run.resumed:
         log_trial_config(job.tracking_uri, run.run_id, job.config)
+        sources = [
+            {"path": src["path"], "digest": src.get("meta_hash")} for src in job.config["data"]
+        ]
+        log_units_inputs(job.tracking_uri, run.run_id, sources)
+    elif job.parent_run_id and run.status != "FINISHED":  # a run made before parents existed
+        from slmscale.tracking.store import client
+
+        client(job.tracking_uri).set_tag(run.run_id, TAG_PARENT_RUN, job.parent_run_id)
     return run
 
 

@@ -73,3 +73,19 @@ PARAM_FIT_BOOTSTRAP = "bootstrap"
 PARAM_FIT_N_RUNS_USED = "n_runs_used"
 ARTIFACT_FIT_JSON = "fit.json"
 ARTIFACT_FIT_RUN_IDS = "run_ids.json"  # every run id the fit used (too long for a param)
+
+# --- the grid's parent run (one per grid and experiment; every trial run is nested under it) ---
+KIND_GRID = "grid"
+TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own nesting tag: the UI folds children under it
+TAG_NOTE = "mlflow.note.content"  # MLflow's description field (runs and experiments)
+TAG_SOURCE_NAME = "mlflow.source.name"  # the "Source" column
+TAG_SOURCE_TYPE = "mlflow.source.type"
+TAG_SOURCE_COMMIT = "mlflow.source.git.commit"
+ARTIFACT_GRID_SPEC = "grid/spec.yaml"  # the spec as run (overrides applied)
+ARTIFACT_GRID_TRIALS = "grid/trials.json"  # the dry-run rows of every trial
+PARAM_GRID_OVERRIDES = "overrides"
+PARAM_GRID_N_TRIALS = "n_trials"
+M_GRID_DONE = "trials_done"
+M_GRID_FAILED = "trials_failed"
+M_GRID_LEFT = "trials_left"
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # a dataset input's role ("training")

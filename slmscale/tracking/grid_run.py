@@ -1,0 +1,187 @@
+"""The grid as MLflow shows it (edge): a parent run per grid, trials nested, sources and data named.
+
+Why: opened in the MLflow UI, a grid used to be a flat list of look-alike runs beside the fits,
+with empty Dataset and Source columns and no description.  MLflow's own convention for a sweep is
+a parent run with nested children (the `mlflow.parentRunId` tag); the UI folds the children under
+the parent, so this module gives every grid one:
+
+- `open_grid_run`: the grid's parent run, found again by (grid name, kind=grid) on a rerun so a
+  resumed grid keeps one parent; it holds the spec as run (overrides applied), the trial table
+  (the dry-run rows), the number of trials, and the spec's description as its note;
+- `trial_tags`: what every trial run carries besides its identity: the parent, and the Source
+  (`slmscale grid` and the git commit of the code, when known);
+- `log_units_inputs`: the units dataset(s) a trial trained on, as MLflow dataset inputs (the
+  Dataset column), digest = the dataset's content hash;
+- `finish_grid_run`: done / failed / left counts as metrics, and a status that agrees with them.
+
+`mlflow` is imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from slmscale.tracking.schema import (
+    ARTIFACT_GRID_SPEC,
+    ARTIFACT_GRID_TRIALS,
+    DATASET_CONTEXT_TAG,
+    KIND_GRID,
+    M_GRID_DONE,
+    M_GRID_FAILED,
+    M_GRID_LEFT,
+    PARAM_GRID_N_TRIALS,
+    PARAM_GRID_OVERRIDES,
+    TAG_GRID,
+    TAG_KIND,
+    TAG_NOTE,
+    TAG_PARENT_RUN,
+    TAG_SOURCE_COMMIT,
+    TAG_SOURCE_NAME,
+    TAG_SOURCE_TYPE,
+    TAG_VERSION,
+)
+from slmscale.tracking.store import client
+
+#: Shown as the experiment's description when the spec gives none.
+DEFAULT_NOTE = (
+    "slmscale grid: one nested run per trial under the grid's parent run. Metric curves use "
+    "step = tokens seen (the x axis of train_loss / test_loss is data, not optimizer steps)."
+)
+
+
+@lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The git commit of the slmscale code running (None outside a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def source_tags(entry_point: str) -> dict[str, str]:
+    tags = {TAG_SOURCE_NAME: entry_point, TAG_SOURCE_TYPE: "LOCAL"}
+    commit = code_commit()
+    if commit:
+        tags[TAG_SOURCE_COMMIT] = commit
+    return tags
+
+
+def trial_tags(parent_run_id: str | None) -> dict[str, str]:
+    """Tags every trial run carries: its grid's parent run and where the code came from."""
+    tags = source_tags("slmscale grid")
+    if parent_run_id:
+        tags[TAG_PARENT_RUN] = parent_run_id
+    return tags
+
+
+def describe_experiment(tracking_uri: str, experiment_id: str, description: str) -> None:
+    """Set the experiment's description (the spec's, else ours) unless the user wrote one."""
+    c = client(tracking_uri)
+    exp = c.get_experiment(experiment_id)
+    if exp.tags.get(TAG_NOTE):
+        return
+    text = f"{description.strip()}\n\n{DEFAULT_NOTE}" if description.strip() else DEFAULT_NOTE
+    c.set_experiment_tag(experiment_id, TAG_NOTE, text)
+
+
+def open_grid_run(
+    tracking_uri: str,
+    experiment_id: str,
+    grid_name: str,
+    *,
+    spec_text: str,
+    overrides: list[str],
+    trial_rows: list[dict],
+    description: str = "",
+) -> str:
+    """The grid's parent run id: found again for this grid (set back to RUNNING) or created."""
+    from mlflow.entities import Param, RunTag
+
+    from slmscale import __version__
+
+    c = client(tracking_uri)
+    found = c.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = '{KIND_GRID}' and tags.`{TAG_GRID}` = '{grid_name}'",
+        max_results=5,
+        order_by=["attributes.start_time ASC"],
+    )
+    if found:
+        run_id = found[0].info.run_id
+        c.update_run(run_id, status="RUNNING")
+    else:
+        tags = {TAG_KIND: KIND_GRID, TAG_GRID: grid_name, TAG_VERSION: __version__}
+        tags.update(source_tags("slmscale grid"))
+        if description.strip():
+            tags[TAG_NOTE] = description.strip()
+        run = c.create_run(experiment_id, run_name=f"grid-{grid_name}", tags=tags)
+        run_id = run.info.run_id
+        c.log_batch(
+            run_id,
+            params=[
+                Param(PARAM_GRID_N_TRIALS, str(len(trial_rows))),
+                Param(PARAM_GRID_OVERRIDES, " ".join(overrides)[:6000] or "(none)"),
+            ],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+    c.log_text(run_id, spec_text, ARTIFACT_GRID_SPEC)
+    c.log_text(run_id, json.dumps(trial_rows, indent=2), ARTIFACT_GRID_TRIALS)
+    describe_experiment(tracking_uri, experiment_id, description)
+    return run_id
+
+
+def finish_grid_run(tracking_uri: str, run_id: str, counts: dict[str, int]) -> None:
+    """Counts as metrics; FINISHED when every trial is done, FAILED if any failed, else KILLED."""
+    import time
+
+    from mlflow.entities import Metric
+
+    ts = int(time.time() * 1000)
+    values = {M_GRID_DONE: counts.get("done", 0), M_GRID_FAILED: counts.get("failed", 0)}
+    values[M_GRID_LEFT] = counts.get("left", 0) + counts.get("killed", 0) + counts.get("running", 0)
+    c = client(tracking_uri)
+    c.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in values.items()])
+    if values[M_GRID_FAILED]:
+        status = "FAILED"
+    elif values[M_GRID_LEFT]:
+        status = "KILLED"
+    else:
+        status = "FINISHED"
+    c.set_terminated(run_id, status=status)
+
+
+def log_units_inputs(tracking_uri: str, run_id: str, sources: list[dict]) -> None:
+    """The units datasets a run trained on, as MLflow dataset inputs (the Dataset column).
+
+    `sources`: [{"path", "digest", "name" (optional), "profile" (optional dict)}].
+    """
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for src in sources:
+        path = str(src["path"])
+        inputs.append(
+            DatasetInput(
+                dataset=Dataset(
+                    name=src.get("name") or Path(path).name,
+                    digest=str(src.get("digest") or "unknown")[:36],
+                    source_type="local",
+                    source=json.dumps({"uri": path}),
+                    profile=json.dumps(src["profile"]) if src.get("profile") else None,
+                ),
+                tags=[InputTag(DATASET_CONTEXT_TAG, "training")],
+            )
+        )
+    if inputs:
+        client(tracking_uri).log_inputs(run_id, datasets=inputs)

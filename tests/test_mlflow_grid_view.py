@@ -1,0 +1,105 @@
+"""The grid as the MLflow UI shows it: a parent run, nested trials, Source and Dataset filled in."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from slmscale.grid.dryrun import trial_rows
+from slmscale.grid.plan import load_plan, make_jobs
+from slmscale.grid.runner import start_run
+from slmscale.tracking import client
+from slmscale.tracking.grid_run import finish_grid_run, open_grid_run
+from slmscale.tracking.schema import (
+    ARTIFACT_GRID_SPEC,
+    ARTIFACT_GRID_TRIALS,
+    KIND_GRID,
+    TAG_KIND,
+    TAG_NOTE,
+    TAG_PARENT_RUN,
+    TAG_SOURCE_NAME,
+)
+from slmscale.train.synthetic import write_synthetic_units
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def grid(tmp_path, monkeypatch):
+    write_synthetic_units(tmp_path / "units" / "smoke")
+    shutil.copy(REPO / "tune_spaces" / "smoke.yaml", tmp_path / "smoke.yaml")
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = client(uri).create_experiment("smoke")
+    plan = load_plan("smoke.yaml")
+    return uri, exp, plan
+
+
+def _open(uri, exp, plan, description="Two tiny models, for CI."):
+    return open_grid_run(
+        uri,
+        exp,
+        "smoke",
+        spec_text="name: smoke\n",
+        overrides=["seed=1"],
+        trial_rows=trial_rows(plan.spec, plan.trials),
+        description=description,
+    )
+
+
+def test_one_parent_per_grid_with_the_spec_and_trial_table(grid):
+    uri, exp, plan = grid
+    parent = _open(uri, exp, plan)
+    assert _open(uri, exp, plan) == parent  # a rerun finds the same parent
+    c = client(uri)
+    run = c.get_run(parent)
+    assert run.data.tags[TAG_KIND] == KIND_GRID and run.info.run_name == "grid-smoke"
+    assert run.data.params["n_trials"] == str(len(plan.trials)) == "5"
+    assert run.data.params["overrides"] == "seed=1"
+    assert run.data.tags[TAG_SOURCE_NAME] == "slmscale grid"
+    local = Path(c.download_artifacts(parent, ARTIFACT_GRID_TRIALS))
+    assert [r["trial_key"] for r in json.loads(local.read_text())] == [t.key for t in plan.trials]
+    assert Path(c.download_artifacts(parent, ARTIFACT_GRID_SPEC)).read_text() == "name: smoke\n"
+    note = c.get_experiment(exp).tags[TAG_NOTE]
+    assert note.startswith("Two tiny models, for CI.") and "step = tokens seen" in note
+
+
+def test_trials_nest_under_the_parent_and_name_their_data(grid):
+    uri, exp, plan = grid
+    parent = _open(uri, exp, plan)
+    jobs = make_jobs(plan, uri, exp, "storage")
+    job = jobs[0]
+    job.parent_run_id = parent
+    run = start_run(job)
+    c = client(uri)
+    got = c.get_run(run.run_id)
+    assert got.data.tags[TAG_PARENT_RUN] == parent
+    assert got.info.run_name == job.run_name and "-D" in job.run_name
+    (inp,) = got.inputs.dataset_inputs
+    assert inp.dataset.name == "smoke" and json.loads(inp.dataset.source)["uri"].endswith("smoke")
+    assert inp.dataset.digest == plan.data.sources[0].meta_hash[:36]
+    assert [t.value for t in inp.tags] == ["training"]
+    # A resumed run made before parents existed is adopted by the grid's parent.
+    c.delete_tag(run.run_id, TAG_PARENT_RUN)
+    start_run(job)
+    assert c.get_run(run.run_id).data.tags[TAG_PARENT_RUN] == parent
+
+
+@pytest.mark.parametrize(
+    ("counts", "status"),
+    [
+        ({"done": 5}, "FINISHED"),
+        ({"done": 3, "failed": 1, "left": 1}, "FAILED"),
+        ({"done": 3, "killed": 2}, "KILLED"),
+    ],
+)
+def test_the_parent_ends_in_a_status_that_agrees_with_its_trials(grid, counts, status):
+    uri, exp, plan = grid
+    parent = _open(uri, exp, plan)
+    finish_grid_run(uri, parent, counts)
+    run = client(uri).get_run(parent)
+    assert run.info.status == status
+    assert run.data.metrics["trials_done"] == counts["done"]
