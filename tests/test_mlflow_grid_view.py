@@ -103,3 +103,26 @@ def test_the_parent_ends_in_a_status_that_agrees_with_its_trials(grid, counts, s
     run = client(uri).get_run(parent)
     assert run.info.status == status
     assert run.data.metrics["trials_done"] == counts["done"]
+
+
+def test_train_runs_log_one_accuracy_per_benchmark_not_its_scoring_variants(grid):
+    from slmscale.tracking.runs import TrialLogger, is_score_variant
+
+    uri, exp, _plan = grid
+    run = client(uri).create_run(exp)
+    logger = TrialLogger(uri, run.info.run_id)
+    logger.log(
+        {
+            "sblimp_acc": 0.61,
+            "sblimp_acc_sum": 0.61,
+            "sblimp_acc_mean": 0.58,
+            "swuggy_acc_invocab": 0.7,
+            "swuggy_acc_invocab_mean": 0.69,
+            "test_loss": 3.2,
+        },
+        step=100,
+    )
+    logger.flush()
+    logged = set(client(uri).get_run(run.info.run_id).data.metrics)
+    assert logged == {"sblimp_acc", "swuggy_acc_invocab", "test_loss"}
+    assert not is_score_variant("test_loss_final") and is_score_variant("story_cloze_acc_mean")

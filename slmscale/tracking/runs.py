@@ -13,6 +13,7 @@ from slmscale.tracking.schema import (
     ARTIFACT_EVAL_DETAILS,
     ARTIFACT_MODEL_DIR,
     ARTIFACT_TRIAL_CONFIG,
+    DOWNSTREAM_METRICS,
     KIND_TRAIN,
     PARAM_NAMES,
     TAG_FAILURE,
@@ -135,6 +136,15 @@ def last_logged_steps(tracking_uri: str, run_id: str) -> dict[str, int]:
     return {k: max(m.step for m in c.get_metric_history(run_id, k)) for k in keys}
 
 
+def is_score_variant(metric: str) -> bool:
+    """`sblimp_acc_sum`, `swuggy_acc_invocab_mean`, ...: the same accuracy under the other
+    scoring rule.  Kept in the breakdown artifact (eval/breakdown.json), not as run metrics: one
+    accuracy per benchmark (plus sWUGGY's in-vocab score) is what the runs table should show."""
+    return metric.startswith(tuple(f"{m}_" for m in DOWNSTREAM_METRICS)) and metric.endswith(
+        ("_sum", "_mean")
+    )
+
+
 class TrialLogger:
     """Metrics of one trial's run, buffered and written in batches by one process (rank 0).
 
@@ -155,7 +165,7 @@ class TrialLogger:
 
         ts = int(time.time() * 1000)
         for k, v in metrics.items():
-            if v is None or step <= self.last.get(k, -1):
+            if v is None or step <= self.last.get(k, -1) or is_score_variant(k):
                 continue
             self.buffer.append(Metric(k, float(v), ts, int(step)))
             self.last[k] = int(step)
