@@ -109,14 +109,16 @@ def total_params(shape: ModelShape, vocab: int, tie_embeddings: bool = False) ->
 def flops_per_token(shape: ModelShape, context: int | None = None) -> float:
     """Training FLOPs per token.
 
-    Without `context`: 6N (Kaplan et al., the C = 6ND of Eq. 5).  With `context`: 6N plus the
-    attention-score term 6 * n_layers * context * dim (forward 2*L*ctx*d for QK^T and AV
-    averaged over causal positions counts ctx/2 each, x3 for backward), as in Kaplan Table 1 /
-    nanoGPT's estimate_mfu without the causal halving, which is what the kernels actually compute.
+    Without `context`: 6N (Kaplan et al., the C = 6ND of Eq. 5, what the laws are fitted
+    against).  With `context`: 6N + 12 * n_layers * context * dim, the attention term of nanoGPT's
+    `estimate_mfu`, PaLM (appendix B) and torchtitan: per layer the scores QK^T and their weighted
+    sum of V cost 2 * 2 * context * dim FLOPs per token forward (counted over the full context,
+    without the causal halving), and backward twice that, so 3 x 4 = 12.  This is the FLOP count
+    MFU and GPU-hour estimates use (slmscale.train.throughput).
     """
     f = 6.0 * non_embedding_params(shape)
     if context is not None:
-        f += 6.0 * shape.n_layers * context * shape.dim
+        f += 12.0 * shape.n_layers * context * shape.dim
     return f
 
 

@@ -5,13 +5,20 @@ the outside world sees goes through two callbacks: `reporter(metrics, step)` (st
 seen, DESIGN.md "MLflow run schema") and `on_checkpoint(path | None, tokens_seen)` (every rank
 calls it; rank 0 passes the checkpoint it just wrote).
 
-Loss normalisation: a step's loss is the summed token NLL of the whole batch divided by its
-number of target tokens, so micro-batching changes nothing but memory.
+Loss normalisation: a step's loss is the summed token NLL of the whole global batch divided by its
+number of target tokens, so neither micro-batching nor the worker count changes anything but
+memory and speed (slmscale.train.step).
+
+The host reads the device only at "flush" points: logging intervals, test-loss evaluations,
+checkpoints and the last step.  There the per-step losses are summed over ranks, checked for
+non-finite values (a checkpoint is never written after a non-finite step), logged, and the
+wall-clock checkpoint interval is agreed between ranks (rank 0's clock decides).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -20,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from slmscale.corpus import IGNORE_INDEX, TrialData, load_trial_data, pad_batch
+from slmscale.corpus import TrialData, load_trial_data
 from slmscale.grid.expand import warmup_steps
-from slmscale.model import ModelShape, build_model, non_embedding_params, special_token_ids
+from slmscale.model import ModelShape, build_model, flops_per_token, non_embedding_params
 from slmscale.tracking.schema import (
     M_FLOPS,
     M_LR,
@@ -38,31 +44,44 @@ from slmscale.tracking.schema import (
 )
 from slmscale.train import checkpoint as ckpt
 from slmscale.train.optim import build_optimizer
-from slmscale.train.schedule import lr_at
+from slmscale.train.step import StepBatch, nll_sum, prepare_step, train_step
 from slmscale.train.throughput import mfu, peak_flops
 
 Reporter = Callable[[dict, int], None]
 OnCheckpoint = Callable[[Path | None, int], None]
 
+DEFAULT_CHECKPOINT_MINUTES = 20.0
+DEFAULT_PERIODIC_EVAL_COST = 0.02
+
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How (not what) to train: none of this changes the trial's identity or its result."""
+    """How (not what) to train: none of this changes the trial's identity or its final result."""
 
-    checkpoint_every_steps: int = 200
+    # Checkpoint every this many steps when set; otherwise every `checkpoint_every_minutes` of
+    # wall-clock time (decided at logging intervals).
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_minutes: float = DEFAULT_CHECKPOINT_MINUTES
     log_every_steps: int = 10
     deterministic: bool = False
-    compile: bool = False
+    compile: bool | None = None  # None: on for CUDA, off on CPU (the CPU path stays eager)
     micro_batch_size: int | None = None  # sequences per forward pass on one worker
+    activation_checkpointing: bool = False
     device: str | None = None  # None: CUDA when torch sees it, else CPU
+    # All periodic test-loss evaluations together cost at most this share of the trial's
+    # training FLOPs (a fixed sample of the test split); the final one scores the whole split.
+    periodic_eval_cost: float = DEFAULT_PERIODIC_EVAL_COST
 
 
 @dataclass(frozen=True)
 class FaultInjection:
-    """Test-only hooks: make step `nan_at_step` produce a NaN loss, or raise before `raise_at_step`."""
+    """Test-only hooks: a NaN loss at `nan_at_step`, an exception before `raise_at_step`, an
+    out-of-memory error for every micro-batch above `oom_above_micro_batch` from `oom_from_step`."""
 
     nan_at_step: int | None = None
     raise_at_step: int | None = None
+    oom_above_micro_batch: int | None = None
+    oom_from_step: int = 0
 
 
 class InjectedFault(RuntimeError):
@@ -83,10 +102,18 @@ class TrialResult:
     downstream: dict = field(default_factory=dict)
     eval_details: dict | None = None
     model_dir: Path | None = None
+    micro_batch: int = 0  # the micro-batch the trial ended with
+    oom_retries: int = 0
+    periodic_eval_tokens: int = 0  # test tokens scored by all periodic evaluations
+    periodic_eval_flops_fraction: float = 0.0  # their forward FLOPs / the training FLOPs
 
 
 def _noop(*_args) -> None:
     return None
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def resolve_device(requested: str | None) -> torch.device:
@@ -102,8 +129,8 @@ class _Run:
 
     config: dict
     data: TrialData
-    model: torch.nn.Module  # the unwrapped LlamaForCausalLM (what is saved)
-    forward_model: torch.nn.Module  # compiled and/or DDP-wrapped view used for training
+    model: torch.nn.Module  # the LlamaForCausalLM (what is saved)
+    forward_model: torch.nn.Module  # the compiled view used for training steps
     optimizer: torch.optim.Optimizer
     device: torch.device
     bf16: bool
@@ -113,6 +140,8 @@ class _Run:
     steps: int
     warmup: int
     progress: ckpt.Progress
+    activation_checkpointing: bool = False
+    oom_retries: int = 0
     last_loss: float | None = None
 
     def autocast(self):
@@ -120,21 +149,11 @@ class _Run:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def nll_sum(self, model, windows: list[np.ndarray]) -> tuple[torch.Tensor, int]:
-        """Summed next-token NLL of some windows, and the number of target tokens."""
-        pad = special_token_ids(self.data.n_units)["pad"]
-        inputs, labels = pad_batch(windows, pad)
-        x = torch.from_numpy(inputs).to(self.device)
-        y = torch.from_numpy(labels).to(self.device)
-        with self.autocast():
-            logits = model(input_ids=x).logits
-        loss = F.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.size(-1)),
-            y[:, 1:].reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
+    def enable_activation_checkpointing(self) -> None:
+        self.model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
         )
-        return loss, int((y[:, 1:] != IGNORE_INDEX).sum())
+        self.activation_checkpointing = True
 
     def all_reduce(self, *values: float) -> list[float]:
         if self.world_size == 1:
@@ -144,6 +163,34 @@ class _Run:
         return t.tolist()
 
 
+def _barrier(device: torch.device) -> None:
+    if torch.distributed.get_backend() == "nccl":
+        torch.distributed.barrier(device_ids=[device.index])
+    else:
+        torch.distributed.barrier()
+
+
+def _load_data(config: dict, rank: int, world: int, device: torch.device) -> TrialData:
+    """Rank 0 prepares the trial's data (token store) while the others wait, then they open it.
+
+    The token store also takes a file lock; the barrier makes the order explicit and keeps the
+    other ranks from each stat-ing and hashing shards while rank 0 builds.  An error on rank 0
+    is raised on every rank (they load after the barrier and meet it too), never a hang.
+    """
+    if world == 1:
+        return load_trial_data(config)
+    data, error = None, None
+    if rank == 0:
+        try:
+            data = load_trial_data(config)
+        except Exception as exc:  # noqa: BLE001 - re-raised after the barrier
+            error = exc
+    _barrier(device)
+    if error is not None:
+        raise error
+    return data if data is not None else load_trial_data(config)
+
+
 def _setup(config: dict, data: TrialData | None, options: RuntimeOptions, rank: int, world: int):
     device = resolve_device(options.device)
     precision = config.get("train", {}).get("precision", "auto")
@@ -151,20 +198,17 @@ def _setup(config: dict, data: TrialData | None, options: RuntimeOptions, rank: 
     if options.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(int(config["seed"]))
-    data = data if data is not None else load_trial_data(config)
+    data = data if data is not None else _load_data(config, rank, world, device)
     shape = ModelShape(**config["model"])
     model = build_model(shape, data.n_units, int(config["context"])).to(device)
     optimizer = build_optimizer(model, config["optimizer"], device)
-    forward_model = torch.compile(model) if options.compile else model
-    if world > 1:
-        forward_model = torch.nn.parallel.DistributedDataParallel(
-            forward_model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    use_compile = options.compile if options.compile is not None else device.type == "cuda"
+    forward_model = torch.compile(model) if use_compile else model
     batch = int(config["batch_size"])
     steps = math.ceil(int(config["tokens"]) / (batch * int(config["context"])))
     opt = config["optimizer"]
     per_worker = math.ceil(batch / world)
-    return _Run(
+    run = _Run(
         config=config,
         data=data,
         model=model,
@@ -179,53 +223,43 @@ def _setup(config: dict, data: TrialData | None, options: RuntimeOptions, rank: 
         warmup=warmup_steps(steps, opt["warmup_min_steps"], opt["warmup_fraction"]),
         progress=ckpt.Progress(),
     )
+    if options.activation_checkpointing:
+        run.enable_activation_checkpointing()
+    return run
 
 
-def _train_step(run: _Run, faults: FaultInjection) -> tuple[float, int]:
-    """One optimizer step over the step's windows; returns (global mean loss, tokens in step)."""
-    step, stream, batch = run.progress.step, run.data.stream, int(run.config["batch_size"])
-    opt = run.config["optimizer"]
-    lr = lr_at(
-        step, steps=run.steps, warmup_steps=run.warmup, lr_max=opt["lr_max"], lr_min=opt["lr_min"]
-    )
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    first, last = step * batch, min((step + 1) * batch, stream.n_windows)
-    mine = [stream.window(w) for w in range(first + run.rank, last, run.world_size)]
-    n_targets = sum(len(w) - 1 for w in mine)
-    chunks = [mine[i : i + run.micro_batch] for i in range(0, len(mine), run.micro_batch)]
-    loss_total = 0.0
-    for i, chunk in enumerate(chunks):
-        sync = i == len(chunks) - 1 or run.world_size == 1
-        no_sync = getattr(run.forward_model, "no_sync", None)
-        with nullcontext() if sync or no_sync is None else no_sync():
-            loss_sum, _ = run.nll_sum(run.forward_model, chunk)
-            if faults.nan_at_step == step:
-                loss_sum = loss_sum * float("nan")
-            (loss_sum / max(n_targets, 1)).backward()
-            loss_total += float(loss_sum.detach())
-    clip = opt.get("grad_clip", 0.0)
-    if clip:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), clip)
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    loss_sum, targets = run.all_reduce(loss_total, n_targets)
-    tokens = min((step + 1) * batch * stream.context, stream.tokens) - first * stream.context
-    return loss_sum / max(targets, 1), tokens
+def _resume(run: _Run, sources, warn) -> None:
+    """Restore the newest usable checkpoint, with the memory settings it learned."""
+    progress = ckpt.restore(sources, run.model, run.optimizer, warn)
+    if progress is None:
+        return
+    run.progress = progress
+    if progress.micro_batch:
+        run.micro_batch = min(run.micro_batch, progress.micro_batch)
+    if progress.activation_checkpointing and not run.activation_checkpointing:
+        run.enable_activation_checkpointing()
 
 
 @torch.no_grad()
-def evaluate_test_loss(run: _Run) -> float:
-    """Mean token NLL over the held-out test windows (sharded over workers)."""
+def evaluate_test_loss(run: _Run, windows: list[np.ndarray] | None = None) -> float:
+    """Mean token NLL over test windows (default: the whole test split), sharded over workers."""
+    from slmscale.corpus import pad_batch
+    from slmscale.model import special_token_ids
+
+    windows = run.data.test if windows is None else windows
+    pad = special_token_ids(run.data.n_units)["pad"]
     run.model.eval()
-    total, count = 0.0, 0
-    mine = run.data.test[run.rank :: run.world_size]
+    total = torch.zeros((), dtype=torch.float64, device=run.device)
+    count = 0
+    mine = windows[run.rank :: run.world_size]
     for i in range(0, len(mine), run.micro_batch):
-        loss_sum, n = run.nll_sum(run.model, mine[i : i + run.micro_batch])
-        total, count = total + float(loss_sum), count + n
+        inputs, labels = pad_batch(mine[i : i + run.micro_batch], pad)
+        x, y = torch.from_numpy(inputs).to(run.device), torch.from_numpy(labels).to(run.device)
+        total += nll_sum(run, run.model, x, y).double()
+        count += int((labels[:, 1:] != -100).sum())
     run.model.train()
-    total, count = run.all_reduce(total, count)
-    return total / count
+    total_sum, count = run.all_reduce(float(total), count)
+    return total_sum / count
 
 
 def _eval_interval(run: _Run) -> int:
@@ -233,12 +267,37 @@ def _eval_interval(run: _Run) -> int:
     return ev.get("interval_steps") or max(1, math.ceil(run.steps / ev.get("n_evals", 20)))
 
 
-def _checkpoint(run: _Run, directory: Path | None, on_checkpoint: OnCheckpoint) -> None:
+def periodic_test_windows(
+    test: list[np.ndarray], budget_tokens: float, context: int
+) -> list[np.ndarray]:
+    """A fixed sample of the test windows holding about `budget_tokens` tokens: evenly spaced
+    over the split (its sources and speakers come in order), the same at every evaluation."""
+    total = sum(len(w) for w in test)
+    if budget_tokens >= total:
+        return test
+    k = max(1, int(budget_tokens // context))
+    idx = np.unique(np.linspace(0, len(test) - 1, k).round().astype(int))
+    return [test[i] for i in idx]
+
+
+def periodic_eval_budget(run: _Run, cost: float) -> float:
+    """Test tokens per periodic evaluation so that all of them cost `cost` x training FLOPs.
+
+    A forward pass is a third of a training step's FLOPs per token, so n_evals evaluations of
+    E tokens cost n_evals x E / 3 training-token equivalents: E = 3 x cost x D / n_evals.
+    """
+    n_evals = max(1, (run.steps - 1) // _eval_interval(run))
+    return 3.0 * cost * run.data.stream.tokens / n_evals
+
+
+def _checkpoint(run: _Run, directory: Path | None, on_checkpoint: OnCheckpoint, keep) -> None:
     if directory is None:
         return
     path = None
     if run.rank == 0:
-        path = ckpt.save_checkpoint(directory, run.model, run.optimizer, run.progress)
+        run.progress.micro_batch = run.micro_batch
+        run.progress.activation_checkpointing = run.activation_checkpointing
+        path = ckpt.save_into(directory, run.model, run.optimizer, run.progress, keep=keep)
     on_checkpoint(path, run.progress.tokens_seen)
 
 
@@ -248,28 +307,36 @@ def train_one_trial(
     reporter: Reporter | None = None,
     *,
     checkpoint_dir: str | Path | None = None,
-    resume_from: str | Path | None = None,
+    resume_from=None,
     output_dir: str | Path | None = None,
     options: RuntimeOptions | None = None,
     on_checkpoint: OnCheckpoint | None = None,
     rank: int = 0,
     world_size: int = 1,
     faults: FaultInjection | None = None,
+    keep_checkpoints: int | None = ckpt.KEEP,
+    warn: Callable[[str], None] = _stderr,
 ) -> TrialResult:
     """Train one resolved trial config (slmscale.grid.expand.Trial.config) to exactly D tokens.
 
-    Resumes from `resume_from` (default: `checkpoint_dir`) when it holds a checkpoint.  A
-    non-finite loss ends the trial with status FAILED and the reason; nothing is raised.
-    With `output_dir`, rank 0 saves the final model there as `model/` (save_pretrained).
+    Checkpoints go to `checkpoint_dir/ckpt-<step>` (the newest `keep_checkpoints` kept; None keeps
+    all, for a caller that uploads and deletes them, e.g. Ray Train).  Resumes from the newest
+    usable checkpoint of `resume_from` (a checkpoint folder, a root of them, or an iterable of
+    folders newest first; default: `checkpoint_dir`).  A non-finite loss ends the trial with
+    status FAILED and the reason; nothing is raised.  With `output_dir`, rank 0 saves the final
+    model there as `model/` (save_pretrained).
     """
     options, faults = options or RuntimeOptions(), faults or FaultInjection()
     report, on_checkpoint = reporter or _noop, on_checkpoint or _noop
     run = _setup(config, data, options, rank, world_size)
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     resume_from = resume_from if resume_from is not None else checkpoint_dir
-    if ckpt.has_checkpoint(resume_from):
-        run.progress = ckpt.load_checkpoint(resume_from, run.model, run.optimizer)
-    failure = _train_loop(run, report, checkpoint_dir, on_checkpoint, options, faults)
+    if isinstance(resume_from, (str, Path)):
+        resume_from = ckpt.candidates(resume_from)
+    _resume(run, resume_from or [], warn)
+    failure = _train_loop(
+        run, report, checkpoint_dir, on_checkpoint, options, faults, keep_checkpoints, warn
+    )
     if failure is not None:
         return _result(run, "FAILED", failure, None)
     test_loss = evaluate_test_loss(run)
@@ -284,35 +351,71 @@ def train_one_trial(
     return result
 
 
-def _train_loop(run, report, checkpoint_dir, on_checkpoint, options, faults) -> str | None:
+@dataclass
+class _Window:
+    """What accumulates between two flush points."""
+
+    losses: list = field(default_factory=list)  # (device loss sum of this rank, n_targets, step)
+    tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _train_loop(
+    run, report, checkpoint_dir, on_checkpoint, options, faults, keep, warn
+) -> str | None:
     """Steps until D tokens; returns a failure reason, or None when the budget is reached."""
     shape, context = ModelShape(**run.config["model"]), run.data.stream.context
     n_params = non_embedding_params(shape)
     peak = _peak(run)
-    interval, losses, window_seconds, window_tokens = _eval_interval(run), [], 0.0, 0
+    interval = _eval_interval(run)
+    sample = periodic_test_windows(
+        run.data.test, periodic_eval_budget(run, options.periodic_eval_cost), context
+    )
+    sample_tokens = sum(len(w) for w in sample)
+    log_tokens, log_seconds, log_losses = 0, 0.0, []
+    last_checkpoint = time.monotonic()
+    window = _Window()
+    batch: StepBatch | None = None
+    if run.progress.step < run.steps:
+        batch = prepare_step(run, run.progress.step, run.micro_batch)
     while run.progress.step < run.steps:
         if faults.raise_at_step == run.progress.step:
             raise InjectedFault(f"injected failure before step {run.progress.step}")
-        t0 = time.perf_counter()
-        loss, tokens = _train_step(run, faults)
-        dt = time.perf_counter() - t0
-        run.progress.train_seconds += dt
-        window_seconds += dt
+        loss_sum, batch = train_step(run, batch, faults, warn)
+        window.losses.append((loss_sum, batch.n_targets, run.progress.step))
+        window.tokens += batch.tokens
         run.progress.step += 1
-        run.progress.tokens_seen += tokens
-        if not math.isfinite(loss):
-            return (
-                f"non-finite train loss ({loss}) at step {run.progress.step - 1} "
-                f"after {run.progress.tokens_seen:,} tokens"
-            )
-        losses.append(loss)
-        run.last_loss = loss
-        window_tokens += tokens
+        run.progress.tokens_seen += batch.tokens
         step, seen = run.progress.step, run.progress.tokens_seen
-        if step % options.log_every_steps == 0 or step == run.steps:
-            tps = window_tokens / max(window_seconds, 1e-9)
+        batch = prepare_step(run, step, run.micro_batch) if step < run.steps else None
+        log_due = step % options.log_every_steps == 0 or step == run.steps
+        eval_due = step % interval == 0 and step < run.steps
+        every = options.checkpoint_every_steps
+        step_ckpt_due = every is not None and step % every == 0 and step < run.steps
+        if not (log_due or eval_due or step_ckpt_due):
+            continue
+        # Flush: one host sync for the whole window of steps.
+        wants_time_ckpt = (
+            every is None
+            and run.rank == 0
+            and time.monotonic() - last_checkpoint >= 60.0 * options.checkpoint_every_minutes
+        )
+        sums = [s for s, _, _ in window.losses]
+        reduced = run.all_reduce(*torch.stack(sums).double().tolist(), float(wants_time_ckpt))
+        seconds = time.perf_counter() - window.started
+        run.progress.train_seconds += seconds
+        per_step = [r / max(n, 1) for r, (_, n, _) in zip(reduced[:-1], window.losses, strict=True)]
+        for loss, (_, _, s) in zip(per_step, window.losses, strict=True):
+            if not math.isfinite(loss):
+                return f"non-finite train loss ({loss}) at step {s} after {seen:,} tokens"
+        run.last_loss = per_step[-1]
+        log_losses += per_step
+        log_tokens += window.tokens
+        log_seconds += seconds
+        if log_due:
+            tps = log_tokens / max(log_seconds, 1e-9)
             metrics = {
-                M_TRAIN_LOSS: float(np.mean(losses)),
+                M_TRAIN_LOSS: float(np.mean(log_losses)),
                 M_LR: run.optimizer.param_groups[0]["lr"],
                 M_FLOPS: 6.0 * n_params * seen,
                 M_TOKENS_PER_SEC: tps,
@@ -321,11 +424,16 @@ def _train_loop(run, report, checkpoint_dir, on_checkpoint, options, faults) -> 
             if util is not None:
                 metrics[M_MFU] = util
             report(metrics, seen)
-            losses, window_seconds, window_tokens = [], 0.0, 0
-        if step % interval == 0 and step < run.steps:
-            report({M_TEST_LOSS: evaluate_test_loss(run), M_FLOPS: 6.0 * n_params * seen}, seen)
-        if step % options.checkpoint_every_steps == 0 and step < run.steps:
-            _checkpoint(run, checkpoint_dir, on_checkpoint)
+            log_tokens, log_seconds, log_losses = 0, 0.0, []
+        if eval_due:
+            loss = evaluate_test_loss(run, sample)
+            run.progress.periodic_eval_tokens += sample_tokens
+            report({M_TEST_LOSS: loss, M_FLOPS: 6.0 * n_params * seen}, seen)
+        time_ckpt_due = reduced[-1] > 0 and step < run.steps
+        if step_ckpt_due or time_ckpt_due:
+            _checkpoint(run, checkpoint_dir, on_checkpoint, keep)
+            last_checkpoint = time.monotonic()
+        window = _Window()
     return None
 
 
@@ -337,6 +445,9 @@ def _result(run: _Run, status: str, reason: str | None, test_loss: float | None)
     seen = run.progress.tokens_seen
     tps = seen / run.progress.train_seconds if run.progress.train_seconds > 0 else 0.0
     shape = ModelShape(**run.config["model"])
+    context = run.data.stream.context
+    train_flops = flops_per_token(shape, context) * max(seen, 1)
+    eval_flops = flops_per_token(shape, context) / 3.0 * run.progress.periodic_eval_tokens
     return TrialResult(
         status=status,
         reason=reason,
@@ -346,7 +457,11 @@ def _result(run: _Run, status: str, reason: str | None, test_loss: float | None)
         test_loss_final=test_loss,
         train_loss=run.last_loss,
         tokens_per_sec=tps,
-        mfu=mfu(tps, shape, run.data.stream.context, _peak(run), run.world_size),
+        mfu=mfu(tps, shape, context, _peak(run), run.world_size),
+        micro_batch=run.micro_batch,
+        oom_retries=run.oom_retries,
+        periodic_eval_tokens=run.progress.periodic_eval_tokens,
+        periodic_eval_flops_fraction=eval_flops / train_flops,
     )
 
 

@@ -1,38 +1,50 @@
-"""Throughput, MFU and memory estimates, computed in one place (pure core).
+"""Throughput and MFU, computed in one place (pure core).
 
-MFU = achieved model FLOP/s / peak FLOP/s, with model FLOPs per token = 6N + attention
-(slmscale.model.flops_per_token with the context), the accounting of PaLM / nanoGPT.  Peak FLOP/s
-are the vendors' dense bf16 tensor-core numbers; MFU is only reported for a GPU in the table.
+MFU = achieved model FLOP/s / peak FLOP/s.  Model FLOPs per token are those of
+slmscale.model.flops_per_token with the context: 6N + 12·L·T·d, the convention of nanoGPT's
+`estimate_mfu`, PaLM (appendix B) and torchtitan (attention scores and their weighted sum, forward
+and backward, without the causal halving the kernels do not realise either).  Peak FLOP/s are the
+vendors' dense bf16 tensor-core numbers (no sparsity), told apart by the device name torch reports;
+MFU is only reported for a GPU in the table.
+
+Training memory lives in slmscale.train.memory; the two names below are kept for older callers.
 """
 
 from __future__ import annotations
 
-import math
+from slmscale.model import ModelShape, flops_per_token
+from slmscale.train.memory import choose_micro_batch, training_memory
 
-from slmscale.model import ModelShape, flops_per_token, total_params, vocab_size
+# (substrings that must all appear in torch.cuda.get_device_name(), dense bf16 FLOP/s), first
+# match wins: the variants of a family come before the family.  Names as torch reports them,
+# e.g. "NVIDIA H100 80GB HBM3" (SXM), "NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA H200",
+# "NVIDIA A100-SXM4-80GB", "NVIDIA A10G", "NVIDIA L4".
+PEAK_BF16_TABLE: list[tuple[tuple[str, ...], float, str]] = [
+    (("H100", "PCIe"), 756e12, "H100 PCIe"),
+    (("H100", "NVL"), 835e12, "H100 NVL"),
+    (("H200", "NVL"), 835e12, "H200 NVL"),
+    (("GH200",), 989e12, "GH200"),
+    (("H200",), 989e12, "H200 SXM"),
+    (("H100",), 989e12, "H100 SXM"),
+    (("A100",), 312e12, "A100 (SXM and PCIe)"),
+    (("A10G",), 70e12, "A10G (AWS g5; the A10 is 125)"),
+    (("A10",), 125e12, "A10"),
+    (("L40S",), 362e12, "L40S"),
+    (("L4",), 121e12, "L4"),
+    (("V100",), 125e12, "V100 (fp16; no bf16)"),
+]
 
-# Dense bf16 peak FLOP/s per GPU (no sparsity), matched by substring of the device name.
-PEAK_BF16_FLOPS: dict[str, float] = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "GH200": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "L4": 121e12,
-    "A10G": 70e12,
-    "A10": 125e12,
-    "RTX 4090": 165e12,
-    "V100": 125e12,
-}
+# Kept for callers that only need a name -> number view.
+PEAK_BF16_FLOPS: dict[str, float] = {label: flops for _, flops, label in PEAK_BF16_TABLE}
 
 
 def peak_flops(device_name: str | None) -> float | None:
-    """Peak bf16 FLOP/s of a GPU by name (e.g. 'NVIDIA H200'), None when unknown or CPU."""
+    """Peak dense bf16 FLOP/s of a GPU by name (e.g. 'NVIDIA H100 PCIe'), None when unknown."""
     if not device_name:
         return None
-    for key in sorted(PEAK_BF16_FLOPS, key=len, reverse=True):
-        if key in device_name:
-            return PEAK_BF16_FLOPS[key]
+    for needles, flops, _ in PEAK_BF16_TABLE:
+        if all(n in device_name for n in needles):
+            return flops
     return None
 
 
@@ -48,18 +60,8 @@ def mfu(
 def training_memory_bytes(
     shape: ModelShape, n_units: int, micro_batch: int, context: int, bf16: bool
 ) -> float:
-    """A deliberately rough upper estimate of training memory on one device.
-
-    fp32 weights + grads + two Adam moments (16 bytes per parameter), plus activations kept for
-    the backward pass: about 34 x tokens x dim bytes per layer in bf16 (Korthikanti et al. 2022,
-    no recomputation, flash/SDPA attention so no context^2 term), doubled in fp32, plus the
-    logits and their gradient in fp32.
-    """
-    params = total_params(shape, vocab_size(n_units))
-    tokens = micro_batch * context
-    act_per_layer = 34.0 * tokens * shape.dim * (1.0 if bf16 else 2.0)
-    logits = 3.0 * 4.0 * tokens * vocab_size(n_units)
-    return 16.0 * params + shape.n_layers * act_per_layer + logits
+    """Predicted peak training memory of one device (slmscale.train.memory.training_memory)."""
+    return training_memory(shape, n_units, micro_batch, context, bf16=bf16).total
 
 
 def largest_fitting_micro_batch(
@@ -69,16 +71,10 @@ def largest_fitting_micro_batch(
     context: int,
     memory_gb: float,
     bf16: bool = True,
-    headroom: float = 0.9,
 ) -> int | None:
-    """The largest micro-batch (a divisor of the per-worker batch) that fits, None if none does."""
-    budget = memory_gb * 2**30 * headroom
-    for mb in sorted(_divisors(batch_per_worker), reverse=True):
-        if training_memory_bytes(shape, n_units, mb, context, bf16) <= budget:
-            return mb
-    return None
-
-
-def _divisors(n: int) -> list[int]:
-    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    return sorted(set(small + [n // d for d in small]))
+    """The largest micro-batch (a divisor of the per-worker batch) that fits without activation
+    checkpointing, None if none does."""
+    choice = choose_micro_batch(
+        shape, n_units, batch_per_worker, context, memory_gb, bf16=bf16, checkpointing=False
+    )
+    return choice.micro_batch if choice else None

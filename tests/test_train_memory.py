@@ -1,0 +1,82 @@
+"""The memory model against measured saved tensors, and what the planner does with it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slmscale.model import PAPER_SIZES, ModelShape, build_model
+from slmscale.train.memory import (
+    GIB,
+    activation_bytes,
+    choose_micro_batch,
+    saved_tensor_bytes,
+    training_memory,
+)
+
+N_UNITS = 500
+
+
+def _zero_model(shape: ModelShape, context: int):
+    """The trainer's model at full depth without paying for its random init (values are
+    irrelevant to which tensors autograd saves)."""
+    with torch.device("meta"):
+        model = build_model(shape, N_UNITS, context)
+    model.to_empty(device="cpu")
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            t.zero_()
+    return model.train()
+
+
+@pytest.mark.parametrize("name", list(PAPER_SIZES))
+@pytest.mark.parametrize("bf16", [True, False], ids=["bf16", "fp32"])
+def test_activation_model_matches_saved_tensors_for_table1_sizes(name, bf16):
+    shape = PAPER_SIZES[name]
+    micro_batch, context = 2, 64
+    model = _zero_model(shape, context)
+    x = torch.randint(0, N_UNITS, (micro_batch, context))
+    measured = saved_tensor_bytes(model, x, bf16=bf16)
+    predicted = activation_bytes(shape, N_UNITS, micro_batch, context, bf16=bf16)
+    assert predicted == pytest.approx(measured, rel=0.02), (measured, predicted)
+
+
+def test_per_token_slope_is_the_calibrated_per_layer_figure():
+    """Two depths x two token counts isolate one layer's bytes per token: 34 d + 8 f + 4 h + 8."""
+    base = PAPER_SIZES["85M"]
+    got = {}
+    for layers in (1, 2):
+        for context in (32, 64):
+            shape = ModelShape("probe", layers, base.dim, base.n_heads)
+            model = _zero_model(shape, context)
+            got[layers, context] = saved_tensor_bytes(
+                model, torch.zeros(1, context, dtype=torch.long), bf16=True
+            )
+    per_layer = (got[2, 64] - got[1, 64]) - (got[2, 32] - got[1, 32])
+    assert per_layer / 32 == 34 * 768 + 8 * 2048 + 4 * 12 + 8
+
+
+def test_checkpointing_keeps_less_than_half():
+    shape = PAPER_SIZES["309M"]
+    full = activation_bytes(shape, N_UNITS, 8, 2050)
+    ckpt = activation_bytes(shape, N_UNITS, 8, 2050, checkpointing=True)
+    assert ckpt < 0.2 * full
+
+
+def test_paper_micro_batches_fit_80gb():
+    for name, shape in PAPER_SIZES.items():
+        from slmscale.model import PAPER_BATCH_SIZES
+
+        choice = choose_micro_batch(shape, N_UNITS, PAPER_BATCH_SIZES[name], 2050, 80)
+        assert choice is not None and not choice.checkpointing, name
+        assert choice.estimate.total <= 80 * GIB * 0.92
+        # the next larger divisor would not have fitted: the choice is the largest
+        bigger = training_memory(shape, N_UNITS, 2 * choice.micro_batch, 2050)
+        assert choice.micro_batch == PAPER_BATCH_SIZES[name] or bigger.total > 80 * GIB * 0.92
+
+
+def test_checkpointing_is_chosen_when_one_sequence_does_not_fit():
+    shape = PAPER_SIZES["823M"]
+    choice = choose_micro_batch(shape, N_UNITS, 512, 2050, 20)
+    assert choice is not None and choice.checkpointing
+    assert choose_micro_batch(shape, N_UNITS, 512, 2050, 8) is None  # weights + Adam alone: 12 GiB
