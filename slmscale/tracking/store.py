@@ -88,10 +88,170 @@ def with_busy_timeout(tracking_uri: str) -> str:
     return tracking_uri
 
 
-def client(tracking_uri: str):
+# ---- a store that is busy is waited for --------------------------------------------------------
+# MLflow runs `PRAGMA busy_timeout = 20000` on every SQLite session (overriding `?timeout=`), so a
+# writer that holds the database longer than 20 s makes our writes fail with "database is
+# locked"; a tracking server can answer 429/503 or drop a connection.  Every call through
+# `client()` is retried with backoff on those for TRACKING_RETRY_ENV seconds (default 600).
+
+TRACKING_RETRY_ENV = "SLMSCALE_TRACKING_RETRY_S"
+DEFAULT_TRACKING_RETRY_S = 600.0
+_TRANSIENT_CODES = {
+    "TEMPORARILY_UNAVAILABLE",
+    "REQUEST_LIMIT_EXCEEDED",
+    "SERVICE_UNDER_MAINTENANCE",
+    "DEADLINE_EXCEEDED",
+}
+_TRANSIENT_TEXT = (
+    "database is locked",
+    "database table is locked",
+    "database is busy",
+    "max retries exceeded",
+    "connection refused",
+    "connection reset",
+    "connection aborted",
+    "temporarily unavailable",
+    "read timed out",
+)
+
+
+class TrackingStoreBusy(UserError):
+    """The store stayed locked or unreachable for the whole retry window."""
+
+
+def tracking_retry_seconds() -> float:
+    text = os.environ.get(TRACKING_RETRY_ENV)
+    if not text:
+        return DEFAULT_TRACKING_RETRY_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise UserError(f"${TRACKING_RETRY_ENV}: expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A store error worth waiting out: a locked SQLite database or a server that is busy/away.
+
+    Not "no such table" or a bad path: those are errors now and would be errors in ten minutes.
+    """
+    text = str(exc).lower()
+    if any(t in text for t in _TRANSIENT_TEXT):
+        return True
+    code = getattr(exc, "error_code", None)
+    return code in _TRANSIENT_CODES and "sqlite" not in text
+
+
+def call_with_retry(fn, what: str, tracking_uri: str, seconds: float | None = None):
+    """`fn()`, retried with exponential backoff (0.5 s doubling to 10 s) while the error is
+    transient and the window lasts; then a one-line TrackingStoreBusy naming store and call."""
+    import time
+
+    window = tracking_retry_seconds() if seconds is None else seconds
+    deadline, delay = time.monotonic() + window, 0.5
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                text = str(exc).lower()
+                first = next((t for t in _TRANSIENT_TEXT if t in text), None) or (
+                    (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                )
+                raise TrackingStoreBusy(
+                    f"MLflow store {tracking_uri}: {what} still failing after {window:g} s of "
+                    f"retries ({first}); raise ${TRACKING_RETRY_ENV} to wait longer"
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+class RetryingClient:
+    """An MlflowClient whose every method call is retried on transient store errors."""
+
+    def __init__(self, inner, tracking_uri: str) -> None:
+        self._inner, self._uri = inner, tracking_uri
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._inner, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        def call(*args, **kwargs):
+            return call_with_retry(lambda: attr(*args, **kwargs), name, self._uri)
+
+        return call
+
+
+class _DropTransient:
+    """A logging filter that drops records of transient store errors (they are retried)."""
+
+    def filter(self, record) -> bool:
+        return not (record.exc_info and is_transient(record.exc_info[1]))
+
+
+_CLIENTS: dict[str, RetryingClient] = {}
+
+
+def client(tracking_uri: str) -> RetryingClient:
+    """The (per-process, cached) retrying MLflow client of a store.
+
+    Opening a fresh SQLite file creates MLflow's tables; two processes doing it at once race
+    (a "table already exists" traceback), so the first open is serialised by a lock file beside
+    the database (`<db>.lock`).
+    """
+    import logging
+
+    cached = _CLIENTS.get(tracking_uri)
+    if cached is not None:
+        return cached
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=with_busy_timeout(tracking_uri))
+    # MLflow logs every OperationalError with a traceback before raising it; we retry those.
+    # (A filter, not a level: MLflow's logging setup resets the levels of its loggers.)
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _DropTransient) for f in store_log.filters):
+        store_log.addFilter(_DropTransient())
+    uri = with_busy_timeout(tracking_uri)
+    db = sqlite_path(tracking_uri)
+    if db is None:
+        inner = call_with_retry(lambda: MlflowClient(tracking_uri=uri), "connect", tracking_uri)
+    else:
+        with file_lock(db.with_name(db.name + ".lock")):
+            inner = call_with_retry(lambda: MlflowClient(tracking_uri=uri), "open", tracking_uri)
+    _CLIENTS[tracking_uri] = RetryingClient(inner, tracking_uri)
+    return _CLIENTS[tracking_uri]
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for a server or an in-memory store)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    path = tracking_uri[len(prefix) :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+class file_lock:
+    """An exclusive `flock` on `path` (created if missing), released on exit or process death."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self._fd)  # closing the descriptor releases the lock
 
 
 def get_or_create_experiment(
@@ -110,8 +270,8 @@ def get_or_create_experiment(
         artifact_location = default_artifact_location(tracking_uri, name)
     try:
         return c.create_experiment(name, artifact_location=artifact_location)
-    except Exception:
-        exp = c.get_experiment_by_name(name)  # created concurrently by another process
+    except Exception:  # created concurrently by another driver: the name is unique in the store
+        exp = c.get_experiment_by_name(name)
         if exp is None:
             raise
         return exp.experiment_id
