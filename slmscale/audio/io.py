@@ -250,9 +250,76 @@ def _wav_lengths(data: bytes) -> tuple[int, int] | None:
     return (1, 0) if block_align else None  # header promises a data chunk that never comes
 
 
-# Containers whose header states the exact number of frames.  Elsewhere (MP3 without a Xing
-# header, Ogg) libsndfile's frame count is an estimate, and a shortfall is not an error.
+# Containers whose header states the exact number of frames (MP3 only with a Xing/Info header,
+# checked apart).  Elsewhere (MP3 without one, Ogg) libsndfile's frame count is an estimate, and a
+# shortfall is not an error.
 EXACT_LENGTH_FORMATS = frozenset({"WAV", "WAVEX", "RF64", "W64", "FLAC", "AIFF"})
+
+
+class _UnboundedLength(io.BytesIO):
+    """MP3 bytes whose reported file length is far larger than they are.
+
+    Without a Xing/Info header (LAME `-t`, sox, many streaming rips) libsndfile estimates an MP3's
+    length from the file size and the first frame's bitrate, and stops decoding at that estimate:
+    a VBR file whose first frame is cheap loses its second half without an error.  Reporting a
+    huge length (only to libsndfile's file-length query: seek to the end, then tell) moves the
+    estimate beyond the real end, so the decoder reads every frame there is; the length is then
+    what was decoded."""
+
+    SLACK = 1 << 40
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self._at_fake_end = False
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._at_fake_end = whence == 2 and offset == 0
+        return super().seek(offset, whence)
+
+    def tell(self) -> int:
+        return super().tell() + (self.SLACK if self._at_fake_end else 0)
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._at_fake_end = False
+        return super().read(size)
+
+
+def _mp3_states_length(data: bytes) -> bool:
+    """True when the first MPEG frame (after any ID3v2 tag) is a Xing/Info/VBRI length header."""
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        start = 10 + (
+            (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | data[9] & 0x7F
+        )
+    head = data[start : start + 200]
+    return any(tag in head for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _read_all(source, sf, block: int = 8192) -> tuple[np.ndarray, int, int, str]:
+    """Every frame the decoder yields, read block by block (the stated length may be a guess).
+
+    A decoder error after some audio came out means the stream breaks off: `BadAudio` saying
+    how much was decoded before the break."""
+    with sf.SoundFile(source) as f:
+        parts: list[np.ndarray] = []
+        try:
+            while len(part := f.read(block, dtype="float32", always_2d=True)):
+                parts.append(part)
+        except sf.LibsndfileError as exc:
+            if not parts:
+                raise
+            got = sum(len(p) for p in parts) / f.samplerate
+            raise BadAudio(
+                f"truncated or corrupt: the {f.format} stream breaks off after {got:.2f} s "
+                f"decoded ({str(exc).strip()})"
+            ) from None
+        wave = np.concatenate(parts) if parts else np.zeros((0, f.channels), np.float32)
+        return wave, f.frames, f.samplerate, f.format
+
+
+# An MP3 whose Xing/Info header states its length decodes to that length up to the encoder's
+# delay and padding (at most two MPEG-1 frames); a larger shortfall is a truncated file.
+MP3_LENGTH_SLACK = 2 * 1152
 
 
 def _missing(frames: int, sr: int) -> str:
@@ -265,10 +332,13 @@ def decode_bytes(data: bytes, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarra
 
     if not data:
         raise BadAudio("empty file")
+    stated = True
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            declared, sr, fmt = f.frames, f.samplerate, f.format
-            wave = f.read(dtype="float32", always_2d=True)
+        wave, declared, sr, fmt = _read_all(io.BytesIO(data), sf)
+        if fmt == "MP3":
+            stated = _mp3_states_length(data)
+            if not stated:
+                wave, declared, sr, fmt = _read_all(_UnboundedLength(data), sf)
     except sf.LibsndfileError as exc:
         msg = str(exc).split(": ", 1)[-1] if "Error opening" in str(exc) else str(exc)
         if "Format not recognised" in msg:
@@ -279,6 +349,11 @@ def decode_bytes(data: bytes, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarra
         raise BadAudio(
             f"truncated or corrupt: the WAV header declares {wav[0]} frames, the file holds "
             f"{wav[1]} ({_missing(wav[0] - wav[1], sr)})"
+        )
+    if fmt == "MP3" and stated and len(wave) < declared - MP3_LENGTH_SLACK:
+        raise BadAudio(
+            f"truncated or corrupt: the MP3's Xing/Info header states {declared} frames, "
+            f"{len(wave)} decoded ({_missing(declared - len(wave), sr)})"
         )
     if fmt in EXACT_LENGTH_FORMATS and len(wave) < declared:
         raise BadAudio(

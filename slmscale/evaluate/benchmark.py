@@ -157,6 +157,12 @@ def _evaluate(prep: PreparedBenchmark, sums: dict, means: dict, truncated: int) 
             if name == "sblimp":
                 d["by_type"] = metrics.breakdown(items, 1)
                 d["by_subtype"] = metrics.breakdown(items, 2)
+        if name == "swuggy":
+            bands = metrics.by_frequency(prep.pairs, items)
+            d[f"acc_invocab_{m}"], n_invocab = metrics.invocab_accuracy(bands)
+            if m == mode:
+                d["by_frequency"] = bands
+                d["acc_invocab"], d["items_invocab"] = d[f"acc_invocab_{m}"], n_invocab
     d["problems"] = prep.dropped[:MAX_LISTED]
     return d
 
@@ -206,6 +212,8 @@ def score_benchmarks(
             result.metrics[metrics.metric_name(name)] = d["acc"]
             for m in metrics.SCORE_MODES:
                 result.metrics[metrics.metric_name(name, m)] = d[f"acc_{m}"]
+            if d.get("acc_invocab") is not None:
+                result.metrics[metrics.metric_name(name, metrics.INVOCAB)] = d["acc_invocab"]
             result.counts[name] = {
                 k: d[k] for k in ("pairs_total", "pairs_scored", "pairs_dropped", "items_scored")
             }

@@ -112,11 +112,14 @@ def load_sblimp(root: str | Path, split: str) -> BenchmarkPairs:
 
 
 def load_swuggy(root: str | Path, split: str) -> BenchmarkPairs:
-    """ZeroSpeech 2021 lexical: pairs = same (id, voice) in gold.csv (word vs non-word)."""
+    """ZeroSpeech 2021 lexical: pairs = same (id, voice) in gold.csv (word vs non-word).
+
+    The word's `frequency` (occurrences in LibriSpeech, official column) is kept in `info`: the
+    in-vocab score leaves out the pairs whose word never occurs there."""
     gold = Path(root) / "lexical" / split / "gold.csv"
     rows = _read_gold(gold, ("filename", "id", "voice", "correct"))
     pairs, problems, total = _pairs_from_gold(
-        rows, key_cols=("id", "voice"), item_cols=("id",), info_cols=("word",)
+        rows, key_cols=("id", "voice"), item_cols=("id",), info_cols=("word", "frequency")
     )
     return BenchmarkPairs("swuggy", split, str(gold), pairs, problems, total)
 

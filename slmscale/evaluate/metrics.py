@@ -11,6 +11,14 @@ Default score per benchmark, following the reference implementations:
 - StoryCloze, TopicCloze: mean log-likelihood per token (TWIST's evaluator, slp-rl/slamkit,
   `mean_nll: true`).
 
+sWUGGY in-vocab (the ZeroSpeech 2021 leaderboard's `lexical_invocab`, zerospeech2021
+`leaderboard.py`): item scores are grouped into the official frequency bands of the word's
+LibriSpeech count (`oov` = 0, then [1, 5), [5, 20), [20, 100), >= 100, labelled
+`1-5`, `6-20`, `21-100`, `>100`); the in-vocab score is the mean of the non-oov band means
+weighted by their item counts, i.e. the mean over the items whose word occurs in LibriSpeech.
+Items without a frequency are in no band, as in the official scorer.  Logged as
+`swuggy_acc_invocab` (with the benchmark's chosen score) beside `swuggy_acc`.
+
 Metric names: the primary accuracy is `tracking.schema.BENCHMARK_METRICS[name]` (e.g. `sblimp_acc`),
 scored with the benchmark's chosen score; both variants are also logged as
 `<primary>_sum` and `<primary>_mean` (e.g. `sblimp_acc_sum`, `sblimp_acc_mean`).
@@ -32,8 +40,14 @@ SCORE_REFERENCE = {
 }
 
 
+FREQUENCY_BANDS = (("oov", 0, 1), ("1-5", 1, 5), ("6-20", 5, 20), ("21-100", 20, 100))
+TOP_BAND = (">100", 100)
+INVOCAB = "invocab"
+
+
 def metric_name(benchmark: str, mode: str | None = None) -> str:
-    """`sblimp_acc` for the primary metric; `sblimp_acc_sum` / `sblimp_acc_mean` per score."""
+    """`sblimp_acc` for the primary metric; `sblimp_acc_sum` / `sblimp_acc_mean` per score;
+    `swuggy_acc_invocab` for sWUGGY's in-vocab score."""
     base = BENCHMARK_METRICS[benchmark]
     return base if mode is None else f"{base}_{mode}"
 
@@ -61,12 +75,73 @@ def accuracy(pairs: Sequence[Pair], outcomes: Sequence[float]) -> float:
     return sum(scores.values()) / len(scores) if scores else float("nan")
 
 
+def frequency_band(frequency) -> str | None:
+    """The official band of a word's LibriSpeech count, None when it has no usable count."""
+    try:
+        f = float(frequency)
+    except (TypeError, ValueError):
+        return None
+    if f != f or f < 0:
+        return None
+    for label, lo, hi in FREQUENCY_BANDS:
+        if lo <= f < hi:
+            return label
+    return TOP_BAND[0]
+
+
+def by_frequency(pairs: Sequence[Pair], items: dict[tuple, float]) -> dict[str, dict]:
+    """Item scores averaged per frequency band (the word's frequency, from its first pair)."""
+    band_of: dict[tuple, str | None] = {}
+    for p in pairs:
+        band_of.setdefault(p.item, frequency_band(p.info.get("frequency")))
+    groups: dict[str, list[float]] = defaultdict(list)
+    for item, score in items.items():
+        if band_of.get(item) is not None:
+            groups[band_of[item]].append(score)
+    order = [b[0] for b in FREQUENCY_BANDS] + [TOP_BAND[0]]
+    return {
+        b: {"acc": sum(groups[b]) / len(groups[b]), "n_items": len(groups[b])}
+        for b in order
+        if groups.get(b)
+    }
+
+
+def invocab_accuracy(bands: dict[str, dict]) -> tuple[float | None, int]:
+    """(in-vocab accuracy, items): non-oov band means weighted by their item counts."""
+    kept = [v for b, v in bands.items() if b != "oov"]
+    n = sum(v["n_items"] for v in kept)
+    if n == 0:
+        return None, 0
+    return sum(v["acc"] * v["n_items"] for v in kept) / n, n
+
+
 def breakdown(items: dict[tuple, float], depth: int) -> dict[str, dict]:
     """Item scores averaged by the first `depth` item fields (sBLIMP: 1 = type, 2 = subtype)."""
     groups: dict[str, list[float]] = defaultdict(list)
     for item, score in items.items():
         groups["/".join(item[:depth])].append(score)
     return {k: {"acc": sum(v) / len(v), "n_items": len(v)} for k, v in sorted(groups.items())}
+
+
+def _with_invocab_rows(rows: list[tuple], details: dict[str, dict]) -> list[tuple]:
+    """A `swuggy in-vocab` row under sWUGGY when gold.csv gave word frequencies."""
+    out = []
+    for row in rows:
+        out.append(row)
+        d = details.get(row[0])
+        if d is not None and d.get("acc_invocab") is not None:
+            other = "mean" if d["score"] == "sum" else "sum"
+            out.append(
+                (
+                    f"{row[0]} in-vocab",
+                    d["split"],
+                    f"{d['items_invocab']} items",
+                    f"{d['acc_invocab']:.4f}",
+                    row[4],
+                    f"{d[f'acc_invocab_{other}']:.4f} ({other})",
+                )
+            )
+    return out
 
 
 def format_table(details: dict[str, dict]) -> str:
@@ -85,6 +160,7 @@ def format_table(details: dict[str, dict]) -> str:
                 f"{d[f'acc_{other}']:.4f} ({other})",
             )
         )
+    rows = _with_invocab_rows(rows, details)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
