@@ -58,10 +58,18 @@ def test_linear_relation_without_plateau_uses_every_run():
 
 def test_pythia_reference_is_vendored_with_blimp_only():
     label, cols = load_reference()
-    assert "Pythia" in label and len(cols["blimp_acc"]) == 240
+    # 16 models x 15 checkpoints, less the two 12B models the paper leaves out (Section 3.1).
+    assert "Pythia" in label and "12B left out" in label and len(cols["blimp_acc"]) == 210
+    assert not any(m.startswith("pythia-12b") for m in cols["model"])
     env = reference_envelopes(cols)
     assert set(env) == {"sblimp_acc"}
     law = env["sblimp_acc"]["law"]
     assert 0 < law.gamma < 0.1  # accuracy rises slowly with compute
     C = env["sblimp_acc"]["C"]
     assert C[0] == pytest.approx(6 * 1208602624 * 6291456000)
+    assert env["sblimp_acc"]["n_groups"] == 14
+    # The first checkpoint (~7e17 FLOPs) already scores > 0.7: raw accuracy's log slope is
+    # small, the error rate's is not; both come from the same function as the speech side.
+    g = env["sblimp_acc"]["gamma_q"]
+    assert 0 < g["raw"]["gamma"][0] < g["error_rate"]["gamma"][0]
+    assert C.min() == pytest.approx(7.1e17, rel=0.01)

@@ -62,7 +62,7 @@ def test_intervals_from_bootstrap_samples_and_gpu_hours():
 
 
 def test_target_loss_and_target_metric_invert_the_forward_plan():
-    C = plan.compute_for_loss(fit_doc(), 2.2)
+    C, _ = plan.compute_for_loss(fit_doc(), 2.2)
     assert float(optimal_loss(LAW, C)) == pytest.approx(2.2, rel=1e-9)
     L = plan.loss_for_metric(fit_doc(), "sblimp_acc", 0.58)
     assert L == pytest.approx(2.2)

@@ -54,11 +54,26 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="bootstrap replicates over runs for 95%% intervals (0: none)",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument("--workers", type=int, default=2, help="processes for the bootstrap")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="accepted for old scripts; the bootstrap refits are vectorised in one process",
+    )
+    parser.add_argument(
+        "--text-reference",
         "--reference",
+        dest="reference",
         metavar="FILE",
-        help="text-LLM reference table (default: the vendored Pythia v0 table)",
+        help="text-LLM table for Table 3 (columns params_nonembedding, tokens_seen, model, "
+        "blimp_acc, ...; default: the vendored Pythia v0 table, see slmscale/data/REFERENCE.md)",
+    )
+    parser.add_argument(
+        "--unique-tokens",
+        type=float,
+        metavar="U_D",
+        help="unique training tokens available (stored in fit.json for `slmscale plan`; "
+        "default: the train units of the runs' units dataset when its meta.json is readable)",
     )
 
 
@@ -138,6 +153,30 @@ def load_inputs(args) -> tuple[dict, dict | None, dict]:
     return runs, curves, source
 
 
+def unique_tokens_of(runs: dict) -> float | None:
+    """Train units of the runs' units dataset (its meta.json), when there is exactly one.
+
+    The `units_dataset` param is "path" or "path@hash"; the meta.json counts are
+    counts[dataset][split]["units"].  None when absent, ambiguous or unreadable.
+    """
+    values = {str(v) for v in runs.get("units_dataset", []) if v and v == v}
+    if len(values) != 1:
+        return None
+    path = Path(values.pop().split("@")[0])
+    meta = path / "meta.json" if path.is_dir() else path
+    try:
+        counts = json.loads(meta.read_text())["counts"]
+        total = sum(
+            float(split.get("units", 0))
+            for per in counts.values()
+            for name, split in per.items()
+            if name == "train"
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return total or None
+
+
 def study_from_args(args):
     """Load, validate and fit: the `Study` for `fit` and `report`."""
     from slmscale.laws.reference import load_reference
@@ -151,8 +190,16 @@ def study_from_args(args):
     table, excluded = validate_runs(runs, source["label"])
     for e in excluded:
         print(f"excluded {e['run_id']}: {e['reason']}", file=sys.stderr)
-    _, reference = load_reference(args.reference)
-    progress = Progress(args.bootstrap, "bootstrap", " fits") if args.bootstrap else None
+    ref_label, reference = load_reference(args.reference)
+    stages = 2 if args.law == "data_constrained" else 1
+    progress = (
+        Progress(args.bootstrap * stages, "bootstrap (Eq. 4, then R*)", " refits")
+        if args.bootstrap
+        else None
+    )
+    if args.unique_tokens is not None and not args.unique_tokens > 0:
+        raise UserError(f"--unique-tokens {args.unique_tokens:g}: must be a positive count")
+    unique = args.unique_tokens or unique_tokens_of(runs)
     try:
         return run_study(
             table,
@@ -162,10 +209,11 @@ def study_from_args(args):
             huber_delta=args.huber_delta,
             n_bootstrap=args.bootstrap,
             seed=args.seed,
-            workers=args.workers,
             curves=curves,
             reference=reference,
+            reference_label=ref_label,
             progress=progress,
+            unique_tokens_available=unique,
         )
     finally:
         progress and progress.close()
@@ -179,13 +227,27 @@ def print_summary(doc: dict, out=None) -> None:
     out = out or sys.stdout
     ci = doc["ci95"]
     print(f"law {doc['law']}: {doc['n_points']} points, objective {doc['objective']:.6g}", file=out)
+    flagged = set(doc.get("not_identified", []))
+
+    def row(k, v):
+        lo, hi = ci.get(k) or [None, None]
+        rng = f"  95% [{_num(lo)}, {_num(hi)}]" if lo is not None or hi is not None else ""
+        mark = "  NOT IDENTIFIED" if k in flagged else ""
+        print(f"  {k:9s} {v:<12.6g}{rng}{mark}", file=out)
+
     for k, v in doc["params"].items():
-        lo, hi = ci.get(k, [None, None])
-        rng = f"  95% [{lo}, {hi}]" if lo is not None or hi is not None else ""
-        print(f"  {k:9s} {v:<12.6g}{rng}", file=out)
+        row(k, v)
     co = doc["compute_optimal"]
+    for k in ("G", "a", "b"):
+        row(k, co[k])
     print(f"  N_opt = {co['G']:.4g} (C/6)^{co['a']:.4f}, D_opt = (C/6)^{co['b']:.4f} / G", file=out)
+    if flagged:
+        print(f"  not identified ({doc.get('identification_rule')}): {', '.join(sorted(flagged))}", file=out)
     print(f"  excluded runs: {len(doc['excluded'])}", file=out)
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
 
 
 def run(args) -> int:

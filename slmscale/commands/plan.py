@@ -3,6 +3,11 @@
 slmscale plan --fit fit.json --flops 1e20 [--mfu 0.4 --peak-flops 989e12 | --tokens-per-sec X]
 slmscale plan --fit fit.json --target-loss 2.1
 slmscale plan --fit fit.json --target sblimp_acc=0.7
+    [--unique-tokens 10.89e9 | --units DIR]
+
+The unique tokens available (U_D) default to those stored in fit.json (the runs' units
+dataset); with a data-constrained fit the allocation minimises Eq. 7/8 and the Eq. 6 answer is
+printed beside it.  Every number carries its bootstrap 95% interval.
 """
 
 from __future__ import annotations
@@ -24,7 +29,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mfu", type=float, help="model FLOPs utilisation, with --peak-flops")
     parser.add_argument("--peak-flops", type=float, help="peak FLOP/s of one GPU")
     parser.add_argument("--tokens-per-sec", type=float, help="measured training throughput")
-    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument(
+        "--unique-tokens",
+        type=float,
+        metavar="U_D",
+        help="unique training tokens available (default: fit.json's, from the units dataset)",
+    )
+    data.add_argument(
+        "--units", metavar="DIR", help="units dataset whose train tokens are the U_D available"
+    )
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="write the answer as JSON to FILE (no FILE: print it instead of the text)",
+    )
 
 
 def load_fit(path: str) -> dict:
@@ -48,26 +69,70 @@ def _parse_target(text: str) -> tuple[str, float]:
         raise UserError(f"--target {text!r}: expected METRIC=VALUE, e.g. sblimp_acc=0.7") from None
 
 
+def _ci(ci, fmt="{:.4g}") -> str:
+    if not ci or ci == [None, None]:
+        return ""
+    lo = "-inf" if ci[0] is None else fmt.format(ci[0])
+    hi = "inf" if ci[1] is None else fmt.format(ci[1])
+    return f"  95% [{lo}, {hi}]"
+
+
 def _print(answer: dict, out=None) -> None:
     out = out or sys.stdout
+    ci = answer.get("ci95") or {}
 
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     if "target" in answer:
         print(f"target {answer['target']}: needs loss {fmt(answer['needed_loss'])}", file=out)
-    ci = answer.get("loss_ci95")
-    print(f"compute C      {answer['flops']:.4g} FLOPs", file=out)
-    print(f"N_opt          {answer['N_opt']:.4g} parameters", file=out)
-    print(f"D_opt          {answer['D_opt']:.4g} tokens", file=out)
-    extra = f"  95% [{ci[0]:.4g}, {ci[1]:.4g}] (bootstrap)" if ci else ""
-    print(f"predicted loss {answer['loss']:.4g}{extra}", file=out)
+        print(f"compute needed {answer['flops']:.4g} FLOPs{_ci(answer.get('flops_ci95'))}", file=out)
+    else:
+        print(f"compute C      {answer['flops']:.4g} FLOPs", file=out)
+    u = answer.get("unique_tokens")
+    print(f"law            {answer['law']}" + (f", U_D = {u:.4g} unique tokens" if u else ""), file=out)
+    print(f"N_opt          {answer['N_opt']:.4g} parameters{_ci(ci.get('N_opt'))}", file=out)
+    print(f"D_opt          {answer['D_opt']:.4g} tokens{_ci(ci.get('D_opt'))}", file=out)
+    flat = answer.get("N_within_1e-3")
+    if flat:
+        print(f"               (any N in [{flat[0]:.3g}, {flat[1]:.3g}] is within 0.001 of this loss)", file=out)
+    if answer.get("epochs") is not None:
+        print(f"epochs         {answer['epochs']:.3g}{_ci(ci.get('epochs'), '{:.3g}')}", file=out)
+    print(f"predicted loss {answer['loss']:.4g}{_ci(ci.get('loss'))}", file=out)
+    eq6 = answer.get("eq6")
+    if eq6:
+        e = eq6["ci95"]
+        print("Eq. 6 (assumes unlimited unique data), for comparison:", file=out)
+        print(f"  N            {eq6['N_opt']:.4g}{_ci(e.get('N_opt'))}", file=out)
+        print(f"  D            {eq6['D_opt']:.4g} ({eq6['epochs']:.3g} epochs){_ci(e.get('D_opt'))}", file=out)
+        print(f"  loss, Eq. 4  {eq6['loss_eq4']:.4g}{_ci(e.get('loss_eq4'))} (what Eq. 6 promises)", file=out)
+        print(f"  loss, Eq. 7  {eq6['loss_eq7']:.4g}{_ci(e.get('loss_eq7'))} (with U_D: what it gets)", file=out)
+        print(
+            f"  penalty of ignoring the data limit: {answer['penalty']:.3g} in loss"
+            f"{_ci(ci.get('penalty'), '{:.3g}')}; Eq. 4 reaches that loss at "
+            f"{eq6['eq4_compute_for_that_loss']:.3g} FLOPs",
+            file=out,
+        )
     for m, v in answer["metrics"].items():
         note = f"  ({v['note']})" if v["note"] else ""
-        print(f"{m:14s} {fmt(v['value'])}{note}", file=out)
+        print(f"{m:14s} {fmt(v['value'])}{_ci(v.get('ci95'))}{note}", file=out)
     gh = answer.get("gpu_hours")
     hint = "give --tokens-per-sec, or --mfu and --peak-flops"
-    print(f"GPU-hours      {fmt(gh) if gh is not None else hint}", file=out)
+    print(f"GPU-hours      {fmt(gh) + _ci(ci.get('gpu_hours')) if gh is not None else hint}", file=out)
+    for w in answer.get("warnings", []):
+        print(f"warning: {w}", file=out)
+
+
+def _units_tokens(path: str) -> float:
+    from slmscale.commands.fit import unique_tokens_of
+
+    p = Path(path)
+    if not (p / "meta.json").is_file():
+        raise UserError(f"{path}: not a units dataset (no meta.json)")
+    u = unique_tokens_of({"units_dataset": [str(p)]})
+    if not u:
+        raise UserError(f"{path}/meta.json: no train units counted (counts.<dataset>.train.units)")
+    return u
 
 
 def run(args) -> int:
@@ -81,6 +146,7 @@ def run(args) -> int:
         "peak_flops": args.peak_flops,
         "tokens_per_sec": args.tokens_per_sec,
     }
+    unique = _units_tokens(args.units) if args.units else args.unique_tokens
     extra = {}
     C = args.flops
     if args.target_loss is not None or args.target:
@@ -88,13 +154,20 @@ def run(args) -> int:
             metric, value = _parse_target(args.target)
             loss = plan.loss_for_metric(doc, metric, value)
             extra["target"] = f"{metric}={value:g}"
+            what = f"--target {metric}={value:g} (loss {loss:.4g})"
         else:
             loss = args.target_loss
             extra["target"] = f"loss={loss:g}"
+            what = None
         extra["needed_loss"] = loss
-        C = plan.compute_for_loss(doc, loss)
-    answer = {**extra, **plan.plan_for_compute(doc, C, **throughput)}
-    if args.json:
+        C, extra["flops_ci95"] = plan.compute_for_loss(doc, loss, unique_tokens=unique, what=what)
+    answer = {**extra, **plan.plan_for_compute(doc, C, unique_tokens=unique, **throughput)}
+    if args.json is not None and args.json != "-":
+        from slmscale.units import write_bytes_atomic
+
+        write_bytes_atomic(args.json, (json.dumps(answer, indent=1, sort_keys=True) + "\n").encode())
+        _print(answer)
+    elif args.json == "-":
         print(json.dumps(answer, indent=1, sort_keys=True))
     else:
         _print(answer)

@@ -1,20 +1,29 @@
-"""Bootstrap over runs for 95% intervals of the Eq. 4 constants.
+"""One bootstrap over runs that refits both stages, for 95% intervals of every reported number.
 
-A replicate draws as many runs as there are, with replacement (seeded, so reruns agree), and
-refits Eq. 4 with point weights = draw counts.  Refits start from the full-data optima (warm
-starts) instead of the whole start grid: a resample moves the optimum a little, and the
-full-data fit already found the basin.  Replicates are split over a small process pool; each
-replicate's draw depends only on (seed, index), so the result does not depend on the pool.
+A replicate draws runs with replacement, single-epoch and multi-epoch runs each within their
+own group (so every replicate has both kinds, as the design does), seeded so reruns agree; a
+run drawn k times has weight k.  In each replicate:
+1. Eq. 4 is refitted on the single-epoch runs (warm-started from the full-data optima, all
+   replicates at once: `batchfit.best_of_starts`);
+2. R*_N, R*_D are refitted on the multi-epoch runs with *that replicate's* Eq. 4 constants
+   frozen (`batchfit.fit_rstar_batch`), so the uncertainty of Eq. 4 reaches R*;
+3. everything derived (G, a, b, envelope exponents, gamma_q, planner outputs) is recomputed
+   from the replicate's constants and runs by the caller (`study`, `plan`).
+
+Intervals are percentile intervals (2.5th, 97.5th).  The replicate draws depend only on the
+seed, not on chunking, so the progress display does not change the result.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from dataclasses import dataclass
 
 import numpy as np
 
-from slmscale.laws.chinchilla import PARAM_NAMES, ChinchillaFit, fit_chinchilla
+from slmscale.laws.batchfit import best_of_starts, fit_rstar_batch
+from slmscale.laws.chinchilla import PARAM_NAMES, ChinchillaFit
+
+CHUNK = 250  # replicates per vectorised batch (memory ~ CHUNK x runs x 5 x a few arrays)
 
 
 def resample_weights(n_runs: int, n_boot: int, seed: int) -> np.ndarray:
@@ -24,14 +33,17 @@ def resample_weights(n_runs: int, n_boot: int, seed: int) -> np.ndarray:
     return np.stack([np.bincount(row, minlength=n_runs) for row in idx]).astype(float)
 
 
-def _refit_chunk(args) -> np.ndarray:
-    N, D, L, delta, warm, weights = args
-    out = np.empty((len(weights), len(PARAM_NAMES)))
-    for i, w in enumerate(weights):
-        f = fit_chinchilla(
-            N, D, L, huber_delta=delta, weights=w, starts=np.empty((0, 5)), warm_starts=warm
-        )
-        out[i] = [getattr(f.params, k) for k in PARAM_NAMES]
+def stratified_weights(strata, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) draw counts, resampling runs within each stratum (label) separately."""
+    strata = np.asarray(strata)
+    out = np.zeros((n_boot, strata.size))
+    rng = np.random.default_rng(seed)
+    for label in sorted(set(strata.tolist())):
+        members = np.flatnonzero(strata == label)
+        idx = rng.integers(0, members.size, size=(n_boot, members.size))
+        counts = np.zeros((n_boot, members.size))
+        np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
+        out[:, members] = counts
     return out
 
 
@@ -46,36 +58,72 @@ def warm_starts_from(fit: ChinchillaFit, n: int = 2) -> list[np.ndarray]:
     return out
 
 
+def refit_eq4(N, D, L, fit: ChinchillaFit, weights, *, progress=None) -> np.ndarray:
+    """(B, 5) (E, A, B, alpha, beta), one Eq. 4 refit per row of `weights` (B, runs)."""
+    weights = np.atleast_2d(weights)
+    starts = np.array(warm_starts_from(fit))
+    out = np.empty((len(weights), len(PARAM_NAMES)))
+    for i in range(0, len(weights), CHUNK):
+        w = weights[i : i + CHUNK]
+        out[i : i + len(w)] = best_of_starts(
+            N, D, L, w, starts, huber_delta=fit.huber_delta
+        ).params
+        progress and progress.update(len(w))
+    return out
+
+
 def bootstrap_chinchilla(
-    N,
-    D,
-    L,
+    N, D, L, fit: ChinchillaFit, *, n_boot: int = 1000, seed: int = 0, workers: int = 1, progress=None
+) -> np.ndarray:
+    """(n_boot, 5) samples of (E, A, B, alpha, beta) from refits on resampled runs.
+
+    `workers` is accepted for callers of the old process-pool version; the refits are
+    vectorised in this process (faster than a pool on 2 cores).
+    """
+    N, D, L = (np.asarray(x, float) for x in (N, D, L))
+    return refit_eq4(N, D, L, fit, resample_weights(L.size, n_boot, seed), progress=progress)
+
+
+@dataclass
+class TwoStage:
+    """Samples of one bootstrap over runs; rows are replicates."""
+
+    weights: np.ndarray  # (B, runs of the table) draw counts
+    eq4: np.ndarray  # (B, 5) E, A, B, alpha, beta
+    rstar: np.ndarray | None  # (B, 2) R*_N, R*_D (None without the multi-epoch stage)
+
+
+def bootstrap_two_stage(
+    table,
     fit: ChinchillaFit,
     *,
-    n_boot: int = 1000,
+    n_boot: int,
     seed: int = 0,
-    workers: int = 1,
+    with_rstar: bool = False,
     progress=None,
-) -> np.ndarray:
-    """(n_boot, 5) samples of (E, A, B, alpha, beta) from refits on resampled runs."""
-    N, D, L = (np.asarray(x, float) for x in (N, D, L))
-    weights = resample_weights(L.size, n_boot, seed)
-    warm = warm_starts_from(fit)
-    chunk = max(1, min(50, -(-n_boot // max(workers, 1))))
-    jobs = [
-        (N, D, L, fit.huber_delta, warm, weights[i : i + chunk]) for i in range(0, n_boot, chunk)
-    ]
-    results = []
-    if workers <= 1:
-        for job in jobs:
-            results.append(_refit_chunk(job))
-            progress and progress.update(len(job[-1]))
-    else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for job, res in zip(jobs, pool.map(_refit_chunk, jobs), strict=True):
-                results.append(res)
-                progress and progress.update(len(job[-1]))
-    return np.concatenate(results) if results else np.empty((0, len(PARAM_NAMES)))
+) -> TwoStage:
+    """Resample the runs of `table` (a RunsTable) and refit Eq. 4, then R* (see module doc)."""
+    single = table.single_epoch
+    W = stratified_weights(np.where(single, 0, 1), n_boot, seed)
+    s = np.flatnonzero(single)
+    eq4 = refit_eq4(table.N[s], table.D[s], table.loss[s], fit, W[:, s], progress=progress)
+    rstar = None
+    if with_rstar:
+        m = np.flatnonzero(~single)
+        rstar = np.empty((n_boot, 2))
+        for i in range(0, n_boot, CHUNK):
+            sl = slice(i, i + CHUNK)
+            rstar[sl], _ = fit_rstar_batch(
+                eq4[sl],
+                table.N[m],
+                table.D[m],
+                table.U[m],
+                table.loss[m],
+                W[sl][:, m],
+                huber_delta=fit.huber_delta,
+            )
+            progress and progress.update(len(eq4[sl]))
+    return TwoStage(W, eq4, rstar)
 
 
 def percentile_ci(samples: np.ndarray, names=PARAM_NAMES) -> dict[str, list[float]]:

@@ -79,3 +79,23 @@ def fit_linear_relation(loss, metric) -> LinearRelation | None:
         n_saturated=int(best_k),
         plateau=float(y[:best_k].mean()) if best_k else None,
     )
+
+
+def linear_samples(loss, metric, rel: LinearRelation, weights) -> np.ndarray:
+    """(B, 2) slope, intercept of the relation refitted per bootstrap replicate (vectorised).
+
+    Each replicate weights the runs by their draw counts (`weights` (B, runs)) and fits the
+    line over the same unsaturated range as `rel` (loss >= rel.loss_min); the break itself is
+    not re-chosen per replicate.
+    """
+    loss, metric = np.asarray(loss, float), np.asarray(metric, float)
+    use = np.isfinite(loss) & np.isfinite(metric) & (loss >= rel.loss_min)
+    x, y = loss[use][None, :], metric[use][None, :]
+    w = np.atleast_2d(np.asarray(weights, float))[:, use]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = w.sum(axis=1)
+        mx, my = (w * x).sum(axis=1) / n, (w * y).sum(axis=1) / n
+        sxx = (w * (x - mx[:, None]) ** 2).sum(axis=1)
+        sxy = (w * (x - mx[:, None]) * (y - my[:, None])).sum(axis=1)
+        slope = np.where(sxx > 0, sxy / sxx, np.nan)
+    return np.stack([slope, my - slope * mx], axis=1)

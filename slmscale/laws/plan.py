@@ -1,98 +1,376 @@
 """Budget questions answered from a fit (`slmscale plan`): pure arithmetic on fit.json.
 
-Forward: a compute budget C -> N_opt, D_opt (Eq. 6, so 6 N_opt D_opt = C), the predicted loss
-(Eq. 4 at the optimum) with a 95% interval over the bootstrap samples stored in fit.json (each
-sample re-derives its own optimum), predicted metrics from the linear loss-to-metric relations
-(the plateau where the metric saturated; extrapolation is flagged), and GPU-hours at a stated throughput.
-Inverse: a target loss (or a target metric, mapped to a loss through its linear relation) ->
-the compute-optimal C reaching it, found by root finding on log C.
+Forward, a compute budget C:
+- with a data-constrained fit (R*_N, R*_D) and the unique tokens available U_D: the allocation
+  (N, D, epochs = D / U_D) minimising Eq. 7/8 on the iso-FLOP line 6 N D = C, found by a
+  coarse-then-fine search over log N (the loss along the line is smooth and single-troughed);
+  beside it the Eq. 6 allocation (which assumes unlimited unique data), its Eq. 7/8 loss, the
+  penalty of ignoring the data limit, and the compute at which Eq. 4 reaches that loss;
+- otherwise: Eq. 6 (N_opt, D_opt, Eq. 4 at the optimum); when U_D is known the epochs Eq. 6
+  asks for are shown with a warning that the fit has no R* to price them.
+Every number has a 95% interval over the bootstrap samples stored in fit.json (each replicate
+re-derives its own allocation; metric predictions use that replicate's loss-to-metric line).
+
+Inverse, a target loss (or a metric, mapped to a loss through its line): the least compute
+whose best allocation reaches it, under the same law as the forward question (Eq. 7/8 with
+U_D when it applies, else Eq. 6), by bisection on log C, for the estimate and every replicate.
+
+The planner warns when C, N or D lie outside the range the fit has seen, by how many orders
+of magnitude.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import brentq
 
 from slmscale.errors import UserError
-from slmscale.laws.chinchilla import PARAM_NAMES, ChinchillaParams
-from slmscale.laws.compute_optimal import ComputeOptimal, optimal_loss
+from slmscale.laws.chinchilla import PARAM_NAMES
 from slmscale.laws.downstream import LinearRelation
 
 LOG_C_RANGE = (np.log(1e6), np.log(1e40))
+COLUMNS = (*PARAM_NAMES, "R_star_N", "R_star_D")
+_COARSE = np.linspace(np.log(1e-3), np.log(1e3), 121)  # log(N / N_opt) searched
 
 
-def _samples(doc: dict) -> list[ChinchillaParams]:
+# --- the law, vectorised over samples ------------------------------------------------------
+
+
+def law_rows(doc: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(1, 7) point estimate and (S, 7) bootstrap rows: E, A, B, alpha, beta, R*_N, R*_D.
+
+    R* are NaN when the fit has none (law chinchilla).
+    """
+    p = doc["params"]
+    point = np.array([[float(p.get(k, np.nan)) for k in COLUMNS]])
     boot = doc.get("bootstrap") or {}
-    cols = boot.get("columns", list(PARAM_NAMES))
-    return [
-        ChinchillaParams(**dict(zip(cols, row, strict=True))) for row in boot.get("samples", [])
-    ]
+    cols = list(boot.get("columns") or PARAM_NAMES)
+    raw = np.asarray(boot.get("samples") or np.empty((0, len(cols))), float)
+    rows = np.full((len(raw), len(COLUMNS)), np.nan)
+    for j, k in enumerate(COLUMNS):
+        if k in cols:
+            rows[:, j] = raw[:, cols.index(k)]
+    return point, rows
+
+
+def _eq6(P):
+    E, A, B, al, be = (P[:, i : i + 1] for i in range(5))
+    s = al + be
+    return (al * A / (be * B)) ** (1.0 / s), be / s, al / s
+
+
+def eq6_allocation(P, C):
+    """N_opt, D_opt of Eq. 6 per row of P (S, 7) at C (scalar or (S,)): (S,) each."""
+    G, a, b = _eq6(P)
+    C = np.broadcast_to(np.asarray(C, float), (P.shape[0],))[:, None]
+    return (G * (C / 6.0) ** a)[:, 0], ((C / 6.0) ** b / G)[:, 0]
+
+
+def data_limited(P) -> np.ndarray:
+    """(S,) whether each row has R* to price repeated data and excess parameters."""
+    return np.isfinite(P[:, 5]) & np.isfinite(P[:, 6])
+
+
+def loss(P, N, D, U_D: float | None):
+    """Eq. 7/8 per row of P (S, 7) at N, D (S, K); Eq. 4 where U_D is None or R* is absent.
+
+    The run uses min(U_D, D) unique tokens; U_N is Eq. 6's size for them (capped at N).
+    """
+    E, A, B, al, be, rn, rd = (P[:, i : i + 1] for i in range(7))
+    N, D = np.asarray(N, float), np.asarray(D, float)
+    if U_D is None:
+        return E + A / N**al + B / D**be
+    G, a, b = _eq6(P)
+    U = np.minimum(U_D, D)
+    R_D = np.maximum(D / U - 1.0, 0.0)
+    U_N = np.minimum(G * ((G * U) ** (1.0 / b)) ** a, N)  # N_opt at the C whose D_opt is U
+    R_N = np.maximum(N / U_N - 1.0, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Dp = U + U * rd * (1.0 - np.exp(-R_D / rd))
+        Np = U_N + U_N * rn * (1.0 - np.exp(-R_N / rn))
+    limited = data_limited(P)[:, None]
+    Np, Dp = np.where(limited, Np, N), np.where(limited, Dp, D)
+    return E + A / Np**al + B / Dp**be
+
+
+def best_allocation(P, C, U_D: float | None):
+    """Minimise `loss` over N on 6 N D = C, per row: (N, D, loss, at_edge) each (S,).
+
+    A coarse grid of N / N_opt over 1e-3 .. 1e3 (0.05 decades), then a fine grid of 41 points
+    between the coarse neighbours of the best cell.  `at_edge` flags a best N on the search's
+    edge.
+    """
+    S = P.shape[0]
+    C = np.broadcast_to(np.asarray(C, float), (S,))
+    n6, _ = eq6_allocation(P, C)
+    logN = np.log(n6)[:, None] + _COARSE[None, :]
+    L = loss(P, np.exp(logN), C[:, None] / (6.0 * np.exp(logN)), U_D)
+    L = np.where(np.isfinite(L), L, np.inf)
+    j = np.argmin(L, axis=1)
+    at_edge = (j == 0) | (j == _COARSE.size - 1)
+    step = _COARSE[1] - _COARSE[0]
+    centre = logN[np.arange(S), j]
+    fine = centre[:, None] + np.linspace(-step, step, 41)[None, :]
+    Lf = loss(P, np.exp(fine), C[:, None] / (6.0 * np.exp(fine)), U_D)
+    Lf = np.where(np.isfinite(Lf), Lf, np.inf)
+    k = np.argmin(Lf, axis=1)
+    N = np.exp(fine[np.arange(S), k])
+    return N, C / (6.0 * N), Lf[np.arange(S), k], at_edge
+
+
+def _optimal_loss(P, C, U_D):
+    if U_D is None:
+        n, d = eq6_allocation(P, C)
+        return loss(P, n[:, None], d[:, None], None)[:, 0]
+    return best_allocation(P, C, U_D)[2]
+
+
+def compute_for_losses(P, target, U_D: float | None, iters: int = 64) -> np.ndarray:
+    """(S,) least C whose best allocation reaches `target` (scalar or (S,)); inf if none does."""
+    S = P.shape[0]
+    target = np.broadcast_to(np.asarray(target, float), (S,))
+    lo, hi = np.full(S, LOG_C_RANGE[0]), np.full(S, LOG_C_RANGE[1])
+    reach_hi = _optimal_loss(P, np.exp(hi), U_D) <= target
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        ok = _optimal_loss(P, np.exp(mid), U_D) <= target
+        hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
+    return np.where(reach_hi, np.exp(hi), np.inf)
+
+
+def loss_floor(P, U_D: float) -> np.ndarray:
+    """(S,) Eq. 7/8 as C -> infinity with U_D unique tokens: D' -> U_D (1 + R*_D), N' -> U_N (1 + R*_N)."""
+    E, A, B, al, be, rn, rd = (P[:, i] for i in range(7))
+    G, a, b = (x[:, 0] for x in _eq6(P))
+    U_N = G * ((G * U_D) ** (1.0 / b)) ** a
+    return E + A / (U_N * (1.0 + rn)) ** al + B / (U_D * (1.0 + rd)) ** be
+
+
+# --- answers -------------------------------------------------------------------------------
 
 
 def _relations(doc: dict) -> dict[str, LinearRelation]:
     out = {}
     for m, d in (doc.get("downstream") or {}).items():
-        if d.get("linear"):
+        if d.get("linear") and not d.get("at_chance"):
             out[m] = LinearRelation(**d["linear"])
     return out
 
 
-def gpu_hours(C: float, tokens: float, *, mfu=None, peak_flops=None, tokens_per_sec=None):
+def gpu_hours(C: float, tokens, *, mfu=None, peak_flops=None, tokens_per_sec=None):
     """Hours on one GPU: C / (mfu x peak) or D / throughput (None when neither is given)."""
     if tokens_per_sec:
-        return tokens / tokens_per_sec / 3600.0
+        return np.asarray(tokens, float) / tokens_per_sec / 3600.0
     if mfu and peak_flops:
-        return C / (mfu * peak_flops) / 3600.0
+        return np.full(np.shape(tokens), C / (mfu * peak_flops) / 3600.0)
     return None
 
 
-def plan_for_compute(doc: dict, C: float, **throughput) -> dict:
-    if not C > 0:
-        raise UserError(f"--flops: {C} is not a positive compute budget")
-    law = ChinchillaParams.from_dict(doc["params"])
-    co = ComputeOptimal.from_params(law)
-    N, D = float(co.n_opt(C)), float(co.d_opt(C))
-    L = float(law.predict(N, D))
-    out = {
-        "flops": C,
-        "N_opt": N,
-        "D_opt": D,
-        "loss": L,
-        "loss_ci95": None,
-        "metrics": {},
-        "gpu_hours": gpu_hours(C, D, **throughput),
-    }
-    samples = _samples(doc)
-    if samples:
-        losses = [float(optimal_loss(s, C)) for s in samples]
-        out["loss_ci95"] = [float(v) for v in np.percentile(losses, [2.5, 97.5])]
-    for m, rel in _relations(doc).items():
-        saturated = rel.plateau is not None and L < rel.loss_min
-        out["metrics"][m] = {
-            "value": rel.plateau if saturated else float(rel(L)),
-            "note": _range_note(rel, L),
-        }
+def _orders(x: float, lo: float, hi: float) -> float:
+    return float(np.log10(x / hi)) if x > hi else float(np.log10(lo / x)) if x < lo else 0.0
+
+
+def range_warnings(doc: dict, **values: float) -> list[str]:
+    """A line per value outside the fitted range of its kind (flops, params, tokens)."""
+    rng = doc.get("fitted_range") or {}
+    names = {"flops": ("C", "compute"), "params": ("N", "parameters"), "tokens": ("D", "tokens")}
+    out = []
+    for kind, x in values.items():
+        if kind not in rng or x is None or not np.isfinite(x):
+            continue
+        lo, hi = rng[kind]
+        k = _orders(x, lo, hi)
+        if k > 0:
+            sym, what = names[kind]
+            side = "above the largest" if x > hi else "below the smallest"
+            out.append(
+                f"extrapolation: {sym} = {x:.3g} is {k:.1f} orders of magnitude {side} {what} "
+                f"fitted ({lo:.3g}-{hi:.3g}); intervals assume the law holds out there"
+            )
     return out
 
 
-def compute_for_loss(doc: dict, target: float) -> float:
-    """The compute-optimal C whose predicted loss is `target`."""
-    law = ChinchillaParams.from_dict(doc["params"])
-    if target <= law.E:
-        raise UserError(
-            f"--target-loss {target:g} is at or below the irreducible loss "
-            f"E = {law.E:.4g}: no compute reaches it"
+def _unique_tokens(doc: dict, unique_tokens: float | None) -> float | None:
+    u = unique_tokens if unique_tokens is not None else doc.get("unique_tokens_available")
+    if u is not None and not u > 0:
+        raise UserError(f"--unique-tokens {u:g}: must be a positive count")
+    return None if u is None else float(u)
+
+
+def _ci(x) -> list[float | None]:
+    """2.5th / 97.5th percentiles of the finite samples ([None, None] with fewer than two)."""
+    s = np.asarray(x if x is not None else [], float).ravel()
+    s = s[np.isfinite(s)]
+    if s.size < 2:
+        return [None, None]
+    lo, hi = np.percentile(s, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None, **throughput):
+    """The answer for a compute budget C (see the module docstring); a dict of plain numbers."""
+    if not C > 0:
+        raise UserError(f"--flops: {C} is not a positive compute budget")
+    point, rows = law_rows(doc)
+    U_D = _unique_tokens(doc, unique_tokens)
+    aware = U_D is not None and bool(data_limited(point)[0])
+    N6, D6 = (float(x[0]) for x in eq6_allocation(point, C))
+    if aware:
+        bn, bd, bl, be = best_allocation(point, C, U_D)
+        n, d, L, edge = float(bn[0]), float(bd[0]), float(bl[0]), bool(be[0])
+    else:
+        n, d, edge = N6, D6, False
+        L = float(loss(point, [[N6]], [[D6]], None)[0, 0])
+    out = {
+        "flops": C,
+        "law": "Eq. 7/8 with U_D (data-aware)" if aware else "Eq. 6 / Eq. 4 (unlimited data)",
+        "unique_tokens": U_D,
+        "N_opt": n,
+        "D_opt": d,
+        "epochs": d / U_D if U_D else None,
+        "loss": L,
+        "loss_ci95": None,
+        "ci95": {},
+        "metrics": {},
+        "warnings": [],
+    }
+    S = len(rows)
+    if S:
+        if aware:
+            sn, sd, sl, _ = best_allocation(rows, C, U_D)
+        else:
+            sn, sd = eq6_allocation(rows, C)
+            sl = loss(rows, sn[:, None], sd[:, None], None)[:, 0]
+        out["ci95"] = {"N_opt": _ci(sn), "D_opt": _ci(sd), "loss": _ci(sl)}
+        if U_D:
+            out["ci95"]["epochs"] = _ci(sd / U_D)
+        out["loss_ci95"] = out["ci95"]["loss"]
+    else:
+        sn = sd = sl = None
+    if aware:
+        eq6 = _eq6_beside(point, rows, C, U_D, L, sl)
+        out["eq6"] = eq6
+        out["penalty"] = eq6["loss_eq7"] - L
+        out["ci95"]["penalty"] = eq6.pop("_penalty_ci")
+    elif U_D:
+        out["warnings"].append(
+            f"the fit has no R* (law {doc.get('law')}): Eq. 6 asks for {D6 / U_D:.3g} epochs "
+            f"over U_D = {U_D:.4g} unique tokens, which it prices as fresh data; fit with "
+            "--law data_constrained on multi-epoch runs to plan with the data limit"
         )
-    f = lambda logC: float(optimal_loss(law, np.exp(logC))) - target  # noqa: E731
-    lo, hi = LOG_C_RANGE
-    if f(lo) < 0:
-        return float(np.exp(lo))
-    if f(hi) > 0:
-        raise UserError(f"--target-loss {target:g} needs more than 1e40 FLOPs")
-    return float(np.exp(brentq(f, lo, hi, xtol=1e-12)))
+    if aware:
+        out["N_within_1e-3"] = _flat_range(point, C, U_D, L)
+    if edge:
+        out["warnings"].append("the best N lies on the edge of the searched range (1e-3..1e3 x N_opt)")
+    _metrics(doc, out, L, sl)
+    gh = gpu_hours(C, d, **throughput)
+    out["gpu_hours"] = None if gh is None else float(gh)
+    if gh is not None and sd is not None:
+        out["ci95"]["gpu_hours"] = _ci(gpu_hours(C, sd, **throughput))
+    out["warnings"] += range_warnings(doc, flops=C, params=n, tokens=d)
+    return out
+
+
+def _flat_range(point, C, U_D, L_best, tol: float = 1e-3) -> list[float]:
+    """[min, max] N on the iso-FLOP line whose Eq. 7/8 loss is within `tol` of the best.
+
+    With little unique data the loss is flat over a wide range of N; any N in it is as good
+    (and the smallest is the cheapest to serve).
+    """
+    n6, _ = eq6_allocation(point, C)
+    N = n6[0] * np.exp(np.linspace(np.log(1e-3), np.log(1e3), 1201))
+    L = loss(point, N[None, :], C / (6.0 * N[None, :]), U_D)[0]
+    ok = N[L <= L_best + tol]
+    return [float(ok.min()), float(ok.max())]
+
+
+def _eq6_beside(point, rows, C, U_D, L_aware, sl_aware) -> dict:
+    """The Eq. 6 allocation priced by Eq. 7/8 (the cost of ignoring the data limit)."""
+    N6, D6 = (float(x[0]) for x in eq6_allocation(point, C))
+    l7 = float(loss(point, [[N6]], [[D6]], U_D)[0, 0])
+    l4 = float(loss(point, [[N6]], [[D6]], None)[0, 0])
+    c_eff = float(compute_for_losses(point, l7, None)[0])
+    res = {
+        "N_opt": N6,
+        "D_opt": D6,
+        "epochs": D6 / U_D,
+        "loss_eq4": l4,
+        "loss_eq7": l7,
+        "eq4_compute_for_that_loss": c_eff,
+        "ci95": {},
+        "_penalty_ci": [None, None],
+    }
+    if len(rows):
+        sn6, sd6 = eq6_allocation(rows, C)
+        s7 = loss(rows, sn6[:, None], sd6[:, None], U_D)[:, 0]
+        s4 = loss(rows, sn6[:, None], sd6[:, None], None)[:, 0]
+        res["ci95"] = {
+            "N_opt": _ci(sn6),
+            "D_opt": _ci(sd6),
+            "loss_eq4": _ci(s4),
+            "loss_eq7": _ci(s7),
+        }
+        res["_penalty_ci"] = _ci(s7 - sl_aware)
+    return res
+
+
+def _metrics(doc: dict, out: dict, L: float, sl) -> None:
+    lines = (doc.get("bootstrap") or {}).get("linear") or {}
+    for m, rel in _relations(doc).items():
+        saturated = rel.plateau is not None and L < rel.loss_min
+        entry = {
+            "value": rel.plateau if saturated else float(rel(L)),
+            "note": _range_note(rel, L),
+            "ci95": [None, None],
+        }
+        samples = np.asarray(lines.get(m) or [], float)
+        if sl is not None and samples.ndim == 2 and len(samples) == len(sl):
+            v = samples[:, 0] * sl + samples[:, 1]
+            if rel.plateau is not None:
+                v = np.where(sl < rel.loss_min, rel.plateau, v)
+            entry["ci95"] = _ci(v)
+        out["metrics"][m] = entry
+
+
+def compute_for_loss(doc: dict, target: float, *, unique_tokens: float | None = None, what=None):
+    """(C, ci95 of C): the least compute whose best allocation reaches loss `target`.
+
+    `what` names the question in errors (default "--target-loss X").
+    """
+    what = what or f"--target-loss {target:g}"
+    point, rows = law_rows(doc)
+    U_D = _unique_tokens(doc, unique_tokens)
+    aware = U_D is not None and bool(data_limited(point)[0])
+    E = float(point[0, 0])
+    if target <= E:
+        raise UserError(
+            f"{what}: loss {target:.4g} is at or below the irreducible loss E = {E:.4g}: no "
+            "compute reaches it"
+        )
+    if aware:
+        floor = float(loss_floor(point, U_D)[0])
+        if target <= floor:
+            raise UserError(
+                f"{what}: loss {target:.4g} is below {floor:.4g}, the best Eq. 7/8 allows with "
+                f"U_D = {U_D:.4g} unique tokens at any compute (more unique data is needed)"
+            )
+    C = float(compute_for_losses(point, target, U_D if aware else None)[0])
+    if not np.isfinite(C):
+        raise UserError(f"{what}: needs more than 1e40 FLOPs")
+    ci = [None, None]
+    if len(rows):
+        s = compute_for_losses(rows, target, U_D if aware else None)
+        lo, hi = np.percentile(np.where(np.isfinite(s), s, np.inf), [2.5, 97.5])
+        ci = [float(lo), float(hi) if np.isfinite(hi) else None]
+    return C, ci
 
 
 def loss_for_metric(doc: dict, metric: str, value: float) -> float:
+    ds = (doc.get("downstream") or {}).get(metric) or {}
+    if ds.get("at_chance"):
+        raise UserError(
+            f"--target {metric}={value:g}: {metric} never beat chance in the fitted runs; "
+            "there is no relation to loss to invert"
+        )
     rels = _relations(doc)
     if metric not in rels:
         raise UserError(

@@ -75,3 +75,35 @@ def envelope_law(C, y, *, maximize: bool = False) -> tuple[np.ndarray, PowerLaw 
         return idx, fit_power_law(C[idx], y[idx])
     except ValueError:
         return idx, None
+
+
+def envelope_gammas(C, y, groups, weights, *, maximize: bool = False) -> np.ndarray:
+    """The envelope's power-law exponent once per bootstrap replicate, vectorised.
+
+    `groups` (n,) are integer indices of the resampling unit of each point (a run: all its
+    eval points go together), `weights` (B, n_groups) draw counts; a replicate's envelope is
+    the frontier of the points of the runs it drew (a run drawn twice adds no new point).
+    Returns (B,) exponents (NaN where fewer than two frontier points remain).
+    """
+    C, y = np.asarray(C, float), np.asarray(y, float)
+    groups = np.asarray(groups, int)
+    ok = np.isfinite(C) & (C > 0) & np.isfinite(y) & (y > 0)
+    C, y, groups = C[ok], y[ok], groups[ok]
+    sign = -1.0 if maximize else 1.0
+    order = np.lexsort((sign * y, C))
+    C, y, groups = C[order], y[order], groups[order]
+    w = np.atleast_2d(np.asarray(weights, float))
+    present = w[:, groups] > 0
+    v = np.where(present, sign * y[None, :], np.inf)
+    prev = np.concatenate(
+        [np.full((v.shape[0], 1), np.inf), np.minimum.accumulate(v, axis=1)[:, :-1]], axis=1
+    )
+    f = (present & (v < prev)).astype(float)
+    x, z = np.log(C)[None, :], np.log(y)[None, :]
+    n = f.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mx = (f * x).sum(axis=1) / n
+        mz = (f * z).sum(axis=1) / n
+        sxx = (f * (x - mx[:, None]) ** 2).sum(axis=1)
+        sxz = (f * (x - mx[:, None]) * (z - mz[:, None])).sum(axis=1)
+        return np.where((n >= 2) & (sxx > 0), sxz / sxx, np.nan)

@@ -18,7 +18,6 @@ import numpy as np
 from slmscale import paper
 from slmscale.errors import UserError
 from slmscale.laws import quality
-from slmscale.laws.bootstrap import bootstrap_chinchilla, percentile_ci
 from slmscale.laws.chinchilla import (
     N_PARAMS,
     PARAM_NAMES,
@@ -29,6 +28,9 @@ from slmscale.laws.chinchilla import (
 from slmscale.laws.compute_optimal import ComputeOptimal
 from slmscale.laws.data_constrained import DataConstrainedFit, fit_data_constrained
 from slmscale.laws.downstream import fit_linear_relation
+from slmscale.laws.gamma import CHANCE, DEFINITION, at_chance, gamma_q
+from slmscale.laws.identify import RULE, not_identified
+from slmscale.laws.intervals import add_intervals
 from slmscale.laws.powerlaw import envelope_law
 from slmscale.laws.reference import reference_envelopes
 from slmscale.laws.table import RunsTable
@@ -50,6 +52,7 @@ class Study:
     downstream: dict = field(default_factory=dict)  # metric -> {C, y, loss, frontier, law, linear}
     reference: dict = field(default_factory=dict)  # metric -> {C, y, frontier, law}
     tokenizers: dict = field(default_factory=dict)  # name -> {table, fit|None, envelope, reason}
+    reference_label: str | None = None
 
 
 def rounded(x, sig: int = SIG_DIGITS):
@@ -110,33 +113,72 @@ def _downstream(table: RunsTable) -> tuple[dict, dict[str, list[str]]]:
         if ok.sum() < 3:
             continue
         idx, law = envelope_law(table.flops[ok], y[ok], maximize=True)
+        chance = CHANCE.get(m, 0.5)
+        flat = at_chance(y[ok], chance)
         out[m] = {
+            "rows": np.flatnonzero(ok),
             "C": table.flops[ok],
             "y": y[ok],
             "loss": table.loss[ok],
             "frontier": idx,
-            "law": law,
+            "law": None if flat else law,
             "linear": fit_linear_relation(table.loss[ok], y[ok]),
+            "chance": chance,
+            "at_chance": flat,
+            "gamma_q": None if flat else gamma_q(table.flops[ok], y[ok], chance=chance),
         }
     return out, missing
 
 
-def _table3(downstream: dict, reference: dict) -> list[dict]:
+def _g(gq: dict | None, transform: str):
+    """The point estimate of one transform's gamma_q (None when absent or not finite)."""
+    if not gq:
+        return None
+    v = float(gq[transform]["gamma"][0])
+    return v if np.isfinite(v) else None
+
+
+def _ratio(t, s):
+    return t / s if (t is not None and s) else None
+
+
+def _table3(downstream: dict, reference: dict, ci95: dict) -> list[dict]:
+    """Table 3 rows: one definition (`gamma.DEFINITION`) for speech and text, with intervals."""
     rows = []
     for m in paper.TABLE3_GAMMA_Q["speech"]:
-        ours = downstream.get(m, {}).get("law")
-        ref = reference.get(m, {}).get("law")
-        g_s, g_t = (ours.gamma if ours else None), (ref.gamma if ref else None)
+        d, ref = downstream.get(m, {}), reference.get(m, {})
+        gs, gt = d.get("gamma_q"), (None if ref.get("at_chance") else ref.get("gamma_q"))
+        g_s, g_t = _g(gs, "raw"), _g(gt, "raw")
+        e_s, e_t = _g(gs, "error_rate"), _g(gt, "error_rate")
         p_t, p_s = paper.TABLE3_GAMMA_Q["text"][m], paper.TABLE3_GAMMA_Q["speech"][m]
         rows.append(
             {
                 "metric": m,
                 "gamma_speech_ours": g_s,
                 "gamma_text_reference": g_t,
-                "ratio_ours": (g_t / g_s) if (g_s and g_t) else None,
+                "ratio_ours": _ratio(g_t, g_s),
                 "gamma_speech_paper": p_s,
                 "gamma_text_paper": p_t,
                 "ratio_paper": p_t / p_s,
+                "speech_at_chance": bool(d.get("at_chance", False)),
+                "text_at_chance": bool(ref.get("at_chance", False)),
+                "error_rate": {
+                    "gamma_speech_ours": e_s,
+                    "gamma_text_reference": e_t,
+                    "ratio_ours": _ratio(e_t, e_s),
+                },
+                "above_chance": {
+                    "gamma_speech_ours": _g(gs, "above_chance"),
+                    "gamma_text_reference": _g(gt, "above_chance"),
+                },
+                "ci95": {
+                    "gamma_speech_ours": ci95.get(f"gamma_q.{m}"),
+                    "gamma_text_reference": ci95.get(f"gamma_q_text.{m}"),
+                    "ratio_ours": ci95.get(f"ratio.{m}"),
+                    "error_rate.gamma_speech_ours": ci95.get(f"gamma_q_error.{m}"),
+                    "error_rate.gamma_text_reference": ci95.get(f"gamma_q_text_error.{m}"),
+                    "error_rate.ratio_ours": ci95.get(f"ratio_error.{m}"),
+                },
             }
         )
     return rows
@@ -192,15 +234,35 @@ def _fit_multi(study: Study, source: str, huber_delta: float) -> None:
     study.multi, study.data_constrained = multi, dc
     doc = study.doc
     doc["params"].update(R_star_N=dc.R_star_N, R_star_D=dc.R_star_D)
-    doc["ci95"].update(dc.ci95)
+    doc["ci95"].update({"R_star_N": [None, None], "R_star_D": [None, None]})
     doc["data_constrained"] = {
         "n_points": dc.n_points,
         "objective": dc.objective,
-        "ci95_method": "profile likelihood (Huber as half sum of squares, chi2_1 0.95); "
-        "None = unbounded within R* in [0.1, 1e4]",
+        "ci95_method": "bootstrap over runs refitting both stages (Eq. 4 on single-epoch runs, "
+        "then R* on multi-epoch runs with that replicate's Eq. 4)",
+        "profile_ci95": dc.ci95,
+        "profile_ci95_method": "profile likelihood with Eq. 4 frozen at its estimate (Huber as "
+        "half sum of squares, chi2_1 0.95; None = unbounded within R* in [0.1, 1e4]); it "
+        "ignores the uncertainty of Eq. 4 and under-covers, shown for the profile figure only",
         "runs_used": multi.run_id,
     }
     doc["n_points"] += dc.n_points
+
+
+def _fitted_range(table: RunsTable, single: RunsTable, multi: RunsTable | None) -> dict:
+    """The region of (C, N, D, U_D) the fit has seen: the planner warns outside it."""
+    used = single if multi is None else table.subset(np.isin(table.run_id, single.run_id + multi.run_id))
+
+    def span(x):
+        return [float(np.min(x)), float(np.max(x))]
+
+    return {
+        "flops": span(used.flops),
+        "params": span(used.N),
+        "tokens": span(used.D),
+        "unique_tokens": span(used.U),
+        "epochs": span(used.D / used.U),
+    }
 
 
 def run_study(
@@ -215,8 +277,10 @@ def run_study(
     workers: int = 1,
     curves: Mapping[str, Sequence] | None = None,
     reference: dict | None = None,
+    reference_label: str | None = None,
     tokenizer: str | None = None,
     progress=None,
+    unique_tokens_available: float | None = None,
 ) -> Study:
     """Every fit of the study on a validated runs table (see module docstring)."""
     label = source.get("label", "runs")
@@ -251,33 +315,26 @@ def run_study(
         "tokenizer": single.tokenizer[0] or None,
         "paper": {"table4": paper.TABLE4, "table3_gamma_q": paper.TABLE3_GAMMA_Q},
     }
-    if n_bootstrap > 0:
-        samples = bootstrap_chinchilla(
-            single.N,
-            single.D,
-            single.loss,
-            fit,
-            n_boot=n_bootstrap,
-            seed=seed,
-            workers=workers,
-            progress=progress,
-        )
-        doc["ci95"] = percentile_ci(samples)
-        doc["bootstrap"] = {
-            "n": n_bootstrap,
-            "seed": seed,
-            "resample": "runs, with replacement",
-            "columns": list(PARAM_NAMES),
-            "samples": samples,
-        }
     study = Study(doc, table, single, fit)
     if law == "data_constrained":
         _fit_multi(study, label, huber_delta)
     study.envelope = _envelope(single, curves)
     study.downstream, missing = _downstream(table)
     study.reference = reference_envelopes(reference) if reference else {}
+    study.reference_label = reference_label if reference else None
     study.tokenizers = _tokenizers(all_runs.subset(all_runs.single_epoch), curves, huber_delta)
+    doc["compute_optimal"]["ci95"] = {"G": [None, None], "a": [None, None], "b": [None, None]}
+    if n_bootstrap > 0:
+        add_intervals(study, n_boot=n_bootstrap, seed=seed, progress=progress)
+        doc["compute_optimal"]["ci95"] = {k: doc["ci95"][k] for k in ("G", "a", "b")}
+    doc["fitted_range"] = _fitted_range(table, single, study.multi)
+    if unique_tokens_available:
+        doc["unique_tokens_available"] = float(unique_tokens_available)
     _fill_doc(study, missing, huber_delta)
+    doc["identification_rule"] = RULE
+    doc["not_identified"] = (
+        not_identified(doc["ci95"], doc["at_bounds"]) if n_bootstrap > 0 else list(doc["at_bounds"])
+    )
     study.doc = rounded(doc)
     return study
 
@@ -290,18 +347,32 @@ def _fill_doc(study: Study, missing: dict, huber_delta: float) -> None:
         "n_points": int(len(env["C"])),
         "n_frontier": int(len(env["frontier"])),
         "law": env["law"].as_dict() if env["law"] else None,
+        "gamma_ci95": doc["ci95"].get("envelope_gamma"),
     }
     doc["downstream"] = {
         m: {
             "linear": d["linear"].as_dict() if d["linear"] else None,
             "envelope": d["law"].as_dict() if d["law"] else None,
             "runs_missing_metric": missing[m],
+            "chance": d["chance"],
+            "at_chance": d["at_chance"],
+            "gamma_q": _gamma_doc(d["gamma_q"], doc["ci95"], m),
         }
         for m, d in study.downstream.items()
     }
     doc["runs_missing_metrics"] = {m: r for m, r in missing.items() if r}
-    doc["reference"] = {m: r["law"].as_dict() for m, r in study.reference.items()}
-    doc["table3"] = _table3(study.downstream, study.reference)
+    doc["reference"] = {
+        m: {
+            **r["law"].as_dict(),
+            "gamma_q": _gamma_doc(None if r["at_chance"] else r["gamma_q"], doc["ci95"], m, "_text"),
+            "text_metric": r["text_metric"],
+            "at_chance": r["at_chance"],
+        }
+        for m, r in study.reference.items()
+    }
+    doc["reference_label"] = study.reference_label
+    doc["gamma_q_definition"] = DEFINITION
+    doc["table3"] = _table3(study.downstream, study.reference, doc["ci95"])
     doc["tokenizers"] = {
         name: {
             "n_runs": len(t["table"]),
@@ -317,4 +388,20 @@ def _fill_doc(study: Study, missing: dict, huber_delta: float) -> None:
             s.N, s.D, s.loss, huber_delta=huber_delta
         ),
         "residuals": quality.residuals(study.chinchilla.params, s.run_id, s.N, s.D, s.loss),
+    }
+
+
+def _gamma_doc(gq: dict | None, ci95: dict, m: str, side: str = "") -> dict | None:
+    """Per transform: gamma, its interval, frontier and plateau sizes (None: at chance)."""
+    if gq is None:
+        return None
+    keys = {"raw": f"gamma_q{side}.{m}", "error_rate": f"gamma_q{side}_error.{m}"}
+    return {
+        t: {
+            "gamma": _g(gq, t),
+            "ci95": ci95.get(keys[t]) if t in keys else None,
+            "n_frontier": int(v["n_frontier"][0]),
+            "n_saturated": int(v["n_saturated"][0]),
+        }
+        for t, v in gq.items()
     }

@@ -1,10 +1,13 @@
 """Synthetic runs from known constants (tests, the bench stage, docs examples).
 
 The grid mimics the paper's (Section 3.3.2): the five Table 1 sizes (non-embedding N), D/N in
-{2, 4, ..., 128} single-epoch, plus multi-epoch runs at 2, 4, 8, 10 epochs.  Losses are Eq. 7
-(Eq. 4 when single-epoch) times log-normal noise; curves sample each single-epoch run at ten
-points along its tokens with the Eq. 4 loss at the tokens seen; metrics are linear in the loss
-below a plateau.
+{2, 4, ..., 128} single-epoch, plus multi-epoch runs at 2, 4, 8, 10 epochs.  Losses follow the
+paper's two-stage model: Eq. 4 for single-epoch runs (the law the first stage fits to them) and
+Eq. 7/8 for multi-epoch runs (the law the second stage fits), times log-normal noise.  (Eq. 8
+also shrinks the parameters of an oversized *single-epoch* model, N > U_N; generating those
+runs with Eq. 7 would make data that Eq. 4 cannot recover.)  Curves sample each single-epoch
+run at ten points along its tokens with the Eq. 4 loss at the tokens seen; metrics are linear
+in the loss below a plateau.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ def synthetic_runs(
     rows = [(n, r * n, r * n) for n in sizes for r in ratios]
     rows += [(n, r * n, r * n / e) for n in sizes for r in multi_ratios for e in epochs]
     N, D, U = (np.array(x, float) for x in zip(*rows, strict=True))
-    L = dc.predict(law, N, D, U, R_star_N, R_star_D) * np.exp(rng.normal(0.0, noise, N.size))
+    single = U >= D
+    L = np.where(single, law.predict(N, D), dc.predict(law, N, D, U, R_star_N, R_star_D))
+    L = L * np.exp(rng.normal(0.0, noise, N.size))
     run_ids = [f"{prefix}{i:03d}" for i in range(N.size)]
     runs = {
         "run_id": run_ids,
