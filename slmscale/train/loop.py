@@ -76,7 +76,8 @@ class RuntimeOptions:
 @dataclass(frozen=True)
 class FaultInjection:
     """Test-only hooks: a NaN loss at `nan_at_step`, an exception before `raise_at_step`, an
-    out-of-memory error for every micro-batch above `oom_above_micro_batch` from `oom_from_step`."""
+    out-of-memory error for every micro-batch above `oom_above_micro_batch` (without activation
+    checkpointing) from step `oom_from_step` on."""
 
     nan_at_step: int | None = None
     raise_at_step: int | None = None
@@ -150,9 +151,11 @@ class _Run:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def enable_activation_checkpointing(self) -> None:
-        self.model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
-        )
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.activation_checkpointing = True
 
     def all_reduce(self, *values: float) -> list[float]:

@@ -89,8 +89,9 @@ def nll_sum(run, model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 def _forward_backward(run, batch: StepBatch, faults) -> torch.Tensor:
     loss_total = torch.zeros((), dtype=torch.float32, device=run.device)
     for inputs, labels in batch.chunks:
-        limit = faults.oom_above_micro_batch
-        if limit is not None and len(inputs) > limit and batch.step >= faults.oom_from_step:
+        limit = faults.oom_above_micro_batch  # a device where only checkpointing fits below it
+        over = limit is not None and len(inputs) > limit and not run.activation_checkpointing
+        if over and batch.step >= faults.oom_from_step:
             raise InjectedOOM(f"injected: micro-batch {len(inputs)} > {limit}")
         loss_sum = nll_sum(run, run.forward_model, inputs, labels)
         if faults.nan_at_step == batch.step:
