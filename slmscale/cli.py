@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "fit": "fit the scaling laws to tracked runs or a runs table",
     "report": "fit and write the report (figures, tables, paper values beside ours)",
     "plan": "answer compute-budget questions from a fit",
+    "design": "before training: will a grid spec identify the law? (simulated studies, next runs)",
     "demo": "the whole pipeline on a synthetic speech world, on a laptop CPU",
     "status": "where a grid stands (done, running, failed, interrupted, left), from the store",
     "bench": "performance figures, side by side with their baselines",

@@ -20,6 +20,7 @@ STAGES = [
     "fit",
     "report",
     "plan",
+    "design",
     "demo",
     "status",
     "bench",

@@ -1,0 +1,741 @@
+"""Will a grid identify the law?  Simulated studies before training (pure core: numpy + scipy).
+
+A grid of (N, D, U_D) runs fixes what a fit can know before any GPU-hour is spent: with 1% noise
+on the final losses, the paper's grid leaves A and alpha free along a ridge while R^2 stays at
+0.99.  So `slmscale design` simulates the study:
+
+1. draw a true law per simulation from a *prior* (the paper's Table 4 speech constants, or a
+   user's fit.json with its bootstrap samples as the spread);
+2. draw final losses at every planned run: Eq. 4 for single-epoch runs, Eq. 7/8 for multi-epoch
+   ones, times log-normal noise of a stated sigma.  Each run's noise stream is keyed by the run
+   itself (N, D, U_D) and the seed, so grids that share a run share its noise (common random
+   numbers: a variant's difference from the full grid is the grid's doing, not the dice's);
+3. refit with the fitter `slmscale fit` uses: Eq. 4's Huber objective on the same 7,776-start
+   grid, scored for every simulation in one vectorised pass, its best 8 starts polished in the
+   same search box, the best optimum kept; then R*_N, R*_D by `fit_data_constrained` itself on
+   the multi-epoch runs with that Eq. 4 law frozen.  The polishing of all simulations x starts
+   runs as one batch (a projected Levenberg-Marquardt on the same objective, below) instead of
+   thousands of scipy L-BFGS-B calls; it lands on the same optimum (tests/test_design.py
+   compares it with `fit_chinchilla`);
+4. summarise, per constant, the 95% interval of the refitted values around the truth (its width
+   is what a bootstrap interval of a real study on this grid would show), whether the constant is
+   *identified*, and the error of the extrapolated compute-optimal loss (Eq. 6) at a target
+   compute.
+
+Identified: the project's rule (`identify.is_identified`, the one fit.json's `not_identified`
+uses) applied to the simulated interval, and at most 5% of refits on the edge of the search box.
+The interval is placed around the prior's centre from the refits' errors: E, A, B, R*_N, R*_D as
+ratios (est / true), the exponents alpha, beta, a, b as differences, so a prior with spread
+(bootstrap samples) measures the grid, not the spread of the prior.
+
+`grid_variants` builds leaner grids (drop a size, a budget, a block of extra runs; halve the
+largest size's budgets); `propose_next` picks the next runs that most narrow the extrapolation
+interval per unit of cost, greedily, by simulation and warm-started refits (as the bootstrap does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
+
+import numpy as np
+
+from slmscale import paper
+from slmscale.errors import UserError
+from slmscale.laws import data_constrained as dc
+from slmscale.laws import identify
+from slmscale.laws.chinchilla import (
+    PARAM_NAMES,
+    THETA_BOUNDS,
+    ChinchillaParams,
+    default_start_grid,
+    huber,
+    log_predict,
+)
+
+PRIOR_COLUMNS = (*PARAM_NAMES, "R_star_N", "R_star_D")  # E, A, B, alpha, beta, R*_N, R*_D
+CONSTANTS = (*PRIOR_COLUMNS, "a", "b")
+RATIO_SCALE = frozenset({"E", "A", "B", "R_star_N", "R_star_D"})
+DEFAULT_NOISE = 0.01
+MAX_AT_BOUNDS = 0.05
+RULE = (
+    f"{identify.RULE} (identify.py, as fit.json's not_identified); here the interval is that of "
+    f"the simulated refits, and more than {MAX_AT_BOUNDS:.0%} of refits on the search-box edge "
+    "also counts as not identified"
+)
+FITTER = (
+    "Eq. 4: Huber (delta 0.03) on log residuals from the fitter's 7,776-start grid, best 8 "
+    "polished in its search box (batched); R*: fit_data_constrained with that Eq. 4 frozen"
+)
+N_POLISH = 8  # as fit_chinchilla's default
+_LO = np.array([b[0] for b in THETA_BOUNDS])
+_HI = np.array([b[1] for b in THETA_BOUNDS])
+_RSTAR_EDGES = tuple(10.0**x for x in dc.LOG10_RSTAR_RANGE)
+
+
+# --- design points and the prior -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Point:
+    """One planned (or finished) run: what the law sees (N, D, U_D) and what it costs."""
+
+    N: float
+    D: float
+    U: float
+    cost: float = 0.0  # GPU-hours, or FLOPs when no throughput is known (see `Design.cost_unit`)
+    size: str = ""
+    key: str = ""  # trial key, when the run is a trial of a spec
+    group: str = "main"  # "main" or "extra[k]": the spec block the run comes from
+    ratio: float | None = None  # D / N as the spec states it
+    epochs: float | str = 1.0  # the spec's epochs rule: a number, or "auto"
+
+    @property
+    def single(self) -> bool:
+        return self.U >= self.D * (1 - 1e-9)
+
+    @property
+    def flops(self) -> float:
+        return 6.0 * self.N * self.D
+
+    def label(self) -> str:
+        ep = "auto" if self.epochs == "auto" else f"{float(self.epochs):g}"
+        r = f"D/N={self.ratio:g}" if self.ratio is not None else f"D={self.D:.3g}"
+        return f"{self.size or f'N={self.N:.3g}'} {r} epochs={ep}"
+
+
+@dataclass
+class Prior:
+    """The law simulations are drawn from: a centre and, optionally, samples as its spread."""
+
+    center: dict[str, float]  # PRIOR_COLUMNS
+    noise: float  # sigma of log-normal noise on final losses
+    source: str
+    samples: np.ndarray | None = None  # (n, 7) in PRIOR_COLUMNS order
+    notes: list[str] = field(default_factory=list)
+
+    def draws(self, n_sims: int, seed: int) -> np.ndarray:
+        """(n_sims, 7) true laws: the centre, or bootstrap samples drawn with replacement."""
+        if self.samples is None or len(self.samples) == 0:
+            return np.tile([self.center[k] for k in PRIOR_COLUMNS], (n_sims, 1))
+        rng = np.random.default_rng([seed, 1])
+        return self.samples[rng.integers(0, len(self.samples), n_sims)]
+
+
+def paper_prior(noise: float | None = None) -> Prior:
+    """Table 4's speech constants (Eq. 4 and Eq. 7), 1% noise unless stated."""
+    center = {k: float(paper.SPEECH_LAW[k]) for k in PRIOR_COLUMNS}
+    sigma = DEFAULT_NOISE if noise is None else noise
+    return Prior(center, sigma, "paper Table 4 (speech)")
+
+
+def prior_from_fit(doc: dict, label: str, noise: float | None = None) -> Prior:
+    """A fit.json as the prior: its constants, its bootstrap samples, its residual noise.
+
+    R*_N, R*_D missing from the fit (a chinchilla-only fit) are taken from Table 4, said so in
+    `notes`.  The noise defaults to the RMSE of the fit's log residuals.
+    """
+    params = doc.get("params") if isinstance(doc, dict) else None
+    if not isinstance(params, dict):
+        raise UserError(f"{label}: not a fit.json (no params)")
+    center, notes = {}, []
+    for k in PRIOR_COLUMNS:
+        v = params.get(k)
+        if v is None and k.startswith("R_star"):
+            v = paper.SPEECH_LAW[k]
+            notes.append(f"{k} not in the fit: Table 4's {v:g} used")
+        if not isinstance(v, int | float) or not np.isfinite(v) or v < 0:
+            raise UserError(f"{label}: params.{k} is missing or not a non-negative number")
+        center[k] = float(v)
+    samples = None
+    boot = doc.get("bootstrap") or {}
+    if boot.get("samples"):
+        cols = list(boot.get("columns") or PARAM_NAMES)
+        raw = np.asarray(boot["samples"], float)
+        if raw.ndim != 2 or raw.shape[1] != len(cols):
+            raise UserError(f"{label}: bootstrap.samples do not match bootstrap.columns")
+        samples = np.column_stack(
+            [raw[:, cols.index(k)] if k in cols else np.full(len(raw), center[k]) for k in PRIOR_COLUMNS]
+        )
+        samples = samples[np.all(np.isfinite(samples), axis=1)]
+    else:
+        notes.append("no bootstrap samples in the fit: its constants are used as a point prior")
+    sigma = noise
+    if sigma is None:
+        sigma = (doc.get("quality") or {}).get("rmse_log")
+        if not isinstance(sigma, int | float) or not sigma > 0:
+            sigma = DEFAULT_NOISE
+            notes.append("no residuals in the fit: noise 1%")
+    return Prior(center, float(sigma), f"fit {label}", samples, notes)
+
+
+# --- simulated losses ----------------------------------------------------------------------
+
+
+def point_noise(points: Sequence[Point], n_sims: int, seed: int) -> np.ndarray:
+    """(n_sims, P) standard normals; each run's column depends only on (seed, N, D, U_D)."""
+    out = np.empty((n_sims, len(points)))
+    for j, p in enumerate(points):
+        h = hashlib.sha256(struct.pack("<3d", p.N, p.D, p.U)).digest()
+        rng = np.random.default_rng([seed, int.from_bytes(h[:8], "little")])
+        out[:, j] = rng.standard_normal(n_sims)
+    return out
+
+
+def true_losses(truths: np.ndarray, points: Sequence[Point]) -> np.ndarray:
+    """(S, P) noise-free losses: Eq. 4 for single-epoch runs, Eq. 7/8 for multi-epoch ones."""
+    N, D, U = (np.array([getattr(p, k) for p in points], float) for k in "NDU")
+    E, A, B, al, be = (truths[:, i : i + 1] for i in range(5))
+    out = E + A / N**al + B / D**be
+    multi = np.flatnonzero(~np.array([p.single for p in points], bool))
+    for s in range(len(truths)) if multi.size else ():
+        law = ChinchillaParams(*truths[s, :5])
+        out[s, multi] = dc.predict(law, N[multi], D[multi], U[multi], *truths[s, 5:7])
+    return out
+
+
+def simulate(prior: Prior, points: Sequence[Point], n_sims: int, seed: int):
+    """(truths (S, 7), losses (S, P)) of `n_sims` simulated studies on `points`."""
+    truths = prior.draws(n_sims, seed)
+    noise = point_noise(points, n_sims, seed)
+    return truths, true_losses(truths, points) * np.exp(prior.noise * noise)
+
+
+# --- Eq. 4 refits, many at once ---------------------------------------------------------------
+
+
+def _lse_parts(theta, logN, logD):
+    """log L_hat (B, P) and the softmax weights p1, p2, p3 of its three terms."""
+    t1 = theta[:, 0:1] - theta[:, 3:4] * logN
+    t2 = theta[:, 1:2] - theta[:, 4:5] * logD
+    t3 = np.broadcast_to(theta[:, 2:3], t1.shape)
+    m = np.maximum(np.maximum(t1, t2), t3)
+    e1, e2, e3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(t3 - m)
+    s = e1 + e2 + e3
+    return m + np.log(s), e1 / s, e2 / s, e3 / s
+
+
+def polish_batch(logN, logD, logL, w, theta0, delta: float, max_iter: int = 300):
+    """Minimise sum w Huber(log L - log L_hat) from each row of `theta0` (B, 5) in the box.
+
+    Projected Levenberg-Marquardt: the Gauss-Newton curvature of the Huber objective (a point
+    outside delta gets weight delta / |r|, which majorises its linear tail), Marquardt damping,
+    coordinates on a bound whose gradient points out of the box held fixed, and a step kept only
+    when the objective drops.  Steps are taken in (a, b, E, alpha, beta), not e = log E: on the
+    ridge where E trades against A / N^alpha the objective slides towards E -> 0, which is a
+    straight line in E but an ever flatter one in e (thousands of steps instead of a few).
+    Every row stops when a kept step gains less than 1e-13 of its objective.  logL and w are
+    (B, P): each row its own simulated losses.
+    """
+    lo, hi = _LO.copy(), _HI.copy()
+    lo[2], hi[2] = np.exp(_LO[2]), np.exp(_HI[2])
+    u = np.clip(np.array(theta0, float), _LO, _HI)
+    u[:, 2] = np.exp(u[:, 2])
+
+    def parts(u):
+        th = u.copy()
+        th[:, 2] = np.log(th[:, 2])
+        logp, p1, p2, p3 = _lse_parts(th, logN, logD)
+        return logp, p1, p2, p3 / u[:, 2:3]  # d log L_hat / dE = 1 / L_hat = p3 / E
+
+    logp, p1, p2, p3 = parts(u)
+    r = logL - logp
+    obj = np.sum(w * huber(r, delta), axis=-1)
+    lam = np.full(len(u), 1e-3)
+    active = np.ones(len(u), bool)
+    for _ in range(max_iter):
+        i = np.flatnonzero(active)
+        if i.size == 0:
+            break
+        J = np.stack([p1[i], p2[i], p3[i], -p1[i] * logN, -p2[i] * logD], axis=-1)
+        ri, wi = r[i], w[i]
+        psi = wi * np.clip(ri, -delta, delta)
+        cw = wi * np.where(np.abs(ri) <= delta, 1.0, delta / np.maximum(np.abs(ri), 1e-300))
+        g = -np.einsum("bpk,bp->bk", J, psi)  # gradient of the objective
+        H = np.matmul((J * cw[..., None]).transpose(0, 2, 1), J)
+        ui = u[i]
+        fixed = ((ui <= lo * (1 + 1e-12)) & (g > 0)) | ((ui >= hi * (1 - 1e-12)) & (g < 0))
+        g = np.where(fixed, 0.0, g)
+        H = np.where(fixed[:, :, None] | fixed[:, None, :], 0.0, H)
+        d = np.einsum("bkk->bk", H)
+        damp = lam[i, None] * np.maximum(d, 1e-12) + np.where(fixed, 1.0, 1e-12)
+        step = np.linalg.solve(H + damp[..., None] * np.eye(5), -g[..., None])[..., 0]
+        cand = np.clip(ui + step, lo, hi)
+        clogp, c1, c2, c3 = parts(cand)
+        cr = logL[i] - clogp
+        cobj = np.sum(wi * huber(cr, delta), axis=-1)
+        better = cobj < obj[i]
+        k = i[better]
+        gain = obj[k] - cobj[better]
+        u[k], obj[k], r[k] = cand[better], cobj[better], cr[better]
+        p1[k], p2[k], p3[k] = c1[better], c2[better], c3[better]
+        lam[i] = np.where(better, np.maximum(lam[i] / 3.0, 1e-12), lam[i] * 4.0)
+        stop = np.zeros(i.size, bool)
+        stop[better] = gain <= 1e-13 * np.maximum(obj[k], 1e-300)
+        active[i[stop | (lam[i] > 1e12)]] = False
+    u[:, 2] = np.log(u[:, 2])
+    return u, obj
+
+
+def best_starts(logN, logD, logL, w, delta: float, n: int = N_POLISH, chunk: int = 4):
+    """(S, n, 5): for each row of logL (S, P), the n best starts of `default_start_grid`,
+    ranked as `fit_chinchilla` ranks them (score, then grid order)."""
+    grid = default_start_grid()
+    pred = log_predict(grid, logN, logD)  # (G, P), shared by every simulation
+    out = np.empty((len(logL), n, 5))
+    for s in range(0, len(logL), chunk):
+        scores = np.sum(w[s : s + chunk, None, :] * huber(logL[s : s + chunk, None, :] - pred, delta), axis=-1)
+        out[s : s + chunk] = grid[np.argsort(scores, axis=1, kind="stable")[:, :n]]
+    return out
+
+
+def fit_eq4_many(N, D, L, delta: float, warm: np.ndarray | None = None):
+    """Eq. 4 refit of every row of L (S, P): (S, 5) theta (a, b, e, alpha, beta), (S,) objective.
+
+    Without `warm`: the fitter's start grid, best 8 polished per row.  With `warm` (S, K, 5):
+    those starts only (a refit after adding one run, as the bootstrap warm-starts its refits).
+    """
+    logN, logD, logL = np.log(np.asarray(N, float)), np.log(np.asarray(D, float)), np.log(L)
+    w = np.ones_like(logL)
+    starts = best_starts(logN, logD, logL, w, delta) if warm is None else warm
+    S, K = starts.shape[:2]
+    theta, obj = polish_batch(
+        logN, logD, np.repeat(logL, K, axis=0), np.repeat(w, K, axis=0), starts.reshape(-1, 5), delta
+    )
+    obj = obj.reshape(S, K)
+    best = np.argmin(obj, axis=1)  # first of equals: the better-scored start, as fit_chinchilla
+    return theta.reshape(S, K, 5)[np.arange(S), best], obj[np.arange(S), best]
+
+
+def theta_to_params(theta: np.ndarray) -> np.ndarray:
+    """(S, 5) (a, b, e, alpha, beta) -> (S, 5) (E, A, B, alpha, beta)."""
+    a, b, e, al, be = theta.T
+    return np.column_stack([np.exp(e), np.exp(a), np.exp(b), al, be])
+
+
+def theta_at_bounds(theta: np.ndarray, rtol: float = 1e-6) -> np.ndarray:
+    """(S, 5) in PARAM_NAMES order: the refit put the constant on the search-box edge."""
+    tol = rtol * np.maximum(1.0, _HI - _LO)
+    edge = (theta <= _LO + tol) | (theta >= _HI - tol)  # a, b, e, alpha, beta
+    return edge[:, [2, 0, 1, 3, 4]]
+
+
+def optimal_loss_many(params: np.ndarray, C: float) -> np.ndarray:
+    """Eq. 4 at the Eq. 6 compute-optimal allocation of C, for each row of (S, 5) params."""
+    E, A, B, al, be = params.T
+    with np.errstate(all="ignore"):
+        s = al + be
+        G = (al * A / (be * B)) ** (1.0 / s)
+        N = G * (C / 6.0) ** (be / s)
+        D = (C / 6.0) ** (al / s) / G
+        out = E + A / N**al + B / D**be
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+# --- R* refits (the fitter itself, in worker processes) ----------------------------------------
+
+
+def _rstar_chunk(args) -> np.ndarray:
+    params, N, D, U, L, delta = args
+    out = np.empty((len(params), 2))
+    for s, (p, losses) in enumerate(zip(params, L, strict=True)):
+        f = dc.fit_data_constrained(ChinchillaParams(*p), N, D, U, losses, huber_delta=delta)
+        out[s] = f.R_star_N, f.R_star_D
+    return out
+
+
+def fit_rstar_many(params, N, D, U, L, delta: float, map_fn=map, progress=None) -> np.ndarray:
+    """(S, 2) R*_N, R*_D by `fit_data_constrained` per row, each with its own Eq. 4 law frozen.
+
+    `map_fn` spreads chunks of rows over workers (`ProcessPoolExecutor.map`); the result does
+    not depend on it.
+    """
+    chunk = 25
+    jobs = [(params[i : i + chunk], N, D, U, L[i : i + chunk], delta) for i in range(0, len(params), chunk)]
+    results = []
+    for job, res in zip(jobs, map_fn(_rstar_chunk, jobs), strict=True):
+        results.append(res)
+        progress and progress(len(job[0]))
+    return np.concatenate(results) if results else np.empty((0, 2))
+
+
+class Workers:
+    """A process pool for the R* refits (or plain `map` with one worker), as a context."""
+
+    def __init__(self, n: int):
+        self.n, self._pool = n, None
+
+    def __enter__(self):
+        if self.n > 1:
+            self._pool = ProcessPoolExecutor(self.n, mp_context=get_context("spawn"))
+        return self
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def map(self, fn, jobs):
+        return self._pool.map(fn, jobs) if self._pool is not None else map(fn, jobs)
+
+
+# --- one grid: simulate, refit, summarise --------------------------------------------------------
+
+
+@dataclass
+class GridResult:
+    """What simulated studies on one grid say: per-constant intervals and the extrapolation."""
+
+    name: str
+    points: list[Point]
+    cost: float
+    constants: dict[str, dict]  # name -> center, interval, width, rel_width, at_bounds, identified
+    extrapolation: dict  # target_flops, interval (relative error), width, median_abs
+    note: str = ""
+    theta: np.ndarray | None = field(default=None, repr=False)  # (S, 5) Eq. 4 refits
+
+    @property
+    def all_identified(self) -> bool:
+        return all(c["identified"] for c in self.constants.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "n_runs": len(self.points),
+            "cost": self.cost,
+            "all_identified": self.all_identified,
+            "constants": self.constants,
+            "extrapolation": self.extrapolation,
+            "note": self.note,
+        }
+
+
+def _with_exponents(x: np.ndarray) -> np.ndarray:
+    """Append Eq. 6's a = beta / (alpha + beta), b = alpha / (alpha + beta) to (S, 7) rows."""
+    with np.errstate(all="ignore"):
+        s = x[:, 3] + x[:, 4]
+        return np.column_stack([x, x[:, 4] / s, x[:, 3] / s])
+
+
+def _summary(name, est, true, at_bounds, center) -> dict:
+    """The 95% interval of one constant's refits, placed around the prior's centre."""
+    with np.errstate(all="ignore"):
+        err = np.log(est / true) if name in RATIO_SCALE else est - true
+    ok = np.isfinite(err)
+    if ok.mean() < 0.975:  # more than 2.5% of refits gave no usable value: unbounded
+        lo_e, hi_e = -np.inf, np.inf
+    else:
+        lo_e, hi_e = np.percentile(err[ok], [2.5, 97.5])
+    if name in RATIO_SCALE:
+        lo, hi = center * np.exp(lo_e), center * np.exp(hi_e)
+    else:
+        lo, hi = center + lo_e, center + hi_e
+    width = hi - lo
+    frac = float(np.mean(at_bounds))
+    with np.errstate(all="ignore"):
+        factor = hi / lo if lo > 0 else np.inf
+    return {
+        "center": float(center),
+        "interval": [float(lo), float(hi)],
+        "width": float(width),
+        # how much wider than another grid's: log(hi / lo) for E, A, B, R*; hi - lo otherwise
+        "spread": float(np.log(factor) if name in RATIO_SCALE else width),
+        "factor": float(factor),
+        "at_bounds": frac,
+        "identified": bool(identify.is_identified(name, [lo, hi]) and frac <= MAX_AT_BOUNDS),
+    }
+
+
+def _not_fitted(center: float, why: str) -> dict:
+    return {
+        "center": float(center),
+        "interval": None,
+        "width": None,
+        "spread": None,
+        "factor": None,
+        "at_bounds": None,
+        "identified": False,
+        "reason": why,
+    }
+
+
+def extrapolation_error(theta: np.ndarray, truths: np.ndarray, target_flops: float) -> dict:
+    """Relative error of the Eq. 6 compute-optimal loss at `target_flops`, refit vs truth."""
+    pred = optimal_loss_many(theta_to_params(theta), target_flops)
+    true = optimal_loss_many(truths[:, :5], target_flops)
+    rel = pred / true - 1.0
+    ok = np.isfinite(rel)
+    if ok.mean() < 0.975:
+        lo, hi = -np.inf, np.inf
+    else:
+        lo, hi = (float(v) for v in np.percentile(rel[ok], [2.5, 97.5]))
+    return {
+        "target_flops": float(target_flops),
+        "loss": float(np.median(true[np.isfinite(true)])) if np.isfinite(true).any() else None,
+        "interval": [lo, hi],
+        "width": hi - lo,
+        "median_abs": float(np.median(np.abs(rel[ok]))) if ok.any() else None,
+    }
+
+
+def evaluate_grid(
+    name: str,
+    points: Sequence[Point],
+    prior: Prior,
+    *,
+    n_sims: int,
+    seed: int,
+    target_flops: float,
+    with_rstar: bool,
+    huber_delta: float = paper.HUBER_DELTA,
+    workers: Workers | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> GridResult:
+    """Simulate `n_sims` studies on `points`, refit each as `slmscale fit` would, summarise."""
+    points = list(points)
+    single = [p for p in points if p.single]
+    multi = [p for p in points if not p.single]
+    cost = float(sum(p.cost for p in points))
+    truths = prior.draws(n_sims, seed)
+    center7 = np.array([[prior.center[k] for k in PRIOR_COLUMNS]])
+    center = dict(zip(CONSTANTS, _with_exponents(center7)[0], strict=True))
+    names = CONSTANTS if with_rstar else tuple(k for k in CONSTANTS if not k.startswith("R_star"))
+    steps = n_sims * (2 if with_rstar else 1)
+    if len(single) < 5:
+        progress and progress(steps)
+        why = f"{len(single)} single-epoch run(s): Eq. 4 needs at least 5"
+        return GridResult(
+            name, points, cost, {k: _not_fitted(center[k], why) for k in names},
+            {"target_flops": float(target_flops), "interval": None, "width": np.inf, "median_abs": None},
+            note=why,
+        )
+    N, D = (np.array([getattr(p, k) for p in single]) for k in "ND")
+    _, L = simulate(prior, single, n_sims, seed)
+    theta, _ = fit_eq4_many(N, D, L, huber_delta)
+    progress and progress(n_sims)
+    est = np.full((n_sims, 7), np.nan)
+    est[:, :5] = theta_to_params(theta)
+    edge = np.zeros((n_sims, 9), bool)
+    edge[:, :5] = theta_at_bounds(theta)
+    notes = []
+    if len({p.N for p in single}) < 2:
+        notes.append("one model size: A / N^alpha cannot be told apart from E")
+    if with_rstar and len(multi) >= 3:
+        Nm, Dm, Um = (np.array([getattr(p, k) for p in multi]) for k in "NDU")
+        _, Lm = simulate(prior, multi, n_sims, seed)
+        rstar = fit_rstar_many(
+            est[:, :5], Nm, Dm, Um, Lm, huber_delta, (workers or Workers(1)).map, progress
+        )
+        est[:, 5:7] = rstar
+        edge[:, 5:7] = (rstar <= _RSTAR_EDGES[0] * (1 + 1e-6)) | (rstar >= _RSTAR_EDGES[1] * (1 - 1e-6))
+    elif with_rstar:
+        progress and progress(n_sims)
+        notes.append(f"{len(multi)} multi-epoch run(s): R* needs at least 3")
+    edge[:, 7:9] = edge[:, [3, 4]].any(axis=1, keepdims=True)  # a, b follow alpha and beta
+    est9, true9 = _with_exponents(est), _with_exponents(truths)
+    constants = {}
+    for j, k in enumerate(CONSTANTS):
+        if k not in names:
+            continue
+        if np.all(np.isnan(est9[:, j])):
+            constants[k] = _not_fitted(center[k], notes[-1])
+        else:
+            constants[k] = _summary(k, est9[:, j], true9[:, j], edge[:, j], center[k])
+    extrap = extrapolation_error(theta, truths, target_flops)
+    return GridResult(name, points, cost, constants, extrap, "; ".join(notes), theta)
+
+
+# --- leaner grids ------------------------------------------------------------------------------
+
+
+def halved(p: Point, available_tokens: float | None) -> Point:
+    """The run with half its tokens: U_D follows the epochs rule (auto: min(D, data))."""
+    D = p.D / 2.0
+    if p.epochs == "auto":
+        U = min(D, available_tokens) if available_tokens else D
+    else:
+        U = p.U / 2.0
+    ratio = p.ratio / 2.0 if p.ratio is not None else None
+    return replace(p, D=D, U=U, cost=p.cost / 2.0, key="", ratio=ratio)
+
+
+def grid_variants(points: Sequence[Point], available_tokens: float | None = None) -> list[tuple[str, list[Point]]]:
+    """The grid and its leaner variants: drop each size, each main-grid budget, each extra
+    block; halve the budgets of the largest size."""
+    points = list(points)
+    out = [("full grid", points)]
+    names: dict[float, str] = {}
+    for p in points:
+        names[p.N] = names.get(p.N) or p.size
+    sizes = sorted(names.items())
+    if len(sizes) > 1:
+        for n, name in sizes:
+            out.append((f"drop {name or f'N={n:.3g}'}", [p for p in points if p.N != n]))
+    ratios = sorted({p.ratio for p in points if p.group == "main" and p.ratio is not None})
+    if len(ratios) > 1:
+        for r in ratios:
+            out.append(
+                (f"drop D/N={r:g}", [p for p in points if not (p.group == "main" and p.ratio == r)])
+            )
+    for g in sorted({p.group for p in points} - {"main"}):
+        out.append((f"drop {g}", [p for p in points if p.group != g]))
+    n_max, name_max = sizes[-1]
+    out.append(
+        (
+            f"halve {name_max or 'largest size'} budgets",
+            [halved(p, available_tokens) if p.N == n_max else p for p in points],
+        )
+    )
+    return out
+
+
+# --- the next runs -----------------------------------------------------------------------------
+
+
+def propose_next(
+    baseline: Sequence[Point],
+    candidates: Sequence[Point],
+    prior: Prior,
+    *,
+    k: int,
+    n_sims: int,
+    seed: int,
+    target_flops: float,
+    huber_delta: float = paper.HUBER_DELTA,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Greedily pick up to k candidates that most narrow the extrapolation interval per cost.
+
+    Each round refits every simulation once per candidate (baseline + that run), warm-started
+    from the baseline's refit of the same simulation; the chosen run joins the baseline, which
+    is refitted from the full start grid.  Only single-epoch runs move Eq. 4, hence the
+    extrapolated loss: multi-epoch candidates are not scored (they inform R* only).
+    """
+    base = [p for p in baseline if p.single]
+    pool = [c for c in candidates if c.single]
+    if len(base) < 5:
+        raise UserError(f"{len(base)} single-epoch run(s) to start from: Eq. 4 needs at least 5")
+    truths = prior.draws(n_sims, seed)
+
+    def refit(pts, warm=None):
+        N, D = (np.array([getattr(p, a) for p in pts]) for a in "ND")
+        _, L = simulate(prior, pts, n_sims, seed)
+        theta, _ = fit_eq4_many(N, D, L, huber_delta, warm)
+        return theta, extrapolation_error(theta, truths, target_flops)["width"]
+
+    theta, width = refit(base)
+    start_width = width
+    chosen = []
+    for _ in range(k):
+        scored = []
+        for c in pool:
+            _, w_c = refit([*base, c], theta[:, None, :])
+            gain = width - w_c
+            scored.append((gain / c.cost if c.cost > 0 else gain, gain, w_c, c))
+            progress and progress(1)
+        good = [s for s in scored if np.isfinite(s[1]) and s[1] > 0]
+        if not good:
+            break
+        best = max(good, key=lambda s: s[0])
+        _, gain, w_c, c = best
+        chosen.append(
+            {
+                "point": c,
+                "width_before": float(width),
+                "width_after": float(w_c),
+                "gain": float(gain),
+                "gain_per_cost": float(best[0]),
+            }
+        )
+        base.append(c)
+        pool = [p for p in pool if p is not c]
+        theta, width = refit(base)
+    return {"start_width": float(start_width), "end_width": float(width), "chosen": chosen}
+
+
+# --- the report's section: the finished runs, simulated from their own fit ---------------------
+
+REPORT_SIMS = 100
+
+
+def identification_of_fit(doc: dict, single, multi=None, *, n_sims: int = REPORT_SIMS, seed: int = 0):
+    """How well the finished runs identify each constant, by the design simulation.
+
+    The prior is the fit itself (`prior_from_fit`: its constants, its bootstrap samples, the
+    noise of its residuals) and the grid is the runs it used (`single`, and `multi` for Eq. 7/8:
+    anything with N, D, U arrays); the target compute is 100 x the largest run.
+    """
+    prior = prior_from_fit(doc, "the fit")
+    points = [Point(float(n), float(d), float(d)) for n, d in zip(single.N, single.D, strict=True)]
+    with_rstar = multi is not None and len(multi.N) > 0 and "R_star_N" in doc.get("params", {})
+    if with_rstar:
+        points += [
+            Point(float(n), float(d), float(u)) for n, d, u in zip(multi.N, multi.D, multi.U, strict=True)
+        ]
+    target = 100.0 * max(p.flops for p in points)
+    return prior, evaluate_grid(
+        "finished runs",
+        points,
+        prior,
+        n_sims=n_sims,
+        seed=seed,
+        target_flops=target,
+        with_rstar=with_rstar,
+        huber_delta=float(doc.get("huber_delta") or paper.HUBER_DELTA),
+    )
+
+
+def identification_blocks(doc: dict, single, multi=None, *, n_sims: int = REPORT_SIMS) -> list:
+    """Report blocks (heading, paragraphs, table) for `identification_of_fit`."""
+    prior, res = identification_of_fit(doc, single, multi, n_sims=n_sims)
+
+    def g(v):
+        return "-" if v is None else ("inf" if not np.isfinite(v) else f"{v:.4g}")
+
+    rows = []
+    for k, c in res.constants.items():
+        iv = c["interval"]
+        rows.append(
+            [
+                k,
+                g(c["center"]),
+                f"[{g(iv[0])}, {g(iv[1])}]" if iv else c.get("reason", "-"),
+                g(c["factor"]),
+                "-" if c["at_bounds"] is None else f"{100 * c['at_bounds']:.0f}%",
+                "yes" if c["identified"] else "no",
+            ]
+        )
+    spread = (
+        f"its {len(prior.samples)} bootstrap samples as the spread of the true law"
+        if prior.samples is not None
+        else "its constants as the true law"
+    )
+    ex = res.extrapolation
+    iv = ex.get("interval") or [None, None]
+    missing = [k for k, c in res.constants.items() if not c["identified"]]
+    verdict = (
+        f"Not identified by these runs: {', '.join(missing)}."
+        if missing
+        else "Every constant is identified by these runs."
+    )
+    return [
+        ("h2", "How well these runs identify the law (simulated studies)"),
+        (
+            "p",
+            f"{n_sims} studies simulated on exactly these runs (N, D, U_D), losses drawn from the "
+            f"fitted law ({spread}) with log-normal noise of sigma {prior.noise:.3g} (the RMSE "
+            "of the fit's log residuals), each refitted as `slmscale fit` fits; the interval is "
+            "that of the refits around the fitted value (`slmscale design`, docs/design.md). "
+            f"Identified: {RULE}. {verdict}",
+        ),
+        ("table", ["constant", "fitted", "95% interval of refits", "hi / lo", "on edge", "identified"], rows),
+        (
+            "p",
+            f"Extrapolated compute-optimal loss at C = {ex['target_flops']:.3g} FLOPs (100 x the "
+            f"largest run): 95% of refits within [{g(iv[0] and 100 * iv[0])}%, "
+            f"{g(iv[1] and 100 * iv[1])}%] of the true loss.",
+        ),
+    ]
