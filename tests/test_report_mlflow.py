@@ -73,8 +73,15 @@ def test_report_from_mlflow_logs_a_fit_run(tmp_path):
         [get_experiment_id(uri, "study")],
         filter_string=f"tags.`{schema.TAG_KIND}` = '{schema.KIND_FIT}'",
     )
-    assert len(fits) == 2
-    fit_run = fits[-1]  # the report's
+    assert len(fits) == 1  # the same fit again (report, then fit) updates its run
+    fit_run = fits[0]
+    m = fit_run.data.metrics
+    assert {"E", "A", "B", "alpha", "beta", "a", "b", "r2"} <= set(m)  # fits compare in the table
+    assert m["E"] == pytest.approx(doc["params"]["E"])
+    lo, hi = doc["ci95"]["alpha"]  # an interval is logged when the bootstrap gave one
+    assert ("alpha.ci95_lo" in m) == (lo is not None)
+    if lo is not None:
+        assert (m["alpha.ci95_lo"], m["alpha.ci95_hi"]) == pytest.approx((lo, hi))
     assert fit_run.data.params[schema.PARAM_FIT_SOURCE_EXPERIMENTS] == "study"
     assert fit_run.data.params[schema.PARAM_FIT_N_RUNS_USED] == "8"
     files = {a.path for a in c.list_artifacts(fit_run.info.run_id, schema.ARTIFACT_FIT_DIR)}

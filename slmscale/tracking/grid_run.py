@@ -85,6 +85,81 @@ def trial_tags(parent_run_id: str | None) -> dict[str, str]:
     return tags
 
 
+#: The grid's columns: what a scaling study reads first (canonical MLflow UI column keys).
+GRID_VIEW_PARAMS = ("model_size", "n_params", "tokens", "unique_tokens", "epochs")
+GRID_VIEW_METRICS = ("test_loss_final",)
+
+
+def _column(kind: str, name: str) -> str:
+    return f"{kind}.`{name}`"
+
+
+def grid_view_id(grid_name: str) -> str:
+    return f"slmscale-grid-{grid_name}"
+
+
+def grid_view_state(parent_run_id: str | None, metrics: tuple[str, ...] = ()) -> dict:
+    """The runs-table state of the grid's saved view: its columns, the parent unfolded.
+
+    The MLflow UI (3.15+) keeps saved and shared views as experiment tags
+    `mlflow.sharedViewState.<id>`; opening `#/experiments/<id>?viewStateShareKey=<view id>` (the
+    link `slmscale grid` prints) shows the grid's size, tokens, epochs and final loss at once.
+    """
+    columns = [_column("attributes", "Dataset")]
+    columns += [_column("params", p) for p in GRID_VIEW_PARAMS]
+    columns += [_column("metrics", m) for m in (*GRID_VIEW_METRICS, *metrics)]
+    return {
+        "selectedColumns": columns,
+        "columnOrder": [],
+        "columnWidths": {},
+        "runsExpanded": {parent_run_id: True} if parent_run_id else {},
+        "runsPinned": [],
+        "runsHidden": [],
+        "runsVisibilityMap": {},
+        "viewMaximized": False,
+        "runListHidden": False,
+        "isAccordionReordered": False,
+        "useGroupedValuesInCharts": True,
+        "hideEmptyCharts": True,
+        "groupBy": None,
+        "groupsExpanded": {},
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": True,
+        "searchFilter": "",
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+    }
+
+
+def save_grid_view(
+    tracking_uri: str, experiment_id: str, grid_name: str, parent_run_id: str | None
+) -> str:
+    """Store the grid's view as a shared view of the experiment; returns the view id."""
+    import time
+
+    from slmscale.tracking.schema import DOWNSTREAM_METRICS, TAG_SHARED_VIEW_PREFIX
+
+    view = grid_view_id(grid_name)
+    now = int(time.time() * 1000)
+    envelope = {
+        "name": f"slmscale grid {grid_name}",
+        "createdAt": now,
+        "updatedAt": now,
+        "state": json.dumps(grid_view_state(parent_run_id, DOWNSTREAM_METRICS)),
+    }
+    client(tracking_uri).set_experiment_tag(
+        experiment_id, TAG_SHARED_VIEW_PREFIX + view, json.dumps(envelope)
+    )
+    return view
+
+
+def view_url(ui: str, experiment_id: str, view: str) -> str:
+    """Where to open the grid's view, given the UI's address (e.g. http://127.0.0.1:5000)."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}?viewStateShareKey={view}"
+
+
 def describe_experiment(tracking_uri: str, experiment_id: str, description: str) -> None:
     """Set the experiment's description (the spec's, else ours) unless the user wrote one."""
     c = client(tracking_uri)
@@ -138,6 +213,7 @@ def open_grid_run(
     c.log_text(run_id, spec_text, ARTIFACT_GRID_SPEC)
     c.log_text(run_id, json.dumps(trial_rows, indent=2), ARTIFACT_GRID_TRIALS)
     describe_experiment(tracking_uri, experiment_id, description)
+    save_grid_view(tracking_uri, experiment_id, grid_name, run_id)
     return run_id
 
 
