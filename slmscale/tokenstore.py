@@ -272,9 +272,10 @@ class TokenStore:
         return self.tokens[:unique_tokens]
 
     def test(self, in_test: list[bool]) -> np.ndarray:
-        """The test tokens of the sources with `in_test`, in source order."""
+        """The test tokens of the sources with `in_test`, in source order (a plain array view
+        of the memory map: cutting it into many windows then costs no memmap bookkeeping)."""
         parts = [
-            self.test_tokens[s["test_range"][0] : s["test_range"][1]]
+            np.asarray(self.test_tokens[s["test_range"][0] : s["test_range"][1]])
             for s, keep in zip(self.index["sources"], in_test, strict=True)
             if keep
         ]

@@ -1,15 +1,23 @@
-"""data: packed-batch tokens/s read from Parquet units vs the tokens/s training consumes.
+"""data: the loader's tokens/s vs training's, and seconds from trial start to first batch.
 
 A units dataset of a few million random units (K = 500, utterances of 100-300 units, 1% test)
 is written to a temporary directory; the loader figure is end to end, as a trial reads it:
-`load_trial_data` (Parquet -> pool -> stream) then every training batch of context windows
-padded into (input_ids, labels) tensors, exactly what `slmscale.train.loop` feeds the model.
-The baseline is the training step of the paper's 20M model at context 2050 on this machine's
-device (the same timing function the train section uses).
+`load_trial_data` (token store -> prefix -> stream; the store is built on first use) then every
+training batch of context windows padded into (input_ids, labels) tensors, exactly what
+`slmscale.train.loop` feeds the model.  The baseline is the training step of the paper's 20M
+model at context 2050 on this machine's device (the same timing function the train section uses).
+
+Start to first batch: with the token store ready (built by `slmscale tokenize` or an earlier
+trial), a trial's `load_trial_data` plus its first padded batch, on a corpus of `data_tokens`
+(4M) and of 64 x that (256M) with U_D = the whole corpus.  The ratio should be near 1: a trial
+start no longer reads the shards.  Beside it, the same trial when it has to build the store
+(what every trial start cost before the store: a scan of every shard plus a pool write).
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -31,18 +39,31 @@ SECTION = "data"
 N_UNITS = 500
 
 
-def write_random_units(root: Path, tokens: int, seed: int = 0) -> Path:
-    """A units dataset of about `tokens` units (train) plus a 1% test split."""
+def write_random_units(root: Path, tokens: int, seed: int = 0, shard_tokens: int = 1 << 24) -> Path:
+    """A units dataset of about `tokens` units (train) plus a 1% test split, in shards of
+    about `shard_tokens` units (so a large one never sits in memory whole)."""
+    n_shards = max(1, math.ceil(tokens / shard_tokens))
+    for i in range(n_shards):
+        part = tokens // n_shards + (1 if i < tokens % n_shards else 0)
+        _write_shard(root / f"shard-{i:05d}.parquet", part, seed + i)
+    meta = {"encoder": "bench", "encoder_id": "bench-random", "layer": None, "frame_rate": 25}
+    meta |= {"sample_rate": 16000, "kmeans_sha256": "bench", "n_units": N_UNITS, "dedup": True}
+    units_io.write_json_atomic(root / units_io.META_FILE, meta)
+    return root
+
+
+def _write_shard(path: Path, tokens: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     lengths = rng.integers(100, 301, size=max(2, int(tokens * 1.01) // 200))
     values = rng.integers(0, N_UNITS, size=int(lengths.sum())).astype(np.uint16)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     n = len(lengths)
     split = np.where(np.arange(n) < max(1, n // 100), "test", "train")
+    prefix = path.stem
     units = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint16()))
     table = pa.table(
         {
-            "utterance_id": [f"u{i:07d}" for i in range(n)],
+            "utterance_id": [f"{prefix}-u{i:07d}" for i in range(n)],
             "dataset": ["bench"] * n,
             "split": split.tolist(),
             "units": units,
@@ -55,11 +76,7 @@ def write_random_units(root: Path, tokens: int, seed: int = 0) -> Path:
         },
         schema=units_io.UNITS_SCHEMA,
     )
-    units_io.write_table_atomic(table, root / "shard-00000.parquet")
-    meta = {"encoder": "bench", "encoder_id": "bench-random", "layer": None, "frame_rate": 25}
-    meta |= {"sample_rate": 16000, "kmeans_sha256": "bench", "n_units": N_UNITS, "dedup": True}
-    units_io.write_json_atomic(root / units_io.META_FILE, meta)
-    return root
+    units_io.write_table_atomic(table, path)
 
 
 def read_all_batches(root: Path, tokens: int, context: int, batch: int) -> dict:
@@ -67,7 +84,7 @@ def read_all_batches(root: Path, tokens: int, context: int, batch: int) -> dict:
     t0 = time.perf_counter()
     cfg = {"data": [{"path": str(root)}], "n_units": N_UNITS, "unique_tokens": tokens}
     cfg |= {"tokens": tokens, "context": context, "seed": 0, "eval": {}}
-    data = load_trial_data(cfg)
+    data = load_trial_data(cfg, cache_dir=root / "token_stores")
     t_loaded = time.perf_counter()
     pad = special_token_ids(N_UNITS)["pad"]
     stream, produced = data.stream, 0
@@ -84,6 +101,75 @@ def read_all_batches(root: Path, tokens: int, context: int, batch: int) -> dict:
         "load_seconds": t_loaded - t0,
         "steady_tokens_per_sec": produced / max(t_end - t_loaded, 1e-9),
     }
+
+
+LARGE_FACTOR = 64  # the large corpus of the start-to-first-batch row: 64 x data_tokens (256M)
+
+
+def first_batch_seconds(root: Path, unique: int, context: int, batch: int) -> float:
+    """A trial start as the training loop does it: its data, then its first padded batch."""
+    t0 = time.perf_counter()
+    cfg = {"data": [{"path": str(root)}], "n_units": N_UNITS, "unique_tokens": unique}
+    cfg |= {"tokens": unique, "context": context, "seed": 0, "eval": {}}
+    data = load_trial_data(cfg, cache_dir=root / "token_stores")
+    stream = data.stream
+    windows = [stream.window(w) for w in range(min(batch, stream.n_windows))]
+    inputs, labels = pad_batch(windows, special_token_ids(N_UNITS)["pad"])
+    x, y = torch.from_numpy(inputs), torch.from_numpy(labels)
+    assert x.shape == y.shape and x.shape[0] == len(windows)
+    return time.perf_counter() - t0
+
+
+def start_to_first_batch(root: Path, context: int, batch: int, repeats: int = 3) -> dict:
+    """Seconds from trial start to first batch: the first trial (it builds the token store)
+    and then, store ready, the best of `repeats` starts; U_D = every training token."""
+    from slmscale.tokenstore import open_store
+
+    build = first_batch_seconds(root, 1, context, batch)
+    store = open_store([{"path": str(root)}], N_UNITS, 0, root / "token_stores")
+    unique = store.n_tokens
+    ready = min(first_batch_seconds(root, unique, context, batch) for _ in range(repeats))
+    return {"corpus_tokens": unique, "ready_seconds": ready, "build_seconds": build}
+
+
+def _m(tokens: float) -> str:
+    return f"{tokens / 1e6:.3g}M"
+
+
+def _start_figures(ctx: Context, tmp: Path) -> list[Figure]:
+    s = ctx.scale
+    runs = {}
+    for label, tokens in (("small", s.data_tokens), ("large", LARGE_FACTOR * s.data_tokens)):
+        ctx.step(f"data: start to first batch, {_m(tokens)}-token corpus")
+        root = write_random_units(tmp / f"start-{label}", tokens, seed=1)
+        runs[label] = start_to_first_batch(root, s.consume_context, s.data_batch)
+        shutil.rmtree(root, ignore_errors=True)
+    small, large = runs["small"], runs["large"]
+    size = f"{_m(large['corpus_tokens'])} vs {_m(small['corpus_tokens'])} tokens"
+    ready = Figure(
+        SECTION,
+        f"trial start to first batch, token store ready ({size})",
+        large["ready_seconds"],
+        "s",
+        small["ready_seconds"],
+        f"same at {_m(small['corpus_tokens'])} corpus tokens",
+        extra={"small": small, "large": large},
+    )
+    # The target is absolute: both figures are milliseconds, so their ratio mostly measures
+    # noise and the one step that grows with U_D (shuffling U_D / context window starts).
+    judge(ready, "value", "<=", 1.0)
+    ready.add_note("ratio near 1 expected: no shard is read once the store is ready")
+    build = Figure(
+        SECTION,
+        f"first trial start to first batch, building the store ({size})",
+        large["build_seconds"],
+        "s",
+        small["build_seconds"],
+        f"same at {_m(small['corpus_tokens'])} corpus tokens",
+        note="once per (data, seed); before the store every trial start paid a full shard scan",
+        extra={"small": small, "large": large},
+    )
+    return [ready, build]
 
 
 def measure_data(ctx: Context) -> list[Figure]:
@@ -110,7 +196,8 @@ def measure_data(ctx: Context) -> list[Figure]:
             fig.add_note(
                 profile_top(read_all_batches, root, total, s.consume_context, s.data_batch)
             )
-    return [fig]
+        figures = [fig, *_start_figures(ctx, Path(tmp))]
+    return figures
 
 
 def _train_tokens(root: Path) -> int:
