@@ -527,3 +527,33 @@ def test_tokenize_prints_the_actor_sizing_under_ray_and_the_split_summary(tmp_pa
     assert lines and "1 inputs (x/dev 1)" in lines[0]
     meta = json.loads((tmp_path / "o" / "meta.json").read_text())
     assert meta["precision"] == "fp32" and meta["encoder_id"].startswith("logmel:")
+
+
+@pytest.mark.slow
+def test_progress_under_ray_counts_audio_seconds_and_sizing_is_printed(tmp_path):
+    ray = pytest.importorskip("ray")
+    write_audio(tmp_path / "c" / "long.flac", 300.0)
+    write_audio(tmp_path / "c" / "short.wav", 2.0)
+    km = tmp_path / "km.npy"
+    save_centroids(np.random.default_rng(0).standard_normal((8, 80)).astype(np.float32), km)
+    events: list[float] = []
+    lines: list[str] = []
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        s = tokenize(
+            [f"x:train={tmp_path / 'c'}"],
+            tmp_path / "o",
+            EncoderSpec(window_seconds=10.0),
+            km,
+            engine="ray",
+            batch_seconds=20.0,
+            num_gpus=0,
+            on_progress=events.append,
+            log=lines.append,
+        )
+    finally:
+        ray.shutdown()
+    assert s["n_rows"] == 2
+    assert events and sum(events) == pytest.approx(302.0, abs=1e-2)  # from the actors' counter
+    assert any("encoder actor(s) x" in line and "GiB" in line for line in lines)
+    assert load_meta(tmp_path / "o")["precision"] == "fp32"
