@@ -430,17 +430,19 @@ def run(args) -> int:
         steps += args.next * sum(c[0].single for c in nxt_setup["pool"]) * args.sims
     progress = Progress(steps, "design", " refits")
     common = dict(n_sims=args.sims, seed=args.seed, target_flops=target)
-    results = []
     try:
         with ds.Workers(args.workers) as workers:
-            for name, pts in grids:
+            pending = []
+            for name, pts in grids:  # Eq. 4 here while the workers fit R*
                 progress.update(0, extra=name)
-                results.append(
-                    ds.evaluate_grid(
+                pending.append(
+                    ds.start_grid(
                         name, pts, prior, with_rstar=with_rstar, workers=workers,
                         progress=progress.update, **common,
                     )
                 )
+            progress.update(0, extra="R*")
+            results = [p.result() for p in pending]
         nxt = None
         if args.next:
             progress.update(0, extra="next runs")

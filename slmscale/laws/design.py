@@ -55,6 +55,7 @@ from slmscale.laws.chinchilla import (
     default_start_grid,
     huber,
     log_predict,
+    single_threaded_blas,
 )
 
 PRIOR_COLUMNS = (*PARAM_NAMES, "R_star_N", "R_star_D")  # E, A, B, alpha, beta, R*_N, R*_D
@@ -303,9 +304,10 @@ def fit_eq4_many(N, D, L, delta: float, warm: np.ndarray | None = None):
     w = np.ones_like(logL)
     starts = best_starts(logN, logD, logL, w, delta) if warm is None else warm
     S, K = starts.shape[:2]
-    theta, obj = polish_batch(
-        logN, logD, np.repeat(logL, K, axis=0), np.repeat(w, K, axis=0), starts.reshape(-1, 5), delta
-    )
+    with single_threaded_blas():  # thousands of 5 x 5 solves: threads only cost here
+        theta, obj = polish_batch(
+            logN, logD, np.repeat(logL, K, axis=0), np.repeat(w, K, axis=0), starts.reshape(-1, 5), delta
+        )
     obj = obj.reshape(S, K)
     best = np.argmin(obj, axis=1)  # first of equals: the better-scored start, as fit_chinchilla
     return theta.reshape(S, K, 5)[np.arange(S), best], obj[np.arange(S), best]
@@ -342,31 +344,29 @@ def optimal_loss_many(params: np.ndarray, C: float) -> np.ndarray:
 def _rstar_chunk(args) -> np.ndarray:
     params, N, D, U, L, delta = args
     out = np.empty((len(params), 2))
-    for s, (p, losses) in enumerate(zip(params, L, strict=True)):
-        f = dc.fit_data_constrained(ChinchillaParams(*p), N, D, U, losses, huber_delta=delta)
-        out[s] = f.R_star_N, f.R_star_D
+    with single_threaded_blas():
+        for s, (p, losses) in enumerate(zip(params, L, strict=True)):
+            f = dc.fit_data_constrained(ChinchillaParams(*p), N, D, U, losses, huber_delta=delta)
+            out[s] = f.R_star_N, f.R_star_D
     return out
 
 
-def fit_rstar_many(params, N, D, U, L, delta: float, map_fn=map, progress=None) -> np.ndarray:
-    """(S, 2) R*_N, R*_D by `fit_data_constrained` per row, each with its own Eq. 4 law frozen.
+class _Done:
+    """A computed-on-demand stand-in for a future (one worker: the caller's own process)."""
 
-    `map_fn` spreads chunks of rows over workers (`ProcessPoolExecutor.map`); the result does
-    not depend on it.
-    """
-    chunk = 25
-    jobs = [(params[i : i + chunk], N, D, U, L[i : i + chunk], delta) for i in range(0, len(params), chunk)]
-    results = []
-    for job, res in zip(jobs, map_fn(_rstar_chunk, jobs), strict=True):
-        results.append(res)
-        progress and progress(len(job[0]))
-    return np.concatenate(results) if results else np.empty((0, 2))
+    def __init__(self, fn, job):
+        self.fn, self.job = fn, job
+
+    def result(self):
+        return self.fn(self.job)
 
 
 class Workers:
-    """A process pool for the R* refits (or plain `map` with one worker), as a context."""
+    """Processes for the R* refits, as a context: jobs are submitted while the caller goes on
+    with the next grid's Eq. 4 refits, and collected in order (the result does not depend on
+    the number of workers)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int = 1):
         self.n, self._pool = n, None
 
     def __enter__(self):
@@ -378,8 +378,25 @@ class Workers:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
-    def map(self, fn, jobs):
-        return self._pool.map(fn, jobs) if self._pool is not None else map(fn, jobs)
+    def submit(self, fn, job):
+        return self._pool.submit(fn, job) if self._pool is not None else _Done(fn, job)
+
+
+def submit_rstar(workers: Workers, params, N, D, U, L, delta: float, chunk: int = 25) -> list:
+    """R*_N, R*_D by `fit_data_constrained` for each row of `params` (its own Eq. 4 law frozen)
+    and of L (its own losses), in chunks: [(rows, future)]; see `collect_rstar`."""
+    return [
+        (len(params[i : i + chunk]), workers.submit(_rstar_chunk, (params[i : i + chunk], N, D, U, L[i : i + chunk], delta)))
+        for i in range(0, len(params), chunk)
+    ]
+
+
+def collect_rstar(pending: list, progress=None) -> np.ndarray:
+    out = []
+    for n, fut in pending:
+        out.append(fut.result())
+        progress and progress(n)
+    return np.concatenate(out) if out else np.empty((0, 2))
 
 
 # --- one grid: simulate, refit, summarise --------------------------------------------------------
@@ -481,7 +498,61 @@ def extrapolation_error(theta: np.ndarray, truths: np.ndarray, target_flops: flo
     }
 
 
-def evaluate_grid(
+def evaluate_grid(name: str, points: Sequence[Point], prior: Prior, **kw) -> GridResult:
+    """Simulate studies on `points`, refit each as `slmscale fit` would, summarise (see
+    `start_grid` for the arguments)."""
+    return start_grid(name, points, prior, **kw).result()
+
+
+@dataclass
+class PendingGrid:
+    """A grid whose Eq. 4 refits are done and whose R* refits may still be running."""
+
+    name: str
+    points: list[Point]
+    cost: float
+    names: tuple
+    center: dict
+    truths: np.ndarray
+    target_flops: float
+    theta: np.ndarray | None = None
+    est: np.ndarray | None = None
+    edge: np.ndarray | None = None
+    notes: list = field(default_factory=list)
+    rstar: list | None = None
+    progress: Callable[[int], None] | None = None
+
+    def result(self) -> GridResult:
+        if self.theta is None:
+            why = self.notes[0]
+            return GridResult(
+                self.name, self.points, self.cost,
+                {k: _not_fitted(self.center[k], why) for k in self.names},
+                {"target_flops": float(self.target_flops), "interval": None, "width": np.inf, "median_abs": None},
+                note=why,
+            )
+        est, edge = self.est, self.edge
+        if self.rstar is not None:
+            rstar = collect_rstar(self.rstar, self.progress)
+            est[:, 5:7] = rstar
+            edge[:, 5:7] = (rstar <= _RSTAR_EDGES[0] * (1 + 1e-6)) | (rstar >= _RSTAR_EDGES[1] * (1 - 1e-6))
+        edge[:, 7:9] = edge[:, [3, 4]].any(axis=1, keepdims=True)  # a, b follow alpha and beta
+        est9, true9 = _with_exponents(est), _with_exponents(self.truths)
+        constants = {}
+        for j, k in enumerate(CONSTANTS):
+            if k not in self.names:
+                continue
+            if np.all(np.isnan(est9[:, j])):
+                constants[k] = _not_fitted(self.center[k], self.notes[-1])
+            else:
+                constants[k] = _summary(k, est9[:, j], true9[:, j], edge[:, j], self.center[k])
+        extrap = extrapolation_error(self.theta, self.truths, self.target_flops)
+        return GridResult(
+            self.name, self.points, self.cost, constants, extrap, "; ".join(self.notes), self.theta
+        )
+
+
+def start_grid(
     name: str,
     points: Sequence[Point],
     prior: Prior,
@@ -493,59 +564,39 @@ def evaluate_grid(
     huber_delta: float = paper.HUBER_DELTA,
     workers: Workers | None = None,
     progress: Callable[[int], None] | None = None,
-) -> GridResult:
-    """Simulate `n_sims` studies on `points`, refit each as `slmscale fit` would, summarise."""
+) -> PendingGrid:
+    """Simulate `n_sims` studies on `points` and refit Eq. 4 (here) and R* (on `workers`)."""
     points = list(points)
     single = [p for p in points if p.single]
     multi = [p for p in points if not p.single]
-    cost = float(sum(p.cost for p in points))
     truths = prior.draws(n_sims, seed)
     center7 = np.array([[prior.center[k] for k in PRIOR_COLUMNS]])
     center = dict(zip(CONSTANTS, _with_exponents(center7)[0], strict=True))
     names = CONSTANTS if with_rstar else tuple(k for k in CONSTANTS if not k.startswith("R_star"))
-    steps = n_sims * (2 if with_rstar else 1)
+    cost = float(sum(p.cost for p in points))
+    pend = PendingGrid(name, points, cost, names, center, truths, target_flops, progress=progress)
     if len(single) < 5:
-        progress and progress(steps)
-        why = f"{len(single)} single-epoch run(s): Eq. 4 needs at least 5"
-        return GridResult(
-            name, points, cost, {k: _not_fitted(center[k], why) for k in names},
-            {"target_flops": float(target_flops), "interval": None, "width": np.inf, "median_abs": None},
-            note=why,
-        )
+        progress and progress(n_sims * (2 if with_rstar else 1))
+        pend.notes.append(f"{len(single)} single-epoch run(s): Eq. 4 needs at least 5")
+        return pend
     N, D = (np.array([getattr(p, k) for p in single]) for k in "ND")
     _, L = simulate(prior, single, n_sims, seed)
-    theta, _ = fit_eq4_many(N, D, L, huber_delta)
+    pend.theta, _ = fit_eq4_many(N, D, L, huber_delta)
     progress and progress(n_sims)
-    est = np.full((n_sims, 7), np.nan)
-    est[:, :5] = theta_to_params(theta)
-    edge = np.zeros((n_sims, 9), bool)
-    edge[:, :5] = theta_at_bounds(theta)
-    notes = []
+    pend.est = np.full((n_sims, 7), np.nan)
+    pend.est[:, :5] = theta_to_params(pend.theta)
+    pend.edge = np.zeros((n_sims, 9), bool)
+    pend.edge[:, :5] = theta_at_bounds(pend.theta)
     if len({p.N for p in single}) < 2:
-        notes.append("one model size: A / N^alpha cannot be told apart from E")
+        pend.notes.append("one model size: A / N^alpha cannot be told apart from E")
     if with_rstar and len(multi) >= 3:
         Nm, Dm, Um = (np.array([getattr(p, k) for p in multi]) for k in "NDU")
         _, Lm = simulate(prior, multi, n_sims, seed)
-        rstar = fit_rstar_many(
-            est[:, :5], Nm, Dm, Um, Lm, huber_delta, (workers or Workers(1)).map, progress
-        )
-        est[:, 5:7] = rstar
-        edge[:, 5:7] = (rstar <= _RSTAR_EDGES[0] * (1 + 1e-6)) | (rstar >= _RSTAR_EDGES[1] * (1 - 1e-6))
+        pend.rstar = submit_rstar(workers or Workers(1), pend.est[:, :5].copy(), Nm, Dm, Um, Lm, huber_delta)
     elif with_rstar:
         progress and progress(n_sims)
-        notes.append(f"{len(multi)} multi-epoch run(s): R* needs at least 3")
-    edge[:, 7:9] = edge[:, [3, 4]].any(axis=1, keepdims=True)  # a, b follow alpha and beta
-    est9, true9 = _with_exponents(est), _with_exponents(truths)
-    constants = {}
-    for j, k in enumerate(CONSTANTS):
-        if k not in names:
-            continue
-        if np.all(np.isnan(est9[:, j])):
-            constants[k] = _not_fitted(center[k], notes[-1])
-        else:
-            constants[k] = _summary(k, est9[:, j], true9[:, j], edge[:, j], center[k])
-    extrap = extrapolation_error(theta, truths, target_flops)
-    return GridResult(name, points, cost, constants, extrap, "; ".join(notes), theta)
+        pend.notes.append(f"{len(multi)} multi-epoch run(s): R* needs at least 3")
+    return pend
 
 
 # --- leaner grids ------------------------------------------------------------------------------
