@@ -244,3 +244,54 @@ def test_cli_names_a_bad_spec(tmp_path):
     (tmp_path / "s.yaml").write_text(textwrap.dedent(SPEC).replace("[2, 8, 32]", "[2, -1]"))
     out = run_cli("s.yaml", cwd=tmp_path)
     assert out.returncode == 2 and "s.yaml" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_prior_from_a_fit_uses_its_bootstrap(spec_dir):
+    from slmscale.cli import main
+
+    fit = ["fit", "--runs", str(spec_dir / "runs.csv"), "--bootstrap", "20", "--workers", "1"]
+    assert main([*fit, "--json", str(spec_dir / "fit.json")]) == 0
+    out = run_cli(
+        "spec.yaml", "--prior", "fit.json", "--sims", "20", "--no-variants", "--next", "0",
+        "--json", "d.json", cwd=spec_dir,
+    )
+    assert out.returncode == 0, out.stderr
+    prior = json.loads((spec_dir / "d.json").read_text())["prior"]
+    assert prior["source"] == "fit fit.json" and prior["n_samples"] > 0
+    rmse = json.loads((spec_dir / "fit.json").read_text())["quality"]["rmse_log"]
+    assert prior["noise"] == pytest.approx(rmse, rel=1e-5)  # the fit's residual noise
+
+
+@pytest.mark.slow
+def test_next_runs_from_the_finished_runs_in_mlflow(spec_dir):
+    """Finished runs read from the store (matched by trial key) are the starting point."""
+    from mlflow.entities import Metric, Param
+
+    from slmscale.cli import main
+    from slmscale.commands.design import planned_points
+    from slmscale.grid.plan import load_plan
+    from slmscale.tracking import schema
+    from slmscale.tracking.store import client, get_or_create_experiment
+
+    uri = f"sqlite:///{spec_dir / 'mlflow.db'}"
+    c = client(uri)
+    exp = get_or_create_experiment(uri, "designtest")
+    small = [r[0] for r in planned_points(load_plan(str(spec_dir / "spec.yaml"))) if r[0].N < 2e8]
+    for p in small:
+        tags = {schema.TAG_KIND: schema.KIND_TRAIN, schema.TAG_TRIAL_KEY: p.key}
+        run_id = c.create_run(exp, tags=tags).info.run_id
+        params = {"n_params": p.N, "tokens": p.D, "unique_tokens": p.U, "model_size": p.size}
+        loss = float(LAW.predict(p.N, p.D))
+        c.log_batch(
+            run_id,
+            metrics=[Metric(schema.M_TEST_LOSS_FINAL, loss, 0, 0)],
+            params=[Param(k, str(v)) for k, v in params.items()],
+        )
+        c.set_terminated(run_id, status="FINISHED")
+    args = ["design", str(spec_dir / "spec.yaml"), "--experiment", "designtest"]
+    args += ["--tracking-uri", uri, "--sims", "20", "--no-variants", "--json", str(spec_dir / "m.json")]
+    assert main(args) == 0
+    nxt = json.loads((spec_dir / "m.json").read_text())["next_runs"]
+    assert nxt["basis"] == "from the 9 finished run(s)"
+    assert {c["key"] for c in nxt["chosen"]}.isdisjoint(p.key for p in small)
+    assert any(c["label"].startswith(("309M", "823M")) for c in nxt["chosen"])
