@@ -65,15 +65,21 @@ def refit_eq4(N, D, L, fit: ChinchillaFit, weights, *, progress=None) -> np.ndar
     out = np.empty((len(weights), len(PARAM_NAMES)))
     for i in range(0, len(weights), CHUNK):
         w = weights[i : i + CHUNK]
-        out[i : i + len(w)] = best_of_starts(
-            N, D, L, w, starts, huber_delta=fit.huber_delta
-        ).params
+        out[i : i + len(w)] = best_of_starts(N, D, L, w, starts, huber_delta=fit.huber_delta).params
         progress and progress.update(len(w))
     return out
 
 
 def bootstrap_chinchilla(
-    N, D, L, fit: ChinchillaFit, *, n_boot: int = 1000, seed: int = 0, workers: int = 1, progress=None
+    N,
+    D,
+    L,
+    fit: ChinchillaFit,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    workers: int = 1,
+    progress=None,
 ) -> np.ndarray:
     """(n_boot, 5) samples of (E, A, B, alpha, beta) from refits on resampled runs.
 

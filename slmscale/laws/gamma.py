@@ -147,11 +147,37 @@ def gamma_q(C, acc, *, groups=None, weights=None, chance: float = 0.5) -> dict:
     return out
 
 
-def interval(samples) -> list[float | None]:
-    """2.5th / 97.5th percentiles of the finite samples ([None, None] with fewer than 10)."""
+def interval(samples, estimate: float | None = None, dof: tuple[int, int] | None = None):
+    """95% bootstrap interval of the finite samples ([None, None] with fewer than 10).
+
+    With the full-data `estimate`: Efron's bias-corrected percentile interval, percentiles
+    Phi(2 z0 -+ 1.96) with z0 = Phi^-1(share of samples below the estimate).  Two-stage fits
+    are median-biased (R*_D's replicates centre below its estimate); the plain percentile
+    interval then doubles the bias, which simulation showed as under-coverage of R*_D.
+    With `dof` = (n runs, p fitted constants) the interval is widened about the estimate by
+    sqrt(n / (n - p)) (on the log scale for positive quantities): resampling n runs
+    underestimates the variance of a p-constant fit by about (n - p) / n, the
+    degrees-of-freedom correction of the paired bootstrap (35 runs, 5 constants: 8% wider).
+    Without an estimate: the plain 2.5th / 97.5th percentiles.
+    """
+    from scipy.stats import norm
+
     s = np.asarray(samples, float)
     s = s[np.isfinite(s)]
     if s.size < 10:
         return [None, None]
-    lo, hi = np.percentile(s, [2.5, 97.5])
+    q = np.array([0.025, 0.975])
+    has_est = estimate is not None and bool(np.isfinite(estimate))
+    if has_est:
+        share = (np.sum(s < estimate) + 0.5 * np.sum(s == estimate)) / s.size
+        z0 = norm.ppf(np.clip(share, 1.0 / s.size, 1.0 - 1.0 / s.size))
+        q = norm.cdf(2.0 * z0 + norm.ppf(q))
+    lo, hi = np.percentile(s, 100.0 * q)
+    if has_est and dof is not None and dof[0] > dof[1] + 1:
+        c = float(np.sqrt(dof[0] / (dof[0] - dof[1])))
+        if lo > 0 and estimate > 0:
+            le = np.log(estimate)
+            lo, hi = np.exp(le + c * (np.log(lo) - le)), np.exp(le + c * (np.log(hi) - le))
+        else:
+            lo, hi = estimate + c * (lo - estimate), estimate + c * (hi - estimate)
     return [float(lo), float(hi)]

@@ -9,7 +9,8 @@ replicate's Eq. 4) and recomputes, per replicate and from that replicate's runs:
   and the speech/text ratios replicate by replicate;
 - the loss-to-metric lines (for the planner's metric intervals).
 
-Interval keys in fit.json `ci95`: the constants by name (E ... R_star_D, G, a, b),
+Intervals are Efron's bias-corrected percentile intervals around the full-data estimates
+(`gamma.interval`).  Interval keys in fit.json `ci95`: the constants by name (E ... R_star_D, G, a, b),
 `envelope_gamma`, and per metric m: `gamma_q.m`, `gamma_q_error.m`, `gamma_q_text.m`,
 `gamma_q_text_error.m`, `ratio.m`, `ratio_error.m` (text / speech).
 """
@@ -24,7 +25,10 @@ from slmscale.laws.downstream import linear_samples
 from slmscale.laws.gamma import gamma_q, interval
 from slmscale.laws.powerlaw import envelope_gammas
 
-GAMMA_KEYS = {"raw": ("gamma_q", "gamma_q_text", "ratio"), "error_rate": ("gamma_q_error", "gamma_q_text_error", "ratio_error")}
+GAMMA_KEYS = {
+    "raw": ("gamma_q", "gamma_q_text", "ratio"),
+    "error_rate": ("gamma_q_error", "gamma_q_text_error", "ratio_error"),
+}
 
 
 def eq6_samples(eq4: np.ndarray) -> dict[str, np.ndarray]:
@@ -33,6 +37,28 @@ def eq6_samples(eq4: np.ndarray) -> dict[str, np.ndarray]:
     s = al + be
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return {"G": (al * A / (be * B)) ** (1.0 / s), "a": be / s, "b": al / s}
+
+
+def law_samples(eq4: np.ndarray, rstar: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Bootstrap samples of the law's constants by name: Eq. 4, R* (if any), G, a, b."""
+    out = {k: eq4[:, i] for i, k in enumerate(PARAM_NAMES)}
+    if rstar is not None:
+        out["R_star_N"], out["R_star_D"] = rstar[:, 0], rstar[:, 1]
+    out.update(eq6_samples(eq4))
+    return out
+
+
+def law_intervals(samples: dict, estimates: dict, n_single: int, n_multi: int) -> dict:
+    """95% intervals of the law's constants: `gamma.interval`, bias-corrected and widened for
+    degrees of freedom: Eq. 4 and Eq. 6 constants by n_single runs and 5 fitted constants; R*
+    by the larger of that and (n_multi runs, 2 constants), since R*'s spread is mostly the
+    Eq. 4 spread it inherits (R*_N moves with alpha through U_N)."""
+    out = {}
+    eq4 = (n_single, 5)
+    rstar = eq4 if n_single * (n_multi - 2) < n_multi * (n_single - 5) else (n_multi, 2)
+    for k, v in samples.items():
+        out[k] = interval(v, estimates.get(k), rstar if k.startswith("R_star") else eq4)
+    return out
 
 
 def _run_index(study) -> dict[str, int]:
@@ -44,20 +70,32 @@ def add_intervals(study, *, n_boot: int, seed: int, progress=None) -> dict[str, 
     doc = study.doc
     with_rstar = study.data_constrained is not None
     ts = bootstrap_two_stage(
-        study.table, study.chinchilla, n_boot=n_boot, seed=seed, with_rstar=with_rstar,
+        study.table,
+        study.chinchilla,
+        n_boot=n_boot,
+        seed=seed,
+        with_rstar=with_rstar,
         progress=progress,
     )
-    samples = {k: ts.eq4[:, i] for i, k in enumerate(PARAM_NAMES)}
+    samples = law_samples(ts.eq4, ts.rstar)
+    p = study.chinchilla.params
+    point = law_samples(np.array([[p.E, p.A, p.B, p.alpha, p.beta]]), None)
+    est = {k: float(v[0]) for k, v in point.items()}
     if with_rstar:
-        samples["R_star_N"], samples["R_star_D"] = ts.rstar[:, 0], ts.rstar[:, 1]
-    samples.update(eq6_samples(ts.eq4))
+        est["R_star_N"] = study.data_constrained.R_star_N
+        est["R_star_D"] = study.data_constrained.R_star_D
+    n_single = int(np.count_nonzero(study.table.single_epoch))
+    n_multi = len(study.table) - n_single
+    doc["ci95"].update(law_intervals(samples, est, n_single, n_multi))
+    other: dict[str, tuple] = {}  # key -> (samples, estimate, dof)
     W = ts.weights  # (B, table runs)
 
     env = study.envelope
     if env["law"] is not None:
         idx = _run_index(study)
         groups = np.array([idx[str(r)] for r in env["run_id"]], int)
-        samples["envelope_gamma"] = envelope_gammas(env["C"], env["L"], groups, W)
+        g_env = envelope_gammas(env["C"], env["L"], groups, W)
+        other["envelope_gamma"] = (g_env, env["law"].gamma, (n_single, 2))
 
     Wt = None
     for m, d in study.downstream.items():
@@ -66,7 +104,9 @@ def add_intervals(study, *, n_boot: int, seed: int, progress=None) -> dict[str, 
             d["linear_samples"] = linear_samples(d["loss"], d["y"], d["linear"], W[:, rows])
         if d["at_chance"]:
             continue
-        g = gamma_q(d["C"], d["y"], groups=np.arange(len(rows)), weights=W[:, rows], chance=d["chance"])
+        g = gamma_q(
+            d["C"], d["y"], groups=np.arange(len(rows)), weights=W[:, rows], chance=d["chance"]
+        )
         ref = study.reference.get(m)
         gt = None
         if ref is not None and not ref["at_chance"]:
@@ -74,15 +114,19 @@ def add_intervals(study, *, n_boot: int, seed: int, progress=None) -> dict[str, 
                 Wt = resample_weights(ref["n_groups"], n_boot, seed + 1)
             gt = gamma_q(ref["C"], ref["y"], groups=ref["groups"], weights=Wt, chance=ref["chance"])
         for transform, (ks, kt, kr) in GAMMA_KEYS.items():
-            samples[f"{ks}.{m}"] = g[transform]["gamma"]
-            if gt is not None:
-                samples[f"{kt}.{m}"] = gt[transform]["gamma"]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    samples[f"{kr}.{m}"] = gt[transform]["gamma"] / g[transform]["gamma"]
+            e_s = d["gamma_q"][transform]["gamma"][0]
+            other[f"{ks}.{m}"] = (g[transform]["gamma"], e_s, (len(rows), 2))
+            if gt is None:
+                continue
+            e_t = ref["gamma_q"][transform]["gamma"][0]
+            other[f"{kt}.{m}"] = (gt[transform]["gamma"], e_t, (ref["n_groups"], 2))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = gt[transform]["gamma"] / g[transform]["gamma"]
+            other[f"{kr}.{m}"] = (ratio, e_t / e_s if e_s else None, None)
         d["gamma_q_samples"] = {t: g[t]["gamma"] for t in g}
 
-    for k, v in samples.items():
-        doc["ci95"][k] = interval(v)
+    for k, (v, e, dof) in other.items():
+        doc["ci95"][k] = interval(v, e, dof)
     cols = list(PARAM_NAMES) + (["R_star_N", "R_star_D"] if with_rstar else [])
     doc["bootstrap"] = {
         "n": n_boot,
@@ -90,6 +134,8 @@ def add_intervals(study, *, n_boot: int, seed: int, progress=None) -> dict[str, 
         "resample": "runs with replacement, single-epoch and multi-epoch runs each within their "
         "group; both stages refitted per replicate (Eq. 4, then R* with that replicate's Eq. 4); "
         "text reference: whole models with all their checkpoints",
+        "interval": "bias-corrected percentile, widened by sqrt(n / (n - p)) about the estimate "
+        "(n runs, p fitted constants)",
         "columns": cols,
         "samples": np.column_stack([samples[k] for k in cols]),
         "linear": {

@@ -260,7 +260,9 @@ def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None,
     if aware:
         out["N_within_1e-3"] = _flat_range(point, C, U_D, L)
     if edge:
-        out["warnings"].append("the best N lies on the edge of the searched range (1e-3..1e3 x N_opt)")
+        out["warnings"].append(
+            "the best N lies on the edge of the searched range (1e-3..1e3 x N_opt)"
+        )
     _metrics(doc, out, L, sl)
     gh = gpu_hours(C, d, **throughput)
     out["gpu_hours"] = None if gh is None else float(gh)

@@ -26,7 +26,11 @@ from slmscale.laws.chinchilla import (
     fit_chinchilla,
 )
 from slmscale.laws.compute_optimal import ComputeOptimal
-from slmscale.laws.data_constrained import DataConstrainedFit, fit_data_constrained
+from slmscale.laws.data_constrained import (
+    LOG10_RSTAR_RANGE,
+    DataConstrainedFit,
+    fit_data_constrained,
+)
 from slmscale.laws.downstream import fit_linear_relation
 from slmscale.laws.gamma import CHANCE, DEFINITION, at_chance, gamma_q
 from slmscale.laws.identify import RULE, not_identified
@@ -247,11 +251,20 @@ def _fit_multi(study: Study, source: str, huber_delta: float) -> None:
         "runs_used": multi.run_id,
     }
     doc["n_points"] += dc.n_points
+    lo, hi = (10.0**x for x in LOG10_RSTAR_RANGE)
+    for k in ("R_star_N", "R_star_D"):
+        v = doc["params"][k]
+        if v <= lo * (1 + 1e-6) or v >= hi * (1 - 1e-6):
+            doc["at_bounds"] = sorted({*doc["at_bounds"], k})
 
 
 def _fitted_range(table: RunsTable, single: RunsTable, multi: RunsTable | None) -> dict:
     """The region of (C, N, D, U_D) the fit has seen: the planner warns outside it."""
-    used = single if multi is None else table.subset(np.isin(table.run_id, single.run_id + multi.run_id))
+    used = (
+        single
+        if multi is None
+        else table.subset(np.isin(table.run_id, single.run_id + multi.run_id))
+    )
 
     def span(x):
         return [float(np.min(x)), float(np.max(x))]
@@ -364,7 +377,9 @@ def _fill_doc(study: Study, missing: dict, huber_delta: float) -> None:
     doc["reference"] = {
         m: {
             **r["law"].as_dict(),
-            "gamma_q": _gamma_doc(None if r["at_chance"] else r["gamma_q"], doc["ci95"], m, "_text"),
+            "gamma_q": _gamma_doc(
+                None if r["at_chance"] else r["gamma_q"], doc["ci95"], m, "_text"
+            ),
             "text_metric": r["text_metric"],
             "at_chance": r["at_chance"],
         }
