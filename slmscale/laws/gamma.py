@@ -180,4 +180,6 @@ def interval(samples, estimate: float | None = None, dof: tuple[int, int] | None
             lo, hi = np.exp(le + c * (np.log(lo) - le)), np.exp(le + c * (np.log(hi) - le))
         else:
             lo, hi = estimate + c * (lo - estimate), estimate + c * (hi - estimate)
+    if has_est:  # an interval that excludes its own estimate (an envelope's extreme) is widened
+        lo, hi = min(lo, estimate), max(hi, estimate)
     return [float(lo), float(hi)]

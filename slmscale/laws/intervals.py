@@ -21,10 +21,12 @@ import numpy as np
 
 from slmscale.laws.bootstrap import bootstrap_two_stage, resample_weights
 from slmscale.laws.chinchilla import PARAM_NAMES
+from slmscale.laws.data_constrained import LOG10_RSTAR_RANGE
 from slmscale.laws.downstream import linear_samples
 from slmscale.laws.gamma import gamma_q, interval
 from slmscale.laws.powerlaw import envelope_gammas
 
+RSTAR_BOX = tuple(10.0**x for x in LOG10_RSTAR_RANGE)
 GAMMA_KEYS = {
     "raw": ("gamma_q", "gamma_q_text", "ratio"),
     "error_rate": ("gamma_q_error", "gamma_q_text_error", "ratio_error"),
@@ -58,6 +60,8 @@ def law_intervals(samples: dict, estimates: dict, n_single: int, n_multi: int) -
     rstar = eq4 if n_single * (n_multi - 2) < n_multi * (n_single - 5) else (n_multi, 2)
     for k, v in samples.items():
         out[k] = interval(v, estimates.get(k), rstar if k.startswith("R_star") else eq4)
+        if k.startswith("R_star") and out[k][0] is not None:  # the widening stops at the box
+            out[k] = [float(np.clip(x, *RSTAR_BOX)) for x in out[k]]
     return out
 
 
