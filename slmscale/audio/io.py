@@ -264,7 +264,9 @@ class _UnboundedLength(io.BytesIO):
     a VBR file whose first frame is cheap loses its second half without an error.  Reporting a
     huge length (only to libsndfile's file-length query: seek to the end, then tell) moves the
     estimate beyond the real end, so the decoder reads every frame there is; the length is then
-    what was decoded."""
+    what was decoded.  Used only when a plain read stopped exactly at the estimate (a read that
+    ended short of it already reached the real end): the second pass makes libmpg123 print
+    harmless `part2_3_length` notes on stderr while it scans."""
 
     SLACK = 1 << 40
 
@@ -295,12 +297,15 @@ def _mp3_states_length(data: bytes) -> bool:
     return any(tag in head for tag in (b"Xing", b"Info", b"VBRI"))
 
 
-def _read_all(source, sf, block: int = 8192) -> tuple[np.ndarray, int, int, str]:
-    """Every frame the decoder yields, read block by block (the stated length may be a guess).
+def _read_all(source, sf, block: int | None = None) -> tuple[np.ndarray, int, int, str]:
+    """Every frame the decoder yields: in one call, or block by block when the stated length is a
+    guess (`block`; soundfile seeks between blocks, which makes libmpg123 print notes).
 
-    A decoder error after some audio came out means the stream breaks off: `BadAudio` saying
+    A decoder error after some blocks came out means the stream breaks off: `BadAudio` saying
     how much was decoded before the break."""
     with sf.SoundFile(source) as f:
+        if block is None:
+            return f.read(dtype="float32", always_2d=True), f.frames, f.samplerate, f.format
         parts: list[np.ndarray] = []
         try:
             while len(part := f.read(block, dtype="float32", always_2d=True)):
@@ -316,6 +321,8 @@ def _read_all(source, sf, block: int = 8192) -> tuple[np.ndarray, int, int, str]
         wave = np.concatenate(parts) if parts else np.zeros((0, f.channels), np.float32)
         return wave, f.frames, f.samplerate, f.format
 
+
+BLOCK = 8192  # frames per read when the length is unknown
 
 # An MP3 whose Xing/Info header states its length decodes to that length up to the encoder's
 # delay and padding (at most two MPEG-1 frames); a larger shortfall is a truncated file.
@@ -334,11 +341,15 @@ def decode_bytes(data: bytes, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarra
         raise BadAudio("empty file")
     stated = True
     try:
-        wave, declared, sr, fmt = _read_all(io.BytesIO(data), sf)
+        try:
+            wave, declared, sr, fmt = _read_all(io.BytesIO(data), sf)
+        except sf.LibsndfileError:
+            _read_all(io.BytesIO(data), sf, block=BLOCK)  # BadAudio: where the stream breaks off
+            raise
         if fmt == "MP3":
             stated = _mp3_states_length(data)
-            if not stated:
-                wave, declared, sr, fmt = _read_all(_UnboundedLength(data), sf)
+            if not stated and len(wave) >= declared:  # stopped at the guess: maybe more there
+                wave, declared, sr, fmt = _read_all(_UnboundedLength(data), sf, block=BLOCK)
     except sf.LibsndfileError as exc:
         msg = str(exc).split(": ", 1)[-1] if "Error opening" in str(exc) else str(exc)
         if "Format not recognised" in msg:

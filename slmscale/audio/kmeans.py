@@ -135,7 +135,7 @@ def train_kmeans(
     enc = unit_encoder.encoder
     known = [probe_seconds(it) for it in items]
     available = sum(s for s in known if s is not None)
-    target = max_frames / enc.frame_rate
+    target = ((max_frames - 1) * enc.stride + enc.receptive_field) / enc.sample_rate
     total = min(target, available) if available > 0 else target
     frames, n_frames, used, seconds = [], 0, 0, 0.0
     rejects: list[tuple[str, str]] = []

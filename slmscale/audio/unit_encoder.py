@@ -167,7 +167,9 @@ GIB = 1024**3
 # the peak (conv output, GroupNorm, GELU).  Measured: a 200 s CPU batch through the 512-channel
 # stack of HuBERT-base/mHuBERT-25Hz added 3.2 GB = 200 * 16000/5 * 512 * 4 B * 2.5.
 PEAK_TENSORS = 2.5
-RUNTIME_BYTES = 0.5 * GIB  # torch + the actor process itself
+# The actor process itself: torch, torchaudio, pyarrow, Ray's worker (Ray measured 631 MiB for a
+# log-mel actor on the 1.2 h espeak-ng run); transformers adds to it for HuBERT.
+RUNTIME_BYTES = 1.0 * GIB
 
 
 def memory_per_actor(encoder: FrameEncoder, batch_seconds: float) -> dict[str, float]:
