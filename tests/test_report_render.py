@@ -68,7 +68,7 @@ def test_report_renders_every_figure(inputs, capsys):
             "--law",
             "data_constrained",
             "--bootstrap",
-            "8",
+            "12",
             "--workers",
             "1",
             "--out",
@@ -95,7 +95,13 @@ def test_report_renders_every_figure(inputs, capsys):
         "R_star_N",
         "R_star_D",
     }
-    assert doc["n_points"] == 9 + 6 and len(doc["bootstrap"]["samples"]) == 8
+    assert doc["n_points"] == 9 + 6 and len(doc["bootstrap"]["samples"]) == 12
+    # Table 3 states its definition and shows raw and error-rate exponents with intervals.
+    assert "Definition (one function for speech and text)" in md
+    assert "| sblimp_acc | raw accuracy | " in md and "| sblimp_acc | error rate | " in md
+    row = next(line for line in md.splitlines() if line.startswith("| sblimp_acc | raw accuracy"))
+    assert row.count("[") >= 3  # speech, text and ratio each with an interval
+    assert "What R^2 can and cannot tell" in md and md.splitlines()[2].startswith("Caveats:")
     assert doc["envelope"]["basis"] == "eval points of single-epoch runs"
     assert doc["envelope"]["n_points"] == 9 * 10
     assert set(doc["tokenizers"]) == {"hubert25hz-k500", "unigram5000"}
