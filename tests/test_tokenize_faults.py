@@ -145,3 +145,28 @@ def test_each_duplicate_keeps_its_own_defect(tmp_path):
     assert why[str(root / "b.wav")] == (
         f"duplicate utterance_id 'b' in x (already used by {root / 'b.flac'})"
     )
+
+
+def test_cli_lists_every_reject_with_its_reason(setup, tmp_path, capsys):
+    root, km = setup
+    (root / "empty.flac").write_bytes(b"")
+    (root / "text.wav").write_bytes(b"not audio at all " * 10)
+    code = main(
+        [
+            "tokenize",
+            "--input",
+            f"x={root}",
+            "--kmeans",
+            str(km),
+            "--out",
+            str(tmp_path / "o"),
+            "--engine",
+            "local",
+            "--no-token-store",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 0
+    assert f"tokenize: rejected {root / 'empty.flac'}: empty file" in err
+    assert f"tokenize: rejected {root / 'text.wav'}: not audio" in err
+    assert "2 inputs rejected; all listed with their reasons in" in err

@@ -119,6 +119,7 @@ def run(args) -> int:
         f"{summary['audio_seconds'] / 3600:.3g} h of audio in {summary['wall_s']:.1f} s -> {args.out}"
     )
     print(format_accounting(summary["n_inputs"], summary["n_rows"], summary["n_rejects"]))
+    _print_rejects(args.out, summary["n_rejects"])
     if not args.no_token_store:  # what trials read (slmscale/tokenstore.py); ENOSPC: exit 2
         from slmscale.tokenstore import build_store_for_units
 
@@ -126,3 +127,25 @@ def run(args) -> int:
         if store is not None:
             print(f"token store: {store.n_tokens:,} training tokens (seed 0) in {store.path}")
     return 0
+
+
+SHOW_REJECTS = 20
+
+
+def _print_rejects(out: str, n_rejects: int) -> None:
+    """Each rejected input with its reason (the first few on stderr; all in rejects.parquet)."""
+    if not n_rejects:
+        return
+    import sys
+
+    from slmscale.units import REJECTS_FILE, read_rejects
+
+    t = read_rejects(out).slice(0, SHOW_REJECTS).to_pydict()
+    for src, why in zip(t["source"], t["error"], strict=True):
+        print(f"tokenize: rejected {src}: {why}", file=sys.stderr)
+    more = f" ({n_rejects - SHOW_REJECTS} more not shown)" if n_rejects > SHOW_REJECTS else ""
+    print(
+        f"tokenize: {n_rejects} inputs rejected{more}; all listed with their reasons in "
+        f"{out}/{REJECTS_FILE}",
+        file=sys.stderr,
+    )
