@@ -152,11 +152,13 @@ def _offline_env(tmp_path) -> dict:
 @pytest.mark.parametrize("model", ["/no/such/model-dir", "./models/x/", "someorg/not-cached"])
 def test_missing_model_is_one_line_before_torch_is_imported(tmp_path, model):
     code = (
-        "import sys\n"
-        "from slmscale.audio.hf_model import resolve_model\n"
+        "import sys, argparse\n"
+        "from slmscale.commands.tokenize import precheck\n"
         "from slmscale.errors import UserError\n"
+        "args = argparse.Namespace(encoder='hubert', allow_download=False, "
+        f"model={model!r})\n"
         "try:\n"
-        f"    resolve_model({model!r})\n"
+        "    precheck(args)\n"
         "except UserError as e:\n"
         "    print(e)\n"
         "print('torch' in sys.modules, 'transformers' in sys.modules)\n"

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from slmscale.commands.tokenize import add_encoder_arguments, check_model, encoder_spec
+from slmscale.commands.tokenize import precheck as precheck  # the CLI runs it first
 
 SHOW_REJECTS = 50  # reject reasons printed; all of them go to OUT.rejects.tsv
 

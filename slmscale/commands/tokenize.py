@@ -54,6 +54,12 @@ def check_model(args) -> None:
         resolve_model(args.model, args.allow_download)
 
 
+def precheck(args) -> None:
+    """Checks that need no heavy import, for the CLI to run before anything else (a missing
+    model is then one line in well under a second)."""
+    check_model(args)
+
+
 def encoder_spec(args):
     from slmscale.audio.unit_encoder import EncoderSpec
 
