@@ -92,9 +92,23 @@ def test_every_output_has_an_interval():
     base = np.array([SPEECH_LAW[k] for k in plan.COLUMNS])
     samples = (base * np.exp(rng.normal(0, 0.02, (200, 7)))).tolist()
     lines = {"sblimp_acc": [[-0.1, 0.8]] * 200}
-    doc = dc_doc(samples, downstream={"sblimp_acc": {"linear": {
-        "slope": -0.1, "intercept": 0.8, "pearson_r": -0.99, "loss_min": 1.8, "loss_max": 3.0,
-        "n_points": 10, "n_saturated": 0, "plateau": None}}})
+    doc = dc_doc(
+        samples,
+        downstream={
+            "sblimp_acc": {
+                "linear": {
+                    "slope": -0.1,
+                    "intercept": 0.8,
+                    "pearson_r": -0.99,
+                    "loss_min": 1.8,
+                    "loss_max": 3.0,
+                    "n_points": 10,
+                    "n_saturated": 0,
+                    "plateau": None,
+                }
+            }
+        },
+    )
     doc["bootstrap"]["linear"] = lines
     a = plan.plan_for_compute(doc, 1e21, unique_tokens=U_PAPER, tokens_per_sec=1e5)
     for k in ("N_opt", "D_opt", "epochs", "loss", "penalty", "gpu_hours"):
@@ -131,9 +145,32 @@ def test_plan_cli_prints_both_allocations(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "U_D = 1.089e+10" in out and "Eq. 6 (assumes unlimited unique data)" in out
     assert "loss, Eq. 7  1.871" in out and "penalty of ignoring the data limit" in out
-    assert main(["plan", "--fit", str(path), "--flops", "1e22", "--json", str(tmp_path / "a.json")]) == 0
+    assert (
+        main(["plan", "--fit", str(path), "--flops", "1e22", "--json", str(tmp_path / "a.json")])
+        == 0
+    )
     ans = json.loads((tmp_path / "a.json").read_text())
     assert ans["loss"] < ans["eq6"]["loss_eq7"]
     assert main(["plan", "--fit", str(path), "--flops", "1e22", "--unique-tokens", "-1"]) == 2
     assert main(["plan", "--fit", str(path), "--target-loss", "1.80"]) == 2
     assert "more unique data is needed" in capsys.readouterr().err
+
+
+def test_unique_tokens_come_from_the_units_dataset(tmp_path, capsys):
+    from slmscale.commands.fit import unique_tokens_of
+
+    for name, n in (("a", 4e9), ("b", 6.89e9)):
+        (tmp_path / name).mkdir()
+        meta = {"counts": {"libri": {"train": {"units": n}, "test": {"units": 1e6}}}}
+        (tmp_path / name / "meta.json").write_text(json.dumps(meta))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert unique_tokens_of({"units_dataset": [f"{a}@h1"] * 3}) == 4e9
+    assert unique_tokens_of({"units_dataset": [f"{a}@h1;{b}@h2"]}) == pytest.approx(10.89e9)
+    assert unique_tokens_of({"units_dataset": [f"{a}@h1", f"{b}@h2"]}) is None  # ambiguous
+    assert unique_tokens_of({"units_dataset": [f"{tmp_path}/none@h"]}) is None
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(dc_doc()))
+    assert main(["plan", "--fit", str(path), "--flops", "1e22", "--units", str(a)]) == 0
+    assert "U_D = 4e+09" in capsys.readouterr().out
+    assert main(["plan", "--fit", str(path), "--flops", "1e22", "--units", str(tmp_path)]) == 2
+    assert "not a units dataset" in capsys.readouterr().err

@@ -153,27 +153,37 @@ def load_inputs(args) -> tuple[dict, dict | None, dict]:
     return runs, curves, source
 
 
-def unique_tokens_of(runs: dict) -> float | None:
-    """Train units of the runs' units dataset (its meta.json), when there is exactly one.
+def train_units(root: str | Path) -> float | None:
+    """Train-split units counted in a units dataset's meta.json (None when not counted)."""
+    from slmscale.units import load_meta
 
-    The `units_dataset` param is "path" or "path@hash"; the meta.json counts are
-    counts[dataset][split]["units"].  None when absent, ambiguous or unreadable.
+    try:
+        counts = load_meta(root).get("counts") or {}
+        total = sum(float((per.get("train") or {}).get("units", 0)) for per in counts.values())
+    except (UserError, AttributeError, TypeError, ValueError):
+        return None
+    return total or None
+
+
+def unique_tokens_of(runs: dict) -> float | None:
+    """Unique training tokens available: the train units of the runs' units dataset(s).
+
+    The `units_dataset` param is "path@meta_hash", ";"-joined for a mixture (whose sources
+    add up).  None when the runs name no dataset, name several different ones, or a
+    meta.json is not readable here.
     """
+    import re
+
     values = {str(v) for v in runs.get("units_dataset", []) if v and v == v}
     if len(values) != 1:
         return None
-    path = Path(values.pop().split("@")[0])
-    meta = path / "meta.json" if path.is_dir() else path
-    try:
-        counts = json.loads(meta.read_text())["counts"]
-        total = sum(
-            float(split.get("units", 0))
-            for per in counts.values()
-            for name, split in per.items()
-            if name == "train"
-        )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    total = 0.0
+    for part in values.pop().split(";"):
+        path = Path(re.split(r"[@#]", part.strip())[0])
+        u = train_units(path) if part.strip() else None
+        if u is None:
+            return None
+        total += u
     return total or None
 
 
@@ -242,7 +252,10 @@ def print_summary(doc: dict, out=None) -> None:
         row(k, co[k])
     print(f"  N_opt = {co['G']:.4g} (C/6)^{co['a']:.4f}, D_opt = (C/6)^{co['b']:.4f} / G", file=out)
     if flagged:
-        print(f"  not identified ({doc.get('identification_rule')}): {', '.join(sorted(flagged))}", file=out)
+        print(
+            f"  not identified ({doc.get('identification_rule')}): {', '.join(sorted(flagged))}",
+            file=out,
+        )
     print(f"  excluded runs: {len(doc['excluded'])}", file=out)
 
 

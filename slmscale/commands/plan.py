@@ -86,16 +86,24 @@ def _print(answer: dict, out=None) -> None:
 
     if "target" in answer:
         print(f"target {answer['target']}: needs loss {fmt(answer['needed_loss'])}", file=out)
-        print(f"compute needed {answer['flops']:.4g} FLOPs{_ci(answer.get('flops_ci95'))}", file=out)
+        print(
+            f"compute needed {answer['flops']:.4g} FLOPs{_ci(answer.get('flops_ci95'))}", file=out
+        )
     else:
         print(f"compute C      {answer['flops']:.4g} FLOPs", file=out)
     u = answer.get("unique_tokens")
-    print(f"law            {answer['law']}" + (f", U_D = {u:.4g} unique tokens" if u else ""), file=out)
+    print(
+        f"law            {answer['law']}" + (f", U_D = {u:.4g} unique tokens" if u else ""),
+        file=out,
+    )
     print(f"N_opt          {answer['N_opt']:.4g} parameters{_ci(ci.get('N_opt'))}", file=out)
     print(f"D_opt          {answer['D_opt']:.4g} tokens{_ci(ci.get('D_opt'))}", file=out)
     flat = answer.get("N_within_1e-3")
     if flat:
-        print(f"               (any N in [{flat[0]:.3g}, {flat[1]:.3g}] is within 0.001 of this loss)", file=out)
+        print(
+            f"               (any N in [{flat[0]:.3g}, {flat[1]:.3g}] is within 0.001 of this loss)",
+            file=out,
+        )
     if answer.get("epochs") is not None:
         print(f"epochs         {answer['epochs']:.3g}{_ci(ci.get('epochs'), '{:.3g}')}", file=out)
     print(f"predicted loss {answer['loss']:.4g}{_ci(ci.get('loss'))}", file=out)
@@ -104,9 +112,18 @@ def _print(answer: dict, out=None) -> None:
         e = eq6["ci95"]
         print("Eq. 6 (assumes unlimited unique data), for comparison:", file=out)
         print(f"  N            {eq6['N_opt']:.4g}{_ci(e.get('N_opt'))}", file=out)
-        print(f"  D            {eq6['D_opt']:.4g} ({eq6['epochs']:.3g} epochs){_ci(e.get('D_opt'))}", file=out)
-        print(f"  loss, Eq. 4  {eq6['loss_eq4']:.4g}{_ci(e.get('loss_eq4'))} (what Eq. 6 promises)", file=out)
-        print(f"  loss, Eq. 7  {eq6['loss_eq7']:.4g}{_ci(e.get('loss_eq7'))} (with U_D: what it gets)", file=out)
+        print(
+            f"  D            {eq6['D_opt']:.4g} ({eq6['epochs']:.3g} epochs){_ci(e.get('D_opt'))}",
+            file=out,
+        )
+        print(
+            f"  loss, Eq. 4  {eq6['loss_eq4']:.4g}{_ci(e.get('loss_eq4'))} (what Eq. 6 promises)",
+            file=out,
+        )
+        print(
+            f"  loss, Eq. 7  {eq6['loss_eq7']:.4g}{_ci(e.get('loss_eq7'))} (with U_D: what it gets)",
+            file=out,
+        )
         print(
             f"  penalty of ignoring the data limit: {answer['penalty']:.3g} in loss"
             f"{_ci(ci.get('penalty'), '{:.3g}')}; Eq. 4 reaches that loss at "
@@ -118,18 +135,19 @@ def _print(answer: dict, out=None) -> None:
         print(f"{m:14s} {fmt(v['value'])}{_ci(v.get('ci95'))}{note}", file=out)
     gh = answer.get("gpu_hours")
     hint = "give --tokens-per-sec, or --mfu and --peak-flops"
-    print(f"GPU-hours      {fmt(gh) + _ci(ci.get('gpu_hours')) if gh is not None else hint}", file=out)
+    print(
+        f"GPU-hours      {fmt(gh) + _ci(ci.get('gpu_hours')) if gh is not None else hint}", file=out
+    )
     for w in answer.get("warnings", []):
         print(f"warning: {w}", file=out)
 
 
 def _units_tokens(path: str) -> float:
-    from slmscale.commands.fit import unique_tokens_of
+    from slmscale.commands.fit import train_units
+    from slmscale.units import load_meta
 
-    p = Path(path)
-    if not (p / "meta.json").is_file():
-        raise UserError(f"{path}: not a units dataset (no meta.json)")
-    u = unique_tokens_of({"units_dataset": [str(p)]})
+    load_meta(path)  # a one-line error when it is not a units dataset
+    u = train_units(path)
     if not u:
         raise UserError(f"{path}/meta.json: no train units counted (counts.<dataset>.train.units)")
     return u
@@ -165,7 +183,9 @@ def run(args) -> int:
     if args.json is not None and args.json != "-":
         from slmscale.units import write_bytes_atomic
 
-        write_bytes_atomic(args.json, (json.dumps(answer, indent=1, sort_keys=True) + "\n").encode())
+        write_bytes_atomic(
+            args.json, (json.dumps(answer, indent=1, sort_keys=True) + "\n").encode()
+        )
         _print(answer)
     elif args.json == "-":
         print(json.dumps(answer, indent=1, sort_keys=True))
