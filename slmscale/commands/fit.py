@@ -58,7 +58,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=1,
-        help="accepted for old scripts; the bootstrap refits are vectorised in one process",
+        help=argparse.SUPPRESS,  # accepted for old scripts: the refits are vectorised now
     )
     parser.add_argument(
         "--text-reference",
