@@ -86,6 +86,17 @@ def open_grid_parent(args, plan_: GridPlan, tracking_uri: str, experiment_id: st
     )
 
 
+def resume_command(command: str, args, tracking_uri: str, storage: str, extra=()) -> str:
+    """The command line that resumes this grid (or trial) into the same runs."""
+    import shlex
+
+    words = ["slmscale", command, args.spec, *(getattr(args, "overrides", None) or [])]
+    words += ["--tracking-uri", tracking_uri, "--storage-path", storage]
+    if args.experiment:
+        words += ["--experiment", args.experiment]
+    return shlex.join([*words, *extra])
+
+
 def run(args) -> int:
     plan_ = load_plan(args.spec, args.overrides)
     if args.dry_run:
@@ -94,20 +105,31 @@ def run(args) -> int:
             render_json(spec, trials) if args.format == "json" else render_table(spec, data, trials)
         )
         return 0
-    from slmscale.grid.tune import run_grid
+    from slmscale.grid.claims import Claims, claims_dir
+    from slmscale.grid.driver import drive
 
     tracking_uri, storage, jobs = prepare_jobs(args, plan_)
-    parent = open_grid_parent(args, plan_, tracking_uri, jobs[0].experiment_id)
+    # One parent run per grid, even with two drivers starting together: find-or-create it under
+    # a claim (slmscale.grid.claims), so the second driver finds the first one's.
+    with Claims(claims_dir(tracking_uri, storage, jobs[0].experiment_id)) as claims:
+        claims.claim(f"grid-{plan_.spec.name}")
+        parent = open_grid_parent(args, plan_, tracking_uri, jobs[0].experiment_id)
     for job in jobs:
         job.parent_run_id = parent
-    summary = run_grid(
+    outcome = drive(
         jobs, plan_.spec.resources, max_concurrent=args.max_concurrent, grid_name=plan_.spec.name
     )
     from slmscale.tracking.grid_run import finish_grid_run
 
-    counts = summary.table.counts()
-    counts["done"] += summary.skipped  # finished in an earlier run of the grid
-    finish_grid_run(tracking_uri, parent, counts)
-    print(summary.render(), file=sys.stderr)
+    finish_grid_run(tracking_uri, parent, outcome.counts())
+    print(outcome.render(), file=sys.stderr)
     print(f"tracking: {tracking_uri}  storage: {storage}", file=sys.stderr)
-    return 0 if summary.failed == 0 else 1
+    if outcome.interrupted:
+        left = sum(s != "FINISHED" for s in outcome.statuses.values())
+        print(
+            f"interrupted: {len(outcome.stopped)} trials stopped (runs KILLED, each keeps its "
+            f"last checkpoint), {left} not finished; resume with: "
+            f"{resume_command('grid', args, tracking_uri, storage)}",
+            file=sys.stderr,
+        )
+    return outcome.exit_code()

@@ -42,7 +42,21 @@ def run(args) -> int:
     tracking_uri, _storage, jobs = prepare_jobs(args, plan)
     job = jobs[0]
     print(f"trial {job.key} ({job.run_name}): {job.tokens:,} tokens", file=sys.stderr)
-    status, result = run_in_process(job)
+
+    def waiting(holder: str) -> None:
+        print(f"trial {job.key} is being trained by {holder}; waiting for it", file=sys.stderr)
+
+    try:
+        status, result = run_in_process(job, on_wait=waiting)
+    except KeyboardInterrupt:
+        from slmscale.commands.grid import resume_command
+
+        print(
+            f"trial {job.key} interrupted: its run is KILLED; resume with: "
+            f"{resume_command('train', args, tracking_uri, _storage, ['--trial', job.key])}",
+            file=sys.stderr,
+        )
+        return 130
     if status == "SKIPPED":
         print(f"trial {job.key} already FINISHED in {tracking_uri}; skipped", file=sys.stderr)
         return 0

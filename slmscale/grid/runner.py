@@ -143,18 +143,31 @@ def local_checkpoint_dir(job: TrialJob) -> Path:
     return Path(job.storage_path) / f"trial-{job.key}" / "checkpoint"
 
 
-def run_in_process(job: TrialJob) -> tuple[str, TrialResult | None]:
-    """Run one trial here, without Ray; returns (status, result).  FINISHED runs are skipped."""
-    run = start_run(job)
-    if run.status == "FINISHED":
-        return "SKIPPED", None
+def run_in_process(job: TrialJob, on_wait=None) -> tuple[str, TrialResult | None]:
+    """Run one trial here, without Ray; returns (status, result).  FINISHED runs are skipped.
+
+    The trial is claimed first (slmscale.grid.claims): while another process trains it, this
+    waits (`on_wait(holder)` says so once), then skips it if that one finished it.  Ctrl-C
+    closes the run KILLED, to be resumed by a rerun; any other exception closes it FAILED.
+    """
+    from slmscale.grid.claims import Claims, claims_dir
+    from slmscale.tracking.runs import INTERRUPTED_REASON
+
     directory = local_checkpoint_dir(job)
-    try:
-        result = run_worker(job, run.run_id, checkpoint_dir=directory)
-    except BaseException as exc:
-        finish(job, run.run_id, "FAILED", f"{type(exc).__name__}: {exc}")
-        raise
-    finish(job, run.run_id, result.status, result.reason)
+    with Claims(claims_dir(job.tracking_uri, job.storage_path, job.experiment_id)) as claims:
+        claims.claim(job.key, on_wait=on_wait)
+        run = start_run(job)
+        if run.status == "FINISHED":
+            return "SKIPPED", None
+        try:
+            result = run_worker(job, run.run_id, checkpoint_dir=directory)
+        except KeyboardInterrupt:
+            finish(job, run.run_id, "KILLED", INTERRUPTED_REASON)
+            raise
+        except BaseException as exc:
+            finish(job, run.run_id, "FAILED", f"{type(exc).__name__}: {exc}")
+            raise
+        finish(job, run.run_id, result.status, result.reason)
     if result.status == "FINISHED":
         shutil.rmtree(directory, ignore_errors=True)
     return result.status, result

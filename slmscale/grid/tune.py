@@ -114,20 +114,21 @@ def tune_trial(config: dict) -> None:
     if run.status == "FINISHED":
         tune.report({"status": "SKIPPED", "tokens_seen": job.tokens})
         return
-    status, reason = "FAILED", None
+    reason = None
     try:
         _trainer(job, run.run_id, config["resources"]).fit()
-        # Rank 0 closed the run (FINISHED, or FAILED on a non-finite loss) before returning.
-        ended = client(job.tracking_uri).get_run(run.run_id)
-        status, reason = ended.info.status, ended.data.tags.get(TAG_FAILURE)
     except Exception as exc:  # retries exhausted (FailureConfig): the run records why
         lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
         reason = f"{type(exc).__name__}: {lines[-1].strip()[:500]}"
-    if status not in ("FINISHED", "FAILED"):
-        status = "FAILED"
-    if status == "FAILED" and reason is None:
-        reason = "the training job ended without closing its run"
-    finish(job, run.run_id, status, reason)
+    # The run is closed once, by its owner: rank 0 closes it (FINISHED, or FAILED on a
+    # non-finite loss); only a job that ended without closing it is closed here, FAILED.
+    ended = client(job.tracking_uri).get_run(run.run_id)
+    status = ended.info.status
+    if status in ("FINISHED", "FAILED"):
+        reason = ended.data.tags.get(TAG_FAILURE)
+    else:
+        status, reason = "FAILED", reason or "the training job ended without closing its run"
+        finish(job, run.run_id, status, reason)
     tune.report({"status": status, "reason": reason or "", "tokens_seen": job.tokens})
 
 
@@ -184,8 +185,12 @@ def run_grid(
     grid_name: str,
     max_concurrent: int | None = None,
     stream=None,
+    stopper=None,
 ) -> GridSummary:
-    """Train every job not yet FINISHED on the connected (or a new local) Ray cluster."""
+    """Train every job not yet FINISHED on the connected (or a new local) Ray cluster.
+
+    `stopper`: a Tune Stopper that can end the whole run early (slmscale.grid.driver, Ctrl-C).
+    """
     import ray
     from ray import tune
 
@@ -229,6 +234,7 @@ def run_grid(
                 name=f"grid-{grid_name}",
                 storage_path=todo[0].storage_path,
                 callbacks=[tune_callback(table)],
+                stop=stopper,
                 verbose=0,
             ),
         )

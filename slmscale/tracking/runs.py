@@ -55,7 +55,7 @@ def open_trial_run(
     c = client(tracking_uri)
     existing = find_trial_runs(tracking_uri, experiment_id, trial_key)
     if existing:
-        run = sorted(existing, key=lambda r: r.info.start_time)[0]
+        run = min(existing, key=_canonical_order)
         status = run.info.status
         if status != "FINISHED":
             c.update_run(run.info.run_id, status="RUNNING")
@@ -78,7 +78,26 @@ def open_trial_run(
         params=[Param(k, str(v)) for k, v in params.items()],
         tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
     )
+    # The caller holds the trial's claim (slmscale.grid.claims), so this run is the only one.
+    # A safety net for writers that do not share the claims folder: if another run of the key
+    # appeared meanwhile, keep the first by (status, start time, id) and drop ours.
+    others = find_trial_runs(tracking_uri, experiment_id, trial_key)
+    first = min(others, key=_canonical_order) if others else run
+    if first.info.run_id != run.info.run_id:
+        c.delete_run(run.info.run_id)
+        return open_trial_run(tracking_uri, experiment_id, trial_key, run_name, params, tags)
     return TrialRun(run.info.run_id, "NEW", resumed=False)
+
+
+def _canonical_order(run) -> tuple:
+    """The run that stands for a trial when a store holds several: a FINISHED one, else the first."""
+    return (run.info.status != "FINISHED", run.info.start_time, run.info.run_id)
+
+
+def trial_status(tracking_uri: str, experiment_id: str, trial_key: str) -> str | None:
+    """The MLflow status of the trial's run (FINISHED/FAILED/KILLED/RUNNING), None when it has none."""
+    runs = find_trial_runs(tracking_uri, experiment_id, trial_key)
+    return min(runs, key=_canonical_order).info.status if runs else None
 
 
 def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
@@ -90,6 +109,9 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step:
     ts = int(time.time() * 1000)
     c = client(tracking_uri)
     c.log_batch(run_id, metrics=[Metric(k, float(v), ts, int(step)) for k, v in metrics.items()])
+
+
+INTERRUPTED_REASON = "interrupted (Ctrl-C); a rerun resumes it from its last checkpoint"
 
 
 def finish_run(

@@ -1,0 +1,144 @@
+"""Faults at the driver (issue 21), as subprocesses on the smoke grid:
+
+- Ctrl-C: SIGINT stops the grid; no run is left RUNNING (stopped ones are KILLED), the command
+  says how to resume and exits 130; the rerun resumes into the same runs and finishes them.
+- Two drivers on one spec and store, started together, on a fresh store and on an existing
+  one: every trial key has exactly one run, FINISHED, and both drivers exit 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from slmscale.tracking.schema import M_TOKENS_TRAINED, TAG_KIND, TAG_TRIAL_KEY
+from slmscale.train.synthetic import write_synthetic_units
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_TRIALS = 5
+
+
+def workdir(tmp_path: Path, spec_text: str | None = None) -> Path:
+    write_synthetic_units(tmp_path / "units" / "smoke")
+    text = spec_text or (REPO / "tune_spaces" / "smoke.yaml").read_text()
+    (tmp_path / "smoke.yaml").write_text(text)
+    return tmp_path
+
+
+def slmscale(tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "slmscale.cli", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+
+
+def grid_args(tmp_path: Path) -> list[str]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return ["grid", "smoke.yaml", "--tracking-uri", uri, "--storage-path", str(tmp_path / "st")]
+
+
+def train_runs(tmp_path: Path) -> list:
+    from slmscale.tracking import client
+
+    c = client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("smoke")
+    if exp is None:
+        return []
+    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get(TAG_KIND) == "train"]
+
+
+def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"slmscale did not end in {timeout} s:\n{err[-3000:]}")
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_ctrl_c_kills_runs_says_how_to_resume_exits_130_and_rerun_resumes(tmp_path):
+    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
+    # Trials long enough to be caught training (many passes over the tiny data), with checkpoints.
+    text = text.replace("tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000, 500000]\nepochs: [auto]")
+    text = text.replace("checkpoint_every_steps: 8", "checkpoint_every_steps: 100")
+    wd = workdir(tmp_path, text)
+    proc = slmscale(wd, *grid_args(wd))
+    deadline = time.monotonic() + 600
+    while not list((wd / "st").glob("trial-*/checkpoint_*")):  # a trial is mid-training
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no checkpoint in 600 s"
+        time.sleep(0.5)
+    checkpointed = {p.parent.name.removeprefix("trial-") for p in (wd / "st").glob("trial-*/checkpoint_*")}
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
+    rc, err = finish(proc, timeout=600)
+    assert rc == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "resume with: slmscale grid smoke.yaml" in err, err[-3000:]
+    runs = train_runs(wd)
+    states = Counter(r.info.status for r in runs)
+    assert states["RUNNING"] == 0, states
+    killed = {r.data.tags[TAG_TRIAL_KEY]: r.info.run_id for r in runs if r.info.status == "KILLED"}
+    assert killed and set(killed) & checkpointed, (states, checkpointed)
+    assert states["FINISHED"] < SMOKE_TRIALS
+
+    rc, err = finish(slmscale(wd, *grid_args(wd)))
+    assert rc == 0, err[-3000:]
+    runs = train_runs(wd)
+    by_key = Counter(r.data.tags[TAG_TRIAL_KEY] for r in runs)
+    assert len(by_key) == SMOKE_TRIALS and set(by_key.values()) == {1}, by_key
+    assert all(r.info.status == "FINISHED" for r in runs)
+    resumed = {r.data.tags[TAG_TRIAL_KEY]: r for r in runs if r.data.tags[TAG_TRIAL_KEY] in killed}
+    for key, run_id in killed.items():
+        run = resumed[key]
+        assert run.info.run_id == run_id  # the same run, resumed
+        assert run.data.metrics[M_TOKENS_TRAINED] == int(run.data.params["tokens"])
+
+
+def two_drivers_together(wd: Path) -> None:
+    a, b = slmscale(wd, *grid_args(wd)), slmscale(wd, *grid_args(wd))
+    (rc_a, err_a), (rc_b, err_b) = finish(a), finish(b)
+    assert (rc_a, rc_b) == (0, 0), (err_a[-3000:], err_b[-3000:])
+    for err in (err_a, err_b):
+        assert "Traceback" not in err, err[-3000:]
+    runs = train_runs(wd)
+    by_key = Counter(r.data.tags[TAG_TRIAL_KEY] for r in runs)
+    assert len(by_key) == SMOKE_TRIALS and set(by_key.values()) == {1}, by_key
+    assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_two_drivers_started_together_on_a_fresh_store_train_each_trial_once(tmp_path):
+    wd = workdir(tmp_path)
+    assert not (wd / "mlflow.db").exists()
+    two_drivers_together(wd)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_two_drivers_started_together_on_an_existing_store_train_each_trial_once(tmp_path):
+    wd = workdir(tmp_path)
+    uri = f"sqlite:///{wd / 'mlflow.db'}"
+    rc, err = finish(slmscale(wd, "train", "smoke.yaml", "--index", "4", "--tracking-uri", uri))
+    assert rc == 0, err[-3000:]
+    assert len(train_runs(wd)) == 1
+    two_drivers_together(wd)
