@@ -104,6 +104,18 @@ def test_multi_epoch_runs_give_rstar_rows():
     assert not few.constants["R_star_N"]["identified"]
 
 
+def test_rstar_refits_agree_with_the_point_fit():
+    from slmscale.laws import data_constrained as dc
+
+    multi = [ds.Point(n, 16 * n, 16 * n / e) for n in PAPER_N for e in (2, 4, 8, 10)]
+    truths, L = ds.simulate(ds.paper_prior(0.01), multi, 4, seed=2)
+    N, D, U = (np.array([getattr(p, k) for p in multi]) for k in "NDU")
+    got = ds.collect_rstar(ds.submit_rstar(ds.Workers(1), truths[:, :5], N, D, U, L, 0.03))
+    for s in range(len(L)):
+        f = dc.fit_data_constrained(ChinchillaParams(*truths[s, :5]), N, D, U, L[s])
+        np.testing.assert_allclose(got[s], [f.R_star_N, f.R_star_D], rtol=0.03)
+
+
 def test_variants_drop_sizes_budgets_blocks_and_halve_the_largest():
     pts = grid(PAPER_N[:3], ratios=(2, 8))
     pts.append(ds.Point(PAPER_N[0], 16 * PAPER_N[0], 8 * PAPER_N[0], cost=1.0, group="extra[0]", epochs=2.0))

@@ -333,7 +333,8 @@ def render(design: dict) -> str:
             "B, R* the width of log(hi / lo))",
         ]
         keys = list(full["constants"])
-        head = ["variant", "runs", unit, "saved", *keys, "extrap.", "all identified"]
+        kept = {k for k, c in full["constants"].items() if c["identified"]}
+        head = ["variant", "runs", unit, "saved", *keys, "extrap.", "identified", "keeps full's"]
         rows = []
         for g in design["grids"]:
             ratios = []
@@ -350,16 +351,23 @@ def render(design: dict) -> str:
                     f"{100 * (1 - g['cost'] / full['cost']):.0f}%" if full["cost"] else "-",
                     *ratios,
                     "-" if not e0 or e is None or not math.isfinite(e0) else f"{e / e0:.2f}x",
-                    "yes" if g["all_identified"] else "no",
+                    f"{sum(c['identified'] for c in g['constants'].values())}/{len(keys)}",
+                    "yes" if kept <= {k for k, c in g["constants"].items() if c["identified"]} else "no",
                 ]
             )
         lines += _table(head, rows)
-        cheap = design.get("cheapest_identified")
+        cheap, keep = design.get("cheapest_identified"), design.get("cheapest_keeping")
         lines.append(
-            f"cheapest grid that keeps every constant identified: {cheap}"
+            f"cheapest grid that identifies every constant: {cheap}"
             if cheap
             else "no grid here identifies every constant (not even the full grid)"
         )
+        if keep and not cheap:
+            g = next(g for g in design["grids"] if g["name"] == keep)
+            lines.append(
+                f"cheapest grid that keeps every constant the full grid identifies "
+                f"({', '.join(sorted(kept)) or 'none'}): {keep}, {_g(g['cost'], 4)} {unit}"
+            )
     nxt = design.get("next_runs")
     if nxt:
         lines += ["", f"next runs ({nxt['basis']}):"]
@@ -453,6 +461,11 @@ def run(args) -> int:
     cheapest = min(
         (r for r in results if r.all_identified), key=lambda r: r.cost, default=None
     )
+    full_ids = {k for k, c in results[0].constants.items() if c["identified"]}
+    keeping = min(
+        (r for r in results if full_ids <= {k for k, c in r.constants.items() if c["identified"]}),
+        key=lambda r: r.cost,
+    )
     design = {
         "spec": str(args.spec),
         "spec_name": plan.spec.name,
@@ -471,6 +484,7 @@ def run(args) -> int:
         "fitter": ds.FITTER,
         "grids": [r.as_dict() for r in results],
         "cheapest_identified": cheapest.name if cheapest else None,
+        "cheapest_keeping": keeping.name,
         "next_runs": nxt,
     }
     design = rounded(design)
