@@ -307,3 +307,13 @@ def test_next_runs_from_the_finished_runs_in_mlflow(spec_dir):
     assert nxt["basis"] == "from the 9 finished run(s)"
     assert {c["key"] for c in nxt["chosen"]}.isdisjoint(p.key for p in small)
     assert any(c["label"].startswith(("309M", "823M")) for c in nxt["chosen"])
+
+
+def test_report_has_the_identification_section(spec_dir):
+    from slmscale.cli import main
+
+    out = spec_dir / "rep"
+    assert main(["report", "--runs", str(spec_dir / "runs.csv"), "--bootstrap", "0", "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "## How well these runs identify the law (simulated studies)" in md
+    assert "| alpha |" in md and "Extrapolated compute-optimal loss" in md

@@ -26,7 +26,8 @@ Identified: the project's rule (`identify.is_identified`, the one fit.json's `no
 uses) applied to the simulated interval, and at most 5% of refits on the edge of the search box.
 The interval is placed around the prior's centre from the refits' errors: E, A, B, R*_N, R*_D as
 ratios (est / true), the exponents alpha, beta, a, b as differences, so a prior with spread
-(bootstrap samples) measures the grid, not the spread of the prior.
+(bootstrap samples) measures the grid, not the spread of the prior; it is clipped to the search
+box, where every refit lands.
 
 `grid_variants` builds leaner grids (drop a size, a budget, a block of extra runs; halve the
 largest size's budgets); `propose_next` picks the next runs that most narrow the extrapolation
@@ -78,6 +79,18 @@ N_POLISH = 8  # as fit_chinchilla's default
 _LO = np.array([b[0] for b in THETA_BOUNDS])
 _HI = np.array([b[1] for b in THETA_BOUNDS])
 _RSTAR_EDGES = tuple(10.0**x for x in dc.LOG10_RSTAR_RANGE)
+# Where a refit can land (the search boxes): intervals placed around a centre are clipped to it.
+_BOX = {
+    "E": tuple(np.exp(THETA_BOUNDS[2])),
+    "A": tuple(np.exp(THETA_BOUNDS[0])),
+    "B": tuple(np.exp(THETA_BOUNDS[1])),
+    "alpha": THETA_BOUNDS[3],
+    "beta": THETA_BOUNDS[4],
+    "R_star_N": _RSTAR_EDGES,
+    "R_star_D": _RSTAR_EDGES,
+    "a": (0.0, 1.0),
+    "b": (0.0, 1.0),
+}
 
 
 # --- design points and the prior -----------------------------------------------------------
@@ -458,6 +471,7 @@ def _summary(name, est, true, at_bounds, center) -> dict:
         lo, hi = center * np.exp(lo_e), center * np.exp(hi_e)
     else:
         lo, hi = center + lo_e, center + hi_e
+    lo, hi = np.clip([lo, hi], *_BOX[name])
     width = hi - lo
     frac = float(np.mean(at_bounds))
     with np.errstate(all="ignore"):

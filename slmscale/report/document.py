@@ -11,6 +11,7 @@ import html
 from pathlib import Path
 
 from slmscale import paper
+from slmscale.laws.design import identification_blocks
 from slmscale.laws.study import Study
 
 
@@ -290,6 +291,7 @@ def build_blocks(study: Study, figures: list[str], title: str) -> list:
         ("fig", "fig5_tokenizers", "Loss envelopes per tokenizer"),
         ("h2", "Fit quality"),
         *_quality_blocks(doc),
+        *identification_blocks(doc, study.single, study.multi),  # slmscale design, on these runs
         ("h2", "Excluded runs"),
         ("table", ["run_id", "reason"], [[e["run_id"], e["reason"]] for e in doc["excluded"]]),
     ]
