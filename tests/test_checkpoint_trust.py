@@ -151,3 +151,35 @@ def test_scratch_of_a_killed_worker_is_swept(tmp_path):
     other = ckpt.make_scratch("k999", tmp_path)
     assert ckpt.sweep_scratch("k123", tmp_path) == [left]
     assert not left.exists() and mine.exists() and other.exists()
+
+
+def test_ray_restore_walks_back_through_stored_checkpoints(smoke_trials, tmp_path):  # noqa: F811
+    """The Ray worker's candidates: Ray's latest, then the older ckpt-* beside it in storage."""
+    import ray.train
+
+    from slmscale.grid.trainworker import _stored_candidates
+
+    config = _config(smoke_trials)
+    local = tmp_path / "local"
+    train_one_trial(config, checkpoint_dir=local, options=OPTS, keep_checkpoints=None)
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    for p in ckpt.candidates(local):  # as Ray names them: ckpt-<step>-<attempt>
+        p.rename(storage / f"{p.name}-abcd1234")
+    names = sorted(p.name for p in storage.iterdir())
+    assert names[0].startswith("ckpt-0000000008") and len(names) == 3  # 8, 16, 24
+    latest = storage / names[-1]
+    (latest / ckpt.STATE_FILE).write_bytes(b"torn upload")
+    found = list(_stored_candidates(ray.train.Checkpoint(str(latest))))
+    assert [p.name for p in found] == names[::-1]
+    warnings = []
+    seen = []
+    train_one_trial(  # restore through the core, as the worker does
+        config,
+        reporter=lambda m, s: seen.append(s),
+        resume_from=_stored_candidates(ray.train.Checkpoint(str(latest))),
+        options=OPTS,
+        warn=warnings.append,
+    )
+    assert str(latest / ckpt.STATE_FILE) in warnings[0]
+    assert 16 * 256 < min(seen) <= 20 * 256

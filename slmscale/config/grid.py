@@ -140,6 +140,22 @@ Epochs = Annotated[
 ]
 
 
+class WorkerResources(StrictModel):
+    """Resources of the trials of one size (`resources.per_size`) or block (`extra[i].resources`);
+    fields left out are the grid's (`resources`).  The global batch does not depend on them."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
+
+    workers: int | None = Field(default=None, ge=1)
+    cpus_per_worker: float | None = Field(default=None, gt=0)
+    gpus_per_worker: float | None = Field(default=None, ge=0)
+    device_memory_gb: float | None = Field(default=None, gt=0)
+    custom: dict[str, float] | None = None
+
+
+RESOURCE_FIELDS = ("workers", "cpus_per_worker", "gpus_per_worker", "device_memory_gb", "custom")
+
+
 class GridBlock(StrictModel):
     """models x budgets x epochs.  Budgets as D/N ratios or absolute tokens (exactly one).
 
@@ -154,6 +170,7 @@ class GridBlock(StrictModel):
     d_over_n: list[RatioBudget] | None = None
     tokens: list[TokensBudget] | None = None
     epochs: list[Epochs] = Field(default_factory=lambda: [1.0], min_length=1)
+    resources: WorkerResources | None = None  # this block's trials (below resources.per_size)
 
     @model_validator(mode="after")
     def _one_budget_kind(self):
@@ -205,6 +222,10 @@ class EvalSpec(StrictModel):
     n_evals: int = Field(default=20, gt=0)
     # Cap on test tokens scored per evaluation (None: the whole test split).
     max_test_tokens: int | None = Field(default=None, gt=0)
+    # Share of the trial's training FLOPs that all periodic evaluations together may cost: they
+    # score a fixed sample of the test split sized to it; the final test loss scores the whole
+    # split.  Not part of the trial's identity (it changes no trained weight).
+    periodic_cost: float = Field(default=0.02, gt=0, le=1, allow_inf_nan=False)
 
 
 class BenchmarkSpec(StrictModel):
@@ -218,6 +239,8 @@ class BenchmarkSpec(StrictModel):
 
 
 class ResourcesSpec(StrictModel):
+    """Ray resources per trial.  Precedence: `per_size` > the block's `resources` > these."""
+
     model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
 
     workers: int = Field(default=1, ge=1)
@@ -229,17 +252,36 @@ class ResourcesSpec(StrictModel):
     max_failures: int = Field(default=2, ge=0)
     # Custom Ray resources each worker needs, e.g. {"gpu_node": 1} to pin trials to a node type.
     custom: dict[str, float] = Field(default_factory=dict)
+    # By size name, e.g. {823M: {workers: 8}, 20M: {gpus_per_worker: 0.25}}.
+    per_size: dict[str, WorkerResources] = Field(default_factory=dict)
+
+    def for_trial(self, size: str, block: WorkerResources | None = None) -> dict:
+        """The resolved resources of one trial (plain dict: it travels to Ray)."""
+        out = self.model_dump(exclude={"per_size"})
+        for layer in (block, self.per_size.get(size)):
+            if layer is not None:
+                out.update({k: v for k in RESOURCE_FIELDS if (v := getattr(layer, k)) is not None})
+        return out
 
 
 class TrainSpec(StrictModel):
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
+
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    compile: bool = False
-    checkpoint_every_steps: int = Field(default=200, gt=0)
+    compile: bool | Literal["auto"] = "auto"  # auto: torch.compile on CUDA, eager on CPU
+    # Checkpoint every this many optimizer steps; unset: every `checkpoint_every_minutes` of
+    # wall-clock time (a preempted trial loses at most that much).
+    checkpoint_every_steps: int | None = Field(default=None, gt=0)
+    checkpoint_every_minutes: float = Field(default=20.0, gt=0)
     deterministic: bool = False
     log_every_steps: int = Field(default=10, gt=0)
     # Sequences per forward pass on one worker (gradient accumulation up to the batch); None:
     # the whole per-worker batch, or the largest that fits resources.device_memory_gb.
     micro_batch_size: int | None = Field(default=None, gt=0)
+    # Recompute each layer's activations in backward (about a third more compute, a fraction of
+    # the memory).  auto: only when one sequence does not fit the declared memory, or after an
+    # out-of-memory error at micro-batch 1.
+    activation_checkpointing: bool | Literal["auto"] = "auto"
 
 
 class ThroughputSpec(StrictModel):
@@ -315,6 +357,11 @@ class GridSpec(StrictModel):
             raise ValueError("batch_size must be positive")
         if self.optimizer.lr_min > self.optimizer.lr_max:
             raise ValueError("optimizer.lr_min is larger than optimizer.lr_max")
+        # A Table 1 size absent from this grid (e.g. after a models=... override) is no typo.
+        unknown = sorted(set(self.resources.per_size) - set(names) - set(PAPER_SIZES))
+        if unknown:
+            names_ = ", ".join(unknown)
+            raise ValueError(f"resources.per_size names sizes not in the grid: {names_}")
         return self
 
     def blocks(self) -> list[GridBlock]:

@@ -24,13 +24,38 @@ def _floor2(x: float) -> str:
 
 
 def trial_rows(spec: GridSpec, trials: list[Trial]) -> list[dict]:
+    from slmscale.grid.plan import memory_plan, trial_resources
+
     rows = []
     for t in trials:
         row = t.row()
         if spec.throughput is not None:
             row["gpu_hours"] = gpu_hours(t, spec.throughput.mfu, spec.throughput.peak_flops)
+        res = trial_resources(spec, t)
+        mem = memory_plan(spec, t, int(t.config["n_units"]))
+        row.update(
+            workers=res["workers"],
+            gpus_per_worker=res["gpus_per_worker"],
+            cpus_per_worker=res["cpus_per_worker"],
+            micro_batch=mem.micro_batch,
+            activation_checkpointing=mem.checkpointing,
+            predicted_memory_gib=mem.predicted_gib,
+            device_memory_gb=mem.device_memory_gb,
+        )
         rows.append(row)
     return rows
+
+
+def _resource_cells(r: dict) -> list[str]:
+    """workers x GPUs, micro-batch (+ckpt: activation checkpointing), predicted/declared GiB."""
+    gpus = f"{r['gpus_per_worker']:g}" if r["gpus_per_worker"] else "0"
+    mb = "all" if r["micro_batch"] is None else str(r["micro_batch"])
+    if r["activation_checkpointing"]:
+        mb += "+ckpt"
+    mem = "-"
+    if r["predicted_memory_gib"] is not None:
+        mem = f"{r['predicted_memory_gib']:.1f}/{r['device_memory_gb']:g}"
+    return [f"{r['workers']}x{gpus}", mb, mem]
 
 
 def render_json(spec: GridSpec, trials: list[Trial]) -> str:
@@ -41,10 +66,12 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
     """A fixed-width table, one trial a line, totals at the bottom."""
     has_gpu = spec.throughput is not None
     head = ["trial_key", "size", "N", "D", "U_D", "epochs", "passes", "steps", "warmup", "FLOPs"]
+    head += ["workers x GPU", "micro-batch", "peak GiB"]
     if has_gpu:
         head.append("GPU-h")
     lines = []
-    for r in trial_rows(spec, trials):
+    rows = trial_rows(spec, trials)
+    for r in rows:
         cells = [
             r["trial_key"],
             r["model_size"],
@@ -56,6 +83,7 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
             f"{r['steps']:,}",
             f"{r['warmup_steps']:,}",
             f"{r['flops']:.3g}",
+            *_resource_cells(r),
         ]
         if has_gpu:
             cells.append(f"{r['gpu_hours']:,.1f}")
@@ -72,9 +100,12 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
         f"{sum(t.steps for t in trials):,}",
         "",
         f"{total_flops:.3g}",
+        "",
+        "",
+        "",
     ]
     if has_gpu:
-        total.append(f"{sum(r['gpu_hours'] for r in trial_rows(spec, trials)):,.1f}")
+        total.append(f"{sum(r['gpu_hours'] for r in rows):,.1f}")
     widths = [max(len(str(c)) for c in col) for col in zip(head, *lines, total, strict=True)]
 
     def fmt(cells):
@@ -97,7 +128,13 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
         tp = spec.throughput
         out.append(
             f"GPU-hours at MFU {tp.mfu:.0%} of {tp.peak_flops:.3g} FLOP/s{' (' + tp.gpu + ')' if tp.gpu else ''}, "
-            "counting 6N + attention FLOPs per token"
+            "counting 6N + 12·L·T·d FLOPs per token"
+        )
+    if any(r["predicted_memory_gib"] is not None for r in rows):
+        out.append(
+            "peak GiB: predicted peak memory per worker / declared device memory (weights, "
+            "gradients, AdamW, activations of one micro-batch; slmscale.train.memory); "
+            "+ckpt: activation checkpointing"
         )
     out.extend(mixture_lines(spec, data, trials))
     return "\n".join(out)

@@ -68,6 +68,7 @@ class Trial:
     flops: float  # 6 N D
     flops_with_attention: float  # (6N + attention) D, the FLOPs MFU is measured against
     config: dict = field(repr=False)  # the resolved trial config (what the key hashes)
+    block: int = 0  # the spec block it came from (0: main grid; i + 1: extra[i]), for resources
 
     def row(self) -> dict:
         return {
@@ -217,7 +218,8 @@ def expand_grid(spec: GridSpec, data: DataInfo) -> list[Trial]:
                         "context": spec.context,
                         "seed": spec.seed,
                         "optimizer": spec.optimizer.model_dump(),
-                        "eval": spec.eval.model_dump(),
+                        # periodic_cost sizes the periodic test sample: not an identity
+                        "eval": spec.eval.model_dump(exclude={"periodic_cost"}),
                         "train": {"precision": spec.train.precision},
                         "tokenizer": data.tokenizer,
                         "data": [asdict(s) for s in data.sources],
@@ -243,6 +245,7 @@ def expand_grid(spec: GridSpec, data: DataInfo) -> list[Trial]:
                         flops=6.0 * n * d,
                         flops_with_attention=flops_per_token(shape, spec.context) * d,
                         config=config,
+                        block=b,
                     )
     return list(trials.values())
 

@@ -19,7 +19,7 @@ from slmscale.errors import UserError
 from slmscale.grid.expand import DataInfo, Trial, expand_grid, resolve_data
 from slmscale.grid.runner import TrialJob
 from slmscale.paths import output_root
-from slmscale.train.throughput import largest_fitting_micro_batch, training_memory_bytes
+from slmscale.train.memory import choose_micro_batch, training_memory
 
 
 @dataclass
@@ -45,24 +45,56 @@ def check_data_present(data: DataInfo) -> None:
             )
 
 
-def micro_batch_for(spec: GridSpec, trial: Trial, n_units: int) -> int | None:
-    """The micro-batch a trial trains with: the spec's, or the largest that fits the memory."""
-    res = spec.resources
-    per_worker = math.ceil(trial.batch_size / res.workers)
-    if res.device_memory_gb is None:
-        return spec.train.micro_batch_size
+def trial_resources(spec: GridSpec, trial: Trial) -> dict:
+    """The trial's Ray resources: `resources.per_size` > its block's `resources` > the grid's."""
+    blocks = spec.blocks()
+    block = blocks[trial.block].resources if trial.block < len(blocks) else None
+    return spec.resources.for_trial(trial.model_size, block)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How a trial fits one device: micro-batch, activation checkpointing, predicted peak."""
+
+    micro_batch: int | None  # None: the whole per-worker batch (no memory declared)
+    checkpointing: bool
+    predicted_gib: float | None  # None when no memory is declared
+    device_memory_gb: float | None
+    workers: int
+
+
+def memory_plan(spec: GridSpec, trial: Trial, n_units: int) -> MemoryPlan:
+    """The micro-batch a trial trains with: the spec's, or the largest that fits the memory
+    declared for its workers (slmscale.train.memory); UserError when nothing fits."""
+    res = trial_resources(spec, trial)
+    workers, memory = int(res["workers"]), res["device_memory_gb"]
+    per_worker = math.ceil(trial.batch_size / workers)
+    wanted = spec.train.activation_checkpointing
+    ckpt = None if wanted == "auto" else bool(wanted)
+    if memory is None:
+        return MemoryPlan(spec.train.micro_batch_size, bool(ckpt), None, None, workers)
     bf16 = spec.train.precision != "fp32"
-    fits = largest_fitting_micro_batch(
-        trial.shape, n_units, per_worker, trial.context, res.device_memory_gb, bf16
-    )
-    if fits is None:
-        need = training_memory_bytes(trial.shape, n_units, 1, trial.context, bf16) / 2**30
+    choice = choose_micro_batch(
+        trial.shape, n_units, per_worker, trial.context, memory,
+        bf16=bf16, checkpointing=ckpt, cap=spec.train.micro_batch_size,
+    )  # fmt: skip
+    if choice is None:
+        need = training_memory(
+            trial.shape, n_units, 1, trial.context, bf16=bf16, checkpointing=True
+        ).gib
         raise UserError(
             f"resources.device_memory_gb: model {trial.model_size} needs about {need:.1f} GiB "
-            f"even one sequence at a time, more than the {res.device_memory_gb:g} GiB declared; "
-            "use more memory per worker or a smaller model"
+            f"even one sequence at a time with activation checkpointing, more than the "
+            f"{memory:g} GiB declared; use more memory per worker or a smaller model"
         )
-    return min(fits, spec.train.micro_batch_size or fits)
+    return MemoryPlan(
+        choice.micro_batch, choice.checkpointing, choice.estimate.gib, memory, workers
+    )
+
+
+def micro_batch_for(spec: GridSpec, trial: Trial, n_units: int) -> int | None:
+    """The micro-batch a trial trains with (see memory_plan)."""
+    return memory_plan(spec, trial, n_units).micro_batch
 
 
 def _absolute_paths(config: dict) -> dict:
@@ -113,12 +145,16 @@ def make_jobs(
     spec, jobs = plan.spec, []
     names = run_names(plan.trials)
     for t in plan.trials:
+        memory = memory_plan(spec, t, plan.data.n_units)
         options = {
             "checkpoint_every_steps": spec.train.checkpoint_every_steps,
+            "checkpoint_every_minutes": spec.train.checkpoint_every_minutes,
             "log_every_steps": spec.train.log_every_steps,
             "deterministic": spec.train.deterministic,
-            "compile": spec.train.compile,
-            "micro_batch_size": micro_batch_for(spec, t, plan.data.n_units),
+            "compile": None if spec.train.compile == "auto" else spec.train.compile,
+            "micro_batch_size": memory.micro_batch,
+            "activation_checkpointing": memory.checkpointing,
+            "periodic_eval_cost": spec.eval.periodic_cost,
         }
         jobs.append(
             TrialJob(
@@ -132,6 +168,7 @@ def make_jobs(
                 experiment_id=experiment_id,
                 storage_path=storage_path,
                 options=options,
+                resources=trial_resources(spec, t),
             )
         )
     return jobs

@@ -32,6 +32,7 @@ class TrialJob:
     storage_path: str
     options: dict = field(default_factory=dict)  # RuntimeOptions fields
     faults: dict = field(default_factory=dict)  # FaultInjection fields (tests only)
+    resources: dict = field(default_factory=dict)  # ResourcesSpec.for_trial; empty: the grid's
     parent_run_id: str = ""  # the grid's parent run (tracking.grid_run); trials nest under it
 
     def to_dict(self) -> dict:

@@ -15,64 +15,19 @@ Identity and resume:
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
-from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 from slmscale.config.grid import ResourcesSpec
-from slmscale.grid.runner import TrialJob, finish, run_worker, start_run
+from slmscale.grid.runner import TrialJob, finish, start_run
 from slmscale.grid.table import TrialTable, tune_callback
+from slmscale.grid.trainworker import clear_code_failures, train_worker
 from slmscale.tracking.schema import TAG_FAILURE
 from slmscale.tracking.store import client
+from slmscale.train.checkpoint import sweep_scratch
 
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_S = "0.25"  # Train V2 polls every 2 s by default: most of a small trial's overhead
-
-
-def train_worker(loop_config: dict) -> None:
-    """The Ray Train per-worker function: the pure core, with Ray checkpoints and reports."""
-    import ray.train
-
-    job, run_id = TrialJob.from_dict(loop_config["job"]), loop_config["run_id"]
-    ctx = ray.train.get_context()
-    scratch = Path(tempfile.mkdtemp(prefix=f"slmscale-{job.key}-ckpt-"))
-
-    def on_checkpoint(path, tokens_seen: int) -> None:
-        checkpoint = ray.train.Checkpoint.from_directory(str(path)) if path else None
-        ray.train.report({"tokens_seen": tokens_seen}, checkpoint=checkpoint)
-
-    def on_test_loss(loss: float, tokens_seen: int) -> None:
-        ray.train.report({"tokens_seen": tokens_seen, "loss": loss})
-
-    restored = ray.train.get_checkpoint()
-    try:
-        with restored.as_directory() if restored else nullcontext(None) as resume:
-            result = run_worker(
-                job,
-                run_id,
-                rank=ctx.get_world_rank(),
-                world_size=ctx.get_world_size(),
-                checkpoint_dir=scratch / "checkpoint",
-                resume_from=resume,
-                on_checkpoint=on_checkpoint,
-                on_test_loss=on_test_loss,
-            )
-    finally:
-        # Ray Train has copied every reported checkpoint to the storage path by now.
-        shutil.rmtree(scratch, ignore_errors=True)
-    if ctx.get_world_rank() == 0:
-        finish(job, run_id, result.status, result.reason)
-    ray.train.report(
-        {
-            "tokens_seen": result.tokens_trained,
-            "loss": result.test_loss_final if result.test_loss_final is not None else float("nan"),
-            "status": result.status,
-            "reason": result.reason or "",
-        }
-    )
 
 
 def _trainer(job: TrialJob, run_id: str, res: dict, in_tune: bool = True):
@@ -89,7 +44,11 @@ def _trainer(job: TrialJob, run_id: str, res: dict, in_tune: bool = True):
     backend = "nccl" if gpus > 0 and res["workers"] > 1 else "gloo"
     return TorchTrainer(
         train_worker,
-        train_loop_config={"job": job.to_dict(), "run_id": run_id},
+        train_loop_config={
+            "job": job.to_dict(),
+            "run_id": run_id,
+            "max_failures": res["max_failures"],
+        },
         torch_config=TorchConfig(backend=backend),
         scaling_config=ScalingConfig(
             num_workers=res["workers"], use_gpu=gpus > 0, resources_per_worker=per_worker
@@ -97,8 +56,10 @@ def _trainer(job: TrialJob, run_id: str, res: dict, in_tune: bool = True):
         run_config=RunConfig(
             name=f"trial-{job.key}",
             storage_path=job.storage_path,
-            failure_config=FailureConfig(max_failures=res["max_failures"]),
-            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            # Lost workers (preemption, node failure) are retried without limit; code failures
+            # are counted against max_failures by the worker itself (grid.trainworker).
+            failure_config=FailureConfig(max_failures=-1, max_preemption_failures=-1),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=[TuneReportCallback()] if in_tune else [],
         ),
     )
@@ -116,10 +77,12 @@ def tune_trial(config: dict) -> None:
         return
     reason = None
     try:
-        _trainer(job, run.run_id, config["resources"]).fit()
+        clear_code_failures(job)
+        _trainer(job, run.run_id, job.resources or config["resources"]).fit()
     except Exception as exc:  # retries exhausted (FailureConfig): the run records why
         lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
         reason = f"{type(exc).__name__}: {lines[-1].strip()[:500]}"
+    sweep_scratch(job.key)  # scratch copies of this trial's killed workers on this node
     # The run is closed once, by its owner: rank 0 closes it (FINISHED, or FAILED on a
     # non-finite loss); only a job that ended without closing it is closed here, FAILED.
     ended = client(job.tracking_uri).get_run(run.run_id)

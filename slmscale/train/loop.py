@@ -83,6 +83,10 @@ class FaultInjection:
     raise_at_step: int | None = None
     oom_above_micro_batch: int | None = None
     oom_from_step: int = 0
+    # SIGKILL this process before step `kill_at_step`, once: only while `kill_marker` (a file
+    # path) does not exist; it is created first (a preempted node, seen from the worker).
+    kill_at_step: int | None = None
+    kill_marker: str | None = None
 
 
 class InjectedFault(RuntimeError):
@@ -384,6 +388,8 @@ def _train_loop(
     while run.progress.step < run.steps:
         if faults.raise_at_step == run.progress.step:
             raise InjectedFault(f"injected failure before step {run.progress.step}")
+        if faults.kill_at_step == run.progress.step and faults.kill_marker:
+            _kill_once(Path(faults.kill_marker))
         loss_sum, batch = train_step(run, batch, faults, warn)
         window.losses.append((loss_sum, batch.n_targets, run.progress.step))
         window.tokens += batch.tokens
@@ -438,6 +444,17 @@ def _train_loop(
             last_checkpoint = time.monotonic()
         window = _Window()
     return None
+
+
+def _kill_once(marker: Path) -> None:
+    import os
+    import signal
+
+    try:
+        marker.touch(exist_ok=False)
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _peak(run: _Run) -> float | None:

@@ -1,0 +1,93 @@
+"""Per-size resources and the preemption/code-failure split on a real local Ray (slow).
+
+One size trains on 2 gloo workers and another on 1, in one grid; a worker SIGKILLed mid-trial
+(a preempted node) is retried although max_failures is 0 and the trial finishes with the loss of
+an uninterrupted run; an exception in the training code ends its trial FAILED after max_failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+from pathlib import Path
+
+import pytest
+
+from slmscale.tracking import client
+from slmscale.train.synthetic import write_synthetic_units
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_per_size_workers_preemption_retried_code_failure_counted(tmp_path, monkeypatch):
+    import ray
+
+    from slmscale.commands.grid import prepare_jobs
+    from slmscale.grid.plan import load_plan
+    from slmscale.grid.trainworker import code_failures
+    from slmscale.grid.tune import run_grid
+    from slmscale.train import RuntimeOptions, train_one_trial
+
+    write_synthetic_units(tmp_path / "units" / "smoke")
+    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
+    text = text.replace(
+        "resources: {workers: 1, cpus_per_worker: 1}",
+        "resources: {workers: 1, cpus_per_worker: 0.5, max_failures: 0,"
+        " per_size: {tiny-a: {workers: 2}}}",
+    )
+    assert "per_size" in text
+    (tmp_path / "smoke.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    plan = load_plan("smoke.yaml")
+    a = next(t for t in plan.trials if t.model_size == "tiny-a" and t.tokens == 4096)
+    c, b = (t for t in plan.trials if t.model_size == "tiny-b")  # 4096 and 8192 tokens
+    plan.trials = [a, b, c]
+    args = argparse.Namespace(tracking_uri=uri, storage_path=str(tmp_path / "st"), experiment=None)
+    _, _, jobs = prepare_jobs(args, plan)
+    ja, jb, jc = jobs
+    assert (ja.resources["workers"], jb.resources["workers"]) == (2, 1)
+    # 32 steps, checkpoints at 8, 16, 24 (train.checkpoint_every_steps), logs at 10, 20, 30, 32
+    jb.faults = {"kill_at_step": 30, "kill_marker": str(tmp_path / "killed-once")}
+    jc.faults = {"raise_at_step": 5}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_grid(jobs, plan.spec.resources, grid_name="smoke", stream=io.StringIO())
+    finally:
+        ray.shutdown()
+    runs = {
+        r.data.tags["slmscale.trial_key"]: r for r in client(uri).search_runs([ja.experiment_id])
+    }
+    assert len(runs) == 3 and summary.failed == 1, summary.table.render()
+    # 2 workers: the same loss curve as one process, to 1e-6 (global batch and D unchanged)
+    ra = runs[ja.key]
+    assert ra.info.status == "FINISHED"
+    history = client(uri).get_metric_history(ra.info.run_id, "train_loss")
+    ref = []
+    opts = RuntimeOptions(**{**ja.options, "compile": False})
+    train_one_trial(
+        ja.config,
+        reporter=lambda m, s: ref.append((s, m["train_loss"])) if "train_loss" in m else None,
+        options=opts,
+    )
+    got = sorted((h.step, h.value) for h in history)
+    assert [s for s, _ in got] == [s for s, _ in ref]
+    assert max(abs(x - y) for (_, x), (_, y) in zip(got, ref, strict=True)) < 1e-6
+    # The killed worker: retried (max_failures 0 counts code failures only), same final loss.
+    assert (tmp_path / "killed-once").exists()
+    rb = runs[jb.key]
+    assert rb.info.status == "FINISHED"
+    alone = train_one_trial(jb.config, options=RuntimeOptions(**{**jb.options, "compile": False}))
+    assert rb.data.metrics["test_loss_final"] == pytest.approx(alone.test_loss_final, abs=1e-6)
+    steps = [h.step for h in client(uri).get_metric_history(rb.info.run_id, "train_loss")]
+    assert steps.count(10 * 256) == 1  # resumed from a checkpoint (16 or 24), not from zero
+    assert steps.count(30 * 256) == 1 and max(steps) == 8192
+    # The code failure: one attempt (max_failures 0), the run FAILED with the reason.
+    rc = runs[jc.key]
+    assert rc.info.status == "FAILED"
+    assert "InjectedFault" in rc.data.tags["slmscale.failure_reason"]
+    assert [f["reason"].split(":")[0] for f in code_failures(jc)] == ["InjectedFault"]
+    leftovers = list(Path(__import__("tempfile").gettempdir()).glob(f"slmscale-{jb.key}-ckpt-*"))
+    assert leftovers == []
