@@ -80,3 +80,65 @@ def test_checkpointing_is_chosen_when_one_sequence_does_not_fit():
     choice = choose_micro_batch(shape, N_UNITS, 512, 2050, 20)
     assert choice is not None and choice.checkpointing
     assert choose_micro_batch(shape, N_UNITS, 512, 2050, 8) is None  # weights + Adam alone: 12 GiB
+
+
+def test_paper_dry_run_fits_every_trial_in_its_declared_memory():
+    """`slmscale grid tune_spaces/paper.yaml --dry-run`: every trial has a micro-batch and a
+    predicted peak within the memory declared for its workers (80 GB, or the GPU share)."""
+    from pathlib import Path
+
+    from slmscale.grid.dryrun import render_table, trial_rows
+    from slmscale.grid.plan import load_plan
+
+    repo = Path(__file__).resolve().parents[1]
+    plan = load_plan(str(repo / "tune_spaces" / "paper.yaml"))
+    rows = trial_rows(plan.spec, plan.trials)
+    assert len(rows) == 55
+    for r in rows:
+        assert r["micro_batch"] >= 1 and not r["activation_checkpointing"], r
+        assert r["predicted_memory_gib"] <= r["device_memory_gb"] * 0.92, r
+        assert r["device_memory_gb"] <= 80
+    by_size = {r["model_size"]: (r["workers"], r["gpus_per_worker"]) for r in rows}
+    assert by_size["823M"] == (8, 1.0) and by_size["20M"] == (1, 0.25)
+    table = render_table(plan.spec, plan.data, plan.trials)
+    assert "micro-batch" in table and "45.0/80" in table  # 823M: 8 sequences per micro-batch
+
+
+def test_resources_precedence_size_over_block_over_grid():
+    from slmscale.config.base import parse_model
+    from slmscale.config.grid import GridSpec
+
+    spec = parse_model(
+        GridSpec,
+        {
+            "name": "r",
+            "units": [{"path": "u"}],
+            "models": ["20M", "85M"],
+            "tokens": [1e6],
+            "extra": [{"models": ["85M"], "tokens": [2e6], "resources": {"workers": 4}}],
+            "resources": {
+                "workers": 1,
+                "gpus_per_worker": 1,
+                "per_size": {"20M": {"gpus_per_worker": 0.25, "device_memory_gb": 19}},
+            },
+        },
+        "r.yaml",
+    )
+    extra = spec.blocks()[1].resources
+    assert spec.resources.for_trial("85M")["workers"] == 1
+    assert spec.resources.for_trial("85M", extra)["workers"] == 4
+    small = spec.resources.for_trial("20M", extra)
+    assert (small["workers"], small["gpus_per_worker"], small["device_memory_gb"]) == (4, 0.25, 19)
+
+
+def test_resources_for_an_unknown_size_is_one_line(tmp_path):
+    from slmscale.config import load_grid_spec
+    from slmscale.errors import UserError
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: s\nunits: [{path: u}]\nmodels: [20M]\ntokens: [1.0e6]\n"
+        "resources: {per_size: {tiny-typo: {workers: 2}}}\n"
+    )
+    with pytest.raises(UserError, match="per_size names sizes not in the grid: tiny-typo"):
+        load_grid_spec(path)
