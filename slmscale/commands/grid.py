@@ -97,6 +97,17 @@ def resume_command(command: str, args, tracking_uri: str, storage: str, extra=()
     return shlex.join([*words, *extra])
 
 
+def browse_hint(tracking_uri: str, experiment_id: str, grid_name: str) -> str:
+    """How to see the grid in the MLflow UI, its columns shown (the grid's saved view)."""
+    from slmscale.tracking.grid_run import grid_view_id, view_url
+
+    if tracking_uri.startswith(("http://", "https://")):
+        ui, start = tracking_uri, ""
+    else:
+        ui, start = "http://127.0.0.1:5000", f"mlflow ui --backend-store-uri {tracking_uri}, then "
+    return f"browse: {start}open {view_url(ui, experiment_id, grid_view_id(grid_name))}"
+
+
 def run(args) -> int:
     plan_ = load_plan(args.spec, args.overrides)
     if args.dry_run:
@@ -124,6 +135,7 @@ def run(args) -> int:
     finish_grid_run(tracking_uri, parent, outcome.counts())
     print(outcome.render(), file=sys.stderr)
     print(f"tracking: {tracking_uri}  storage: {storage}", file=sys.stderr)
+    print(browse_hint(tracking_uri, jobs[0].experiment_id, plan_.spec.name), file=sys.stderr)
     if outcome.interrupted:
         left = sum(s != "FINISHED" for s in outcome.statuses.values())
         print(

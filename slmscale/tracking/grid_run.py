@@ -28,12 +28,14 @@ from slmscale.tracking.schema import (
     ARTIFACT_GRID_SPEC,
     ARTIFACT_GRID_TRIALS,
     DATASET_CONTEXT_TAG,
+    EXPERIMENT_KIND_TRAINING,
     KIND_GRID,
     M_GRID_DONE,
     M_GRID_FAILED,
     M_GRID_LEFT,
     PARAM_GRID_N_TRIALS,
     PARAM_GRID_OVERRIDES,
+    TAG_EXPERIMENT_KIND,
     TAG_GRID,
     TAG_KIND,
     TAG_NOTE,
@@ -157,13 +159,15 @@ def save_grid_view(
 
 def view_url(ui: str, experiment_id: str, view: str) -> str:
     """Where to open the grid's view, given the UI's address (e.g. http://127.0.0.1:5000)."""
-    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}?viewStateShareKey={view}"
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={view}"
 
 
 def describe_experiment(tracking_uri: str, experiment_id: str, description: str) -> None:
     """Set the experiment's description (the spec's, else ours) unless the user wrote one."""
     c = client(tracking_uri)
     exp = c.get_experiment(experiment_id)
+    if not exp.tags.get(TAG_EXPERIMENT_KIND):  # MLflow 3 opens unknown experiments as GenAI
+        c.set_experiment_tag(experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_TRAINING)
     if exp.tags.get(TAG_NOTE):
         return
     text = f"{description.strip()}\n\n{DEFAULT_NOTE}" if description.strip() else DEFAULT_NOTE

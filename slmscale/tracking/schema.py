@@ -91,3 +91,5 @@ M_GRID_LEFT = "trials_left"
 DATASET_CONTEXT_TAG = "mlflow.data.context"  # a dataset input's role ("training")
 TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # MLflow UI saved/shared runs-table views
 TAG_FIT_KEY = "slmscale.fit_key"  # same sources, filter, law and settings = same fit run
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # which UI the experiment opens in
+EXPERIMENT_KIND_TRAINING = "custom_model_development"  # "Model training": the runs table
