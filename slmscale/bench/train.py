@@ -30,7 +30,72 @@ N_UNITS = 500
 def measure_train(ctx: Context) -> list[Figure]:
     if ctx.gpu_device:
         return _gpu_rows(ctx)
-    return _cpu_rows(ctx) + _gpu_placeholders(ctx)
+    return _cpu_rows(ctx) + [periodic_eval_row(ctx)] + _gpu_placeholders(ctx)
+
+
+def periodic_eval_row(ctx: Context, tokens: int = 65_536) -> Figure:
+    """FLOPs of all periodic test-loss evaluations / training FLOPs, in a real (tiny) trial.
+
+    Counted, not timed: the trainer counts the test tokens its periodic evaluations score (a
+    fixed sample sized by eval.periodic_cost) and a forward pass costs a third of a training
+    step per token.  Baseline: the same evaluations over the whole test split, as before.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from slmscale.config.base import parse_model
+    from slmscale.config.grid import GridSpec
+    from slmscale.grid.expand import expand_grid, resolve_data
+    from slmscale.train import RuntimeOptions, train_one_trial
+    from slmscale.train.loop import DEFAULT_PERIODIC_EVAL_COST, load_trial_data
+    from slmscale.train.synthetic import write_synthetic_units
+
+    ctx.step("train: periodic test-loss cost (tiny trial)")
+    with tempfile.TemporaryDirectory(prefix="slmscale-bench-eval-") as tmp:
+        units = write_synthetic_units(Path(tmp) / "units", n_train=400, n_test=200)
+        spec = parse_model(
+            GridSpec,
+            {
+                "name": "bench-eval",
+                "units": [{"path": str(units)}],
+                "models": [{"name": "tiny", "layers": 1, "dim": 32, "heads": 2}],
+                "tokens": [tokens],
+                "epochs": ["auto"],
+                "batch_size": 8,
+                "context": 64,
+                "optimizer": {"warmup_min_steps": 2},
+                "eval": {"n_evals": 20},
+                "train": {"precision": "fp32"},
+            },
+            "bench",
+        )
+        (trial,) = expand_grid(spec, resolve_data(spec))
+        data = load_trial_data(trial.config)
+        result = train_one_trial(trial.config, data=data, options=RuntimeOptions(device="cpu"))
+        whole = sum(len(w) for w in data.test)
+    n_periodic = (trial.steps - 1) // max(1, -(-trial.steps // 20))
+    before = n_periodic * whole / 3.0 / trial.tokens
+    fig = Figure(
+        SECTION,
+        "periodic test-loss evaluations / training FLOPs (tiny trial, 20 evaluations)",
+        100 * result.periodic_eval_flops_fraction,
+        "%",
+        100 * before,
+        "the whole test split at every evaluation",
+        extra={
+            "periodic_eval_tokens": result.periodic_eval_tokens,
+            "test_split_tokens": whole,
+            "train_tokens": trial.tokens,
+            "periodic_evaluations": n_periodic,
+        },
+    )
+    judge(fig, "value", "<=", 100 * DEFAULT_PERIODIC_EVAL_COST)
+    fig.add_note(
+        f"D = {trial.tokens:,} tokens, test split {whole:,} tokens; each periodic evaluation "
+        f"scores a fixed sample of {result.periodic_eval_tokens // max(n_periodic, 1):,} tokens, "
+        "the final test loss the whole split"
+    )
+    return fig
 
 
 def _gpu_placeholders(ctx: Context) -> list[Figure]:
