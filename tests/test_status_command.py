@@ -97,7 +97,10 @@ def test_readers_find_the_nearest_store_and_never_create_one(tmp_path, monkeypat
     assert reading_tracking_uri(None) == f"sqlite:///{db}"  # the demo's store, from its parent
     monkeypatch.chdir(inside)
     assert reading_tracking_uri(None) == f"sqlite:///{db}"  # and from deep inside it
-    assert reading_tracking_uri("sqlite:////x.db") == "sqlite:////x.db"
+    assert reading_tracking_uri(f"sqlite:///{db}") == f"sqlite:///{db}"
+    with pytest.raises(UserError, match="--tracking-uri: no MLflow store at /nowhere/x.db"):
+        reading_tracking_uri("sqlite:////nowhere/x.db")
+    assert reading_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
 def test_a_wrong_experiment_name_lists_the_ones_that_exist(tmp_path):

@@ -54,7 +54,12 @@ def reading_tracking_uri(flag: str | None) -> str:
     store below the working folder; failing all that, one line saying where it looked.
     """
     if flag or os.environ.get("MLFLOW_TRACKING_URI"):
-        return resolve_tracking_uri(flag)
+        uri = resolve_tracking_uri(flag)
+        db = sqlite_path(uri)
+        if db is not None and not db.is_file():
+            where = "--tracking-uri" if flag else "MLFLOW_TRACKING_URI"
+            raise UserError(f"{where}: no MLflow store at {db} (nothing has been tracked there)")
+        return uri
     here = Path.cwd().resolve()
     root = Path(os.environ.get("SLMSCALE_HOME") or here).resolve()
     candidates = [root / DEFAULT_DB, *(d / DEFAULT_DB for d in (here, *here.parents))]
