@@ -33,7 +33,7 @@ def measure_train(ctx: Context) -> list[Figure]:
     return _cpu_rows(ctx) + [periodic_eval_row(ctx)] + _gpu_placeholders(ctx)
 
 
-def periodic_eval_row(ctx: Context, tokens: int = 65_536) -> Figure:
+def periodic_eval_row(ctx: Context, tokens: int = 32_768) -> Figure:
     """FLOPs of all periodic test-loss evaluations / training FLOPs, in a real (tiny) trial.
 
     Counted, not timed: the trainer counts the test tokens its periodic evaluations score (a
@@ -244,6 +244,9 @@ def _gpu_rows(ctx: Context) -> list[Figure]:
             extra={"timing": timing.to_dict()},
         )
         fig.add_note(f"{how}; Ray Train not measured on the GPU path (no Ray there)")
+        fig.add_note(
+            _memory_note(shape, s.gpu_context, gpu_micro_batch(shape, s.gpu_context), timing)
+        )
         rows.append(fig)
         first = Figure(SECTION, f"seconds start -> first step ({name}, GPU, bare)", first_s, "s")
         first.add_note(f"process start of work -> end of first step, {how.split(',')[0]}")
@@ -252,6 +255,16 @@ def _gpu_rows(ctx: Context) -> list[Figure]:
             rows.append(_mfu_row(ctx, shape, timing, MFU_TARGETS[name]))
     rows.append(_shared_row(ctx))
     return rows
+
+
+def _memory_note(shape: ModelShape, context: int, mb: int, timing: StepTiming) -> str:
+    """Peak memory predicted by slmscale.train.memory beside the one measured on the device."""
+    from slmscale.train.memory import training_memory
+
+    predicted = training_memory(shape, N_UNITS, mb, context, bf16=True).gib
+    measured = timing.peak_memory_gib
+    got = f"{measured:.1f} GiB measured" if measured is not None else "not measured"
+    return f"peak memory at micro-batch {mb}: {predicted:.1f} GiB predicted, {got}"
 
 
 def _mfu_row(ctx: Context, shape: ModelShape, timing: StepTiming, target: float) -> Figure:

@@ -28,6 +28,7 @@ class StepTiming:
     first_step_done_at: float  # time.time() when the first step finished (for start overhead)
     mfu: float | None
     device: str
+    peak_memory_gib: float | None = None  # torch.cuda.max_memory_allocated (None off-GPU)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,6 +57,8 @@ def step_throughput(
     rng = np.random.default_rng(seed)
     x = torch.from_numpy(rng.integers(0, vocab_size(n_units), (batch, context))).to(dev)
     first_done, t_start = None, None
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     for i in range(warmup + steps):
         if i == warmup:
             _sync(dev)
@@ -76,7 +79,8 @@ def step_throughput(
     seconds = (time.perf_counter() - t_start) / steps
     tps = batch * context / seconds
     peak = peak_flops(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else None
-    return StepTiming(tps, seconds, first_done, mfu(tps, shape, context, peak), str(dev))
+    memory = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+    return StepTiming(tps, seconds, first_done, mfu(tps, shape, context, peak), str(dev), memory)
 
 
 def _sync(dev: torch.device) -> None:
