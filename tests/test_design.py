@@ -186,6 +186,7 @@ models: [20M, 85M, 155M, 309M, 823M]
 d_over_n: [2, 8, 32]
 epochs: [auto]
 throughput: {mfu: 0.40, peak_flops: 989.0e12}
+batch_size: {20M: 64, 85M: 128, 155M: 256, 309M: 256, 823M: 512}
 """
 
 

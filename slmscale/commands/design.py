@@ -244,6 +244,9 @@ def write_spec(spec_path: str, out_path: str, rows) -> None:
         blocks.append({"models": [_shape_entry(model)], kind: [budget], "epochs": [point.epochs]})
     for k in ("models", "d_over_n", "tokens", "epochs", "extra"):
         doc.pop(k, None)
+    if isinstance(doc.get("batch_size"), dict):  # the spec refuses sizes it does not train
+        names = {model.name for _, model, _, _ in rows}
+        doc["batch_size"] = {k: v for k, v in doc["batch_size"].items() if k in names}
     doc.update(blocks[0])
     if len(blocks) > 1:
         doc["extra"] = blocks[1:]
