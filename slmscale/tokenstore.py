@@ -200,6 +200,31 @@ def store_key(data: list[dict], n_units: int, seed: int) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def _lineage(data: list[dict], n_units: int, seed: int) -> str:
+    """The store's key without the datasets' content: stores that share it are versions of one
+    another (the units were re-tokenized or extended), and only the newest is kept."""
+    blob = {
+        "sources": [{**_source_identity(s, len(data) == 1), "meta_sha256": None} for s in data],
+        "n_units": int(n_units),
+        "seed": int(seed),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _remove_superseded(base: Path, key: str, lineage: str, log) -> None:
+    """Delete older versions of a store just built (same sources, older content)."""
+    for other in base.glob("store-*"):
+        index = _read_index(other) if other.is_dir() else None
+        if index and index.get("lineage") == lineage and index.get("key") != key:
+            aside = other.with_name(f".{other.name}.old-{uuid.uuid4().hex[:8]}")
+            try:
+                os.replace(other, aside)
+            except OSError:
+                continue
+            shutil.rmtree(aside, ignore_errors=True)
+            log(f"token store: removed {other} (built from an older version of these units)")
+
+
 def _shard_stats(root: str | Path) -> list[dict]:
     return [
         {"name": p.name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -303,6 +328,13 @@ def _read_index(path: Path) -> dict | None:
 
 def _open(path: Path, key: str, data: list[dict]) -> tuple[TokenStore | None, str | None]:
     """(store, None) if `path` holds a complete store for these sources; else (None, why)."""
+    try:
+        return _open_checked(path, key, data)
+    except (KeyError, TypeError, ValueError, OSError) as exc:  # a damaged index: not trusted
+        return None, f"{path}: unreadable index ({type(exc).__name__})"
+
+
+def _open_checked(path: Path, key: str, data: list[dict]) -> tuple[TokenStore | None, str | None]:
     index = _read_index(path)
     if index is None:
         return None, None
@@ -390,6 +422,7 @@ def ensure_store(
         store.built_here = True
     finally:
         lock.release()
+    _remove_superseded(base, key, _lineage(data, n_units, seed), log)
     remove_old_pools(log)
     return store
 
@@ -437,7 +470,7 @@ def _merge_order(lengths: list[np.ndarray], weights: list[float], seed: int):
         order = np.random.default_rng([seed, 1, i]).permutation(len(n))
         size = n[order] + 2
         keys.append((np.cumsum(size) - size) / w if w > 0 else np.full(len(n), np.inf))
-        src_of.append(np.full(len(n), i, np.int64))
+        src_of.append(np.full(len(n), i, np.uint16))
         idx_of.append(order)
         size_of.append(size)
     src = np.concatenate(src_of)
@@ -564,6 +597,7 @@ def _build(path: Path, key: str, data: list[dict], n_units: int, seed: int, log)
             "mixture": "proportional" if all(w is None for w in declared) else "weights",
             "holds_until": holds_until(weights, capacity),
             "sources": sources,
+            "lineage": _lineage(data, n_units, seed),
             "complete": True,
         }
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=1) + "\n")

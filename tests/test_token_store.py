@@ -362,3 +362,16 @@ def test_tokenize_builds_the_store_and_the_first_trial_reads_no_shard(
     reads = _ShardReads(monkeypatch)
     trial = load_trial_data(_config(data, store.n_tokens, context=16) | {"n_units": 20})
     assert reads.paths == [] and len(trial.stream.pool) == store.n_tokens and trial.test
+
+
+def test_a_new_version_of_the_units_replaces_the_old_store(tmp_path):
+    root = tmp_path / "units"
+    write_units(root, shards=2, rows_per_shard=40, seed=11)
+    data = [{"path": str(root)}]
+    old = tokenstore.ensure_store(data, N_UNITS, 0, tmp_path / "s")
+    other = tokenstore.ensure_store(data, N_UNITS, 1, tmp_path / "s")  # another seed: kept
+    write_units(root, shards=3, rows_per_shard=40, seed=12)  # re-tokenized: new meta, new shard
+    new = tokenstore.ensure_store(data, N_UNITS, 0, tmp_path / "s", log=lambda _l: None)
+    assert new.built_here and new.path != old.path
+    stores = sorted(p.name for p in (tmp_path / "s").glob("store-*") if p.is_dir())
+    assert stores == sorted([new.path.name, other.path.name])
