@@ -203,7 +203,11 @@ def study_from_args(args):
     ref_label, reference = load_reference(args.reference)
     stages = 2 if args.law == "data_constrained" else 1
     progress = (
-        Progress(args.bootstrap * stages, "bootstrap (Eq. 4, then R*)", " refits")
+        Progress(
+            args.bootstrap * stages,
+            "bootstrap (Eq. 4, then R*)" if stages == 2 else "bootstrap (Eq. 4)",
+            " refits",
+        )
         if args.bootstrap
         else None
     )
