@@ -106,7 +106,7 @@ def _print(answer: dict, out=None) -> None:
         )
     if answer.get("epochs") is not None:
         print(f"epochs         {answer['epochs']:.3g}{_ci(ci.get('epochs'), '{:.3g}')}", file=out)
-    print(f"predicted loss {answer['loss']:.4g}{_ci(ci.get('loss'))}", file=out)
+    print(f"predicted loss {answer['loss']:.5g}{_ci(ci.get('loss'), '{:.5g}')}", file=out)
     eq6 = answer.get("eq6")
     if eq6:
         e = eq6["ci95"]
@@ -117,11 +117,13 @@ def _print(answer: dict, out=None) -> None:
             file=out,
         )
         print(
-            f"  loss, Eq. 4  {eq6['loss_eq4']:.4g}{_ci(e.get('loss_eq4'))} (what Eq. 6 promises)",
+            f"  loss, Eq. 4  {eq6['loss_eq4']:.5g}{_ci(e.get('loss_eq4'), '{:.5g}')} (what Eq. 6 "
+            "promises)",
             file=out,
         )
         print(
-            f"  loss, Eq. 7  {eq6['loss_eq7']:.4g}{_ci(e.get('loss_eq7'))} (with U_D: what it gets)",
+            f"  loss, Eq. 7  {eq6['loss_eq7']:.5g}{_ci(e.get('loss_eq7'), '{:.5g}')} (with U_D: what "
+            "it gets)",
             file=out,
         )
         print(

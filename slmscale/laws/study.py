@@ -38,6 +38,7 @@ from slmscale.laws.intervals import add_intervals
 from slmscale.laws.powerlaw import envelope_law
 from slmscale.laws.reference import reference_envelopes
 from slmscale.laws.table import RunsTable
+from slmscale.laws.table3 import gamma_doc, table3_rows
 from slmscale.tracking.schema import M_TEST_LOSS
 
 LAWS = ("chinchilla", "data_constrained")
@@ -132,60 +133,6 @@ def _downstream(table: RunsTable) -> tuple[dict, dict[str, list[str]]]:
             "gamma_q": None if flat else gamma_q(table.flops[ok], y[ok], chance=chance),
         }
     return out, missing
-
-
-def _g(gq: dict | None, transform: str):
-    """The point estimate of one transform's gamma_q (None when absent or not finite)."""
-    if not gq:
-        return None
-    v = float(gq[transform]["gamma"][0])
-    return v if np.isfinite(v) else None
-
-
-def _ratio(t, s):
-    return t / s if (t is not None and s) else None
-
-
-def _table3(downstream: dict, reference: dict, ci95: dict) -> list[dict]:
-    """Table 3 rows: one definition (`gamma.DEFINITION`) for speech and text, with intervals."""
-    rows = []
-    for m in paper.TABLE3_GAMMA_Q["speech"]:
-        d, ref = downstream.get(m, {}), reference.get(m, {})
-        gs, gt = d.get("gamma_q"), (None if ref.get("at_chance") else ref.get("gamma_q"))
-        g_s, g_t = _g(gs, "raw"), _g(gt, "raw")
-        e_s, e_t = _g(gs, "error_rate"), _g(gt, "error_rate")
-        p_t, p_s = paper.TABLE3_GAMMA_Q["text"][m], paper.TABLE3_GAMMA_Q["speech"][m]
-        rows.append(
-            {
-                "metric": m,
-                "gamma_speech_ours": g_s,
-                "gamma_text_reference": g_t,
-                "ratio_ours": _ratio(g_t, g_s),
-                "gamma_speech_paper": p_s,
-                "gamma_text_paper": p_t,
-                "ratio_paper": p_t / p_s,
-                "speech_at_chance": bool(d.get("at_chance", False)),
-                "text_at_chance": bool(ref.get("at_chance", False)),
-                "error_rate": {
-                    "gamma_speech_ours": e_s,
-                    "gamma_text_reference": e_t,
-                    "ratio_ours": _ratio(e_t, e_s),
-                },
-                "above_chance": {
-                    "gamma_speech_ours": _g(gs, "above_chance"),
-                    "gamma_text_reference": _g(gt, "above_chance"),
-                },
-                "ci95": {
-                    "gamma_speech_ours": ci95.get(f"gamma_q.{m}"),
-                    "gamma_text_reference": ci95.get(f"gamma_q_text.{m}"),
-                    "ratio_ours": ci95.get(f"ratio.{m}"),
-                    "error_rate.gamma_speech_ours": ci95.get(f"gamma_q_error.{m}"),
-                    "error_rate.gamma_text_reference": ci95.get(f"gamma_q_text_error.{m}"),
-                    "error_rate.ratio_ours": ci95.get(f"ratio_error.{m}"),
-                },
-            }
-        )
-    return rows
 
 
 def _tokenizers(single: RunsTable, curves, huber_delta: float) -> dict:
@@ -369,7 +316,7 @@ def _fill_doc(study: Study, missing: dict, huber_delta: float) -> None:
             "runs_missing_metric": missing[m],
             "chance": d["chance"],
             "at_chance": d["at_chance"],
-            "gamma_q": _gamma_doc(d["gamma_q"], doc["ci95"], m),
+            "gamma_q": gamma_doc(d["gamma_q"], doc["ci95"], m),
         }
         for m, d in study.downstream.items()
     }
@@ -377,9 +324,7 @@ def _fill_doc(study: Study, missing: dict, huber_delta: float) -> None:
     doc["reference"] = {
         m: {
             **r["law"].as_dict(),
-            "gamma_q": _gamma_doc(
-                None if r["at_chance"] else r["gamma_q"], doc["ci95"], m, "_text"
-            ),
+            "gamma_q": gamma_doc(None if r["at_chance"] else r["gamma_q"], doc["ci95"], m, "_text"),
             "text_metric": r["text_metric"],
             "at_chance": r["at_chance"],
         }
@@ -387,7 +332,7 @@ def _fill_doc(study: Study, missing: dict, huber_delta: float) -> None:
     }
     doc["reference_label"] = study.reference_label
     doc["gamma_q_definition"] = DEFINITION
-    doc["table3"] = _table3(study.downstream, study.reference, doc["ci95"])
+    doc["table3"] = table3_rows(study.downstream, study.reference, doc["ci95"])
     doc["tokenizers"] = {
         name: {
             "n_runs": len(t["table"]),
@@ -403,20 +348,4 @@ def _fill_doc(study: Study, missing: dict, huber_delta: float) -> None:
             s.N, s.D, s.loss, huber_delta=huber_delta
         ),
         "residuals": quality.residuals(study.chinchilla.params, s.run_id, s.N, s.D, s.loss),
-    }
-
-
-def _gamma_doc(gq: dict | None, ci95: dict, m: str, side: str = "") -> dict | None:
-    """Per transform: gamma, its interval, frontier and plateau sizes (None: at chance)."""
-    if gq is None:
-        return None
-    keys = {"raw": f"gamma_q{side}.{m}", "error_rate": f"gamma_q{side}_error.{m}"}
-    return {
-        t: {
-            "gamma": _g(gq, t),
-            "ci95": ci95.get(keys[t]) if t in keys else None,
-            "n_frontier": int(v["n_frontier"][0]),
-            "n_saturated": int(v["n_saturated"][0]),
-        }
-        for t, v in gq.items()
     }
