@@ -174,3 +174,30 @@ def test_unique_tokens_come_from_the_units_dataset(tmp_path, capsys):
     assert "U_D = 4e+09" in capsys.readouterr().out
     assert main(["plan", "--fit", str(path), "--flops", "1e22", "--units", str(tmp_path)]) == 2
     assert "not a units dataset" in capsys.readouterr().err
+
+
+def test_unreachable_metric_target_names_the_flag_the_user_typed(tmp_path, capsys):
+    doc = dc_doc(
+        downstream={
+            "story_cloze_acc": {
+                "linear": {
+                    "slope": -0.01,
+                    "intercept": 0.5,
+                    "pearson_r": -0.4,
+                    "loss_min": 1.8,
+                    "loss_max": 3.0,
+                    "n_points": 10,
+                    "n_saturated": 0,
+                    "plateau": None,
+                }
+            },
+            "swuggy_acc": {"linear": None, "at_chance": True},
+        }
+    )
+    path = tmp_path / "fit.json"
+    path.write_text(json.dumps(doc))
+    assert main(["plan", "--fit", str(path), "--target", "story_cloze_acc=0.7"]) == 2
+    err = capsys.readouterr().err
+    assert "--target story_cloze_acc=0.7 (loss -20)" in err and "--target-loss" not in err
+    assert main(["plan", "--fit", str(path), "--target", "swuggy_acc=0.7"]) == 2
+    assert "never beat chance" in capsys.readouterr().err

@@ -157,6 +157,30 @@ def _quality_blocks(doc: dict) -> list:
     ]
 
 
+def _tokenizer_blocks(doc: dict) -> list:
+    if not doc.get("tokenizers"):
+        return [
+            (
+                "p",
+                f"One tokenizer in these runs ({doc.get('tokenizer') or 'unnamed'}): nothing to "
+                "compare (the paper's Figure 5 sets raw units against unigram-compressed ones); "
+                "the figure shows this tokenizer's loss envelope.",
+            )
+        ]
+    rows = [
+        [
+            n,
+            str(t["n_runs"]),
+            *(_f((t["params"] or {}).get(k)) for k in ("E", "A", "B", "alpha", "beta")),
+            _f((t["envelope"] or {}).get("gamma")),
+            t["reason"] or "",
+        ]
+        for n, t in doc["tokenizers"].items()
+    ]
+    head = ["tokenizer", "runs", "E", "A", "B", "alpha", "beta", "envelope gamma", "note"]
+    return [("table", head, rows)]
+
+
 def _caveats(doc: dict) -> str:
     """The few lines a reader needs before any number: data, identification, extrapolation."""
     sizes = (doc.get("fitted_range") or {}).get("params")
@@ -274,20 +298,7 @@ def build_blocks(study: Study, figures: list[str], title: str) -> list:
         ),
         ("fig", "fig4_loss_vs_metric", "Metric against test loss; line over the unsaturated range"),
         ("h2", "Figure 5: tokenizers"),
-        (
-            "table",
-            ["tokenizer", "runs", "E", "A", "B", "alpha", "beta", "envelope gamma", "note"],
-            [
-                [
-                    n,
-                    str(t["n_runs"]),
-                    *(_f((t["params"] or {}).get(k)) for k in ("E", "A", "B", "alpha", "beta")),
-                    _f((t["envelope"] or {}).get("gamma")),
-                    t["reason"] or "",
-                ]
-                for n, t in doc["tokenizers"].items()
-            ],
-        ),
+        *_tokenizer_blocks(doc),
         ("fig", "fig5_tokenizers", "Loss envelopes per tokenizer"),
         ("h2", "Fit quality"),
         *_quality_blocks(doc),
