@@ -25,8 +25,21 @@ def _sizes_colors(N):
     return sizes, {s: cmap(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
 
 
-def _size_label(n: float) -> str:
-    return f"{n / 1e9:.2g}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
+def _size_label(n: float, names: dict | None = None) -> str:
+    """The model's size name when the runs give one (e.g. `demo-27k`), else N in M/B/k."""
+    if names and names.get(n):
+        return names[n]
+    if n >= 1e9:
+        return f"{n / 1e9:.3g}B"
+    return f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
+
+
+def _names(t) -> dict:
+    """N -> the model_size name of its runs (only when every run of that N agrees)."""
+    out: dict = {}
+    for n, name in zip(t.N, t.model_size, strict=True):
+        out.setdefault(n, set()).add(name)
+    return {n: next(iter(v)) for n, v in out.items() if len(v) == 1 and next(iter(v))}
 
 
 def fig1_loss_envelope(study: Study):
@@ -38,8 +51,9 @@ def fig1_loss_envelope(study: Study):
         m = env["run_id"] == rid
         order = np.argsort(env["C"][m])
         ax.plot(env["C"][m][order], env["L"][m][order], color=color[n_of[rid]], lw=0.8, alpha=0.7)
+    names = _names(t)
     for s in sizes:
-        ax.plot([], [], color=color[s], label=_size_label(s))
+        ax.plot([], [], color=color[s], label=_size_label(s, names))
     f = env["frontier"]
     ax.scatter(env["C"][f], env["L"][f], s=10, color="black", zorder=3, label="envelope")
     if env["law"]:
@@ -61,8 +75,13 @@ def _metric_panels(study: Study):
     metrics = sorted(study.downstream)
     if not metrics:
         return None
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5), squeeze=False)
-    return fig, [(ax, m, study.downstream[m]) for ax, m in zip(axes[0], metrics, strict=True)]
+    cols = 1 if len(metrics) == 1 else 2
+    rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[len(metrics) :]:
+        ax.set_visible(False)
+    return fig, [(ax, m, study.downstream[m]) for ax, m in zip(flat, metrics, strict=False)]
 
 
 def fig2_downstream_envelope(study: Study):
@@ -98,10 +117,11 @@ def fig2_downstream_envelope(study: Study):
 def fig3_law_fit(study: Study):
     t, p = study.single, study.chinchilla.params
     sizes, color = _sizes_colors(t.N)
+    names = _names(t)
     fig, ax = plt.subplots(figsize=(6, 4))
     for s in sizes:
         m = t.N == s
-        ax.scatter(t.D[m], t.loss[m], color=color[s], s=14, label=_size_label(s))
+        ax.scatter(t.D[m], t.loss[m], color=color[s], s=14, label=_size_label(s, names))
         d = np.geomspace(t.D[m].min(), t.D[m].max(), 40)
         ax.plot(d, p.predict(s, d), color=color[s], lw=1)
     ax.set(
@@ -158,10 +178,11 @@ def fig_residuals(study: Study):
     t, p = study.single, study.chinchilla.params
     res = np.log(t.loss) - np.log(p.predict(t.N, t.D))
     sizes, color = _sizes_colors(t.N)
-    fig, ax = plt.subplots(figsize=(6, 3))
+    names = _names(t)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
     for s in sizes:
         m = t.N == s
-        ax.scatter(t.D[m] / t.N[m], res[m], color=color[s], s=12, label=_size_label(s))
+        ax.scatter(t.D[m] / t.N[m], res[m], color=color[s], s=12, label=_size_label(s, names))
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="D / N", ylabel="log L - log L_hat", title="Eq. 4 residuals")
     ax.legend(fontsize=7)
@@ -204,6 +225,7 @@ def save_all(study: Study, out_dir: Path) -> list[str]:
         fig = make(study)
         if fig is None:
             continue
+        fig.tight_layout()  # no clipped axis labels or titles
         fig.savefig(out_dir / f"{name}.png", metadata={"Software": None})
         fig.savefig(out_dir / f"{name}.svg", metadata={"Date": None, "Creator": None})
         plt.close(fig)
