@@ -18,7 +18,8 @@ Definition (what `gamma_q` computes, for either modality):
    a constant after it, against one line through all; the split with the lowest BIC,
    n log(SSE/n) + p log n with p = 2 (one line) or p = 4 (line, plateau, break), wins.  It is
    the criterion `downstream.fit_linear_relation` uses for the loss-to-metric plateau.
-5. gamma is the least-squares slope over the pre-saturation envelope.
+5. gamma is the least-squares slope over the pre-saturation envelope, which must keep at least
+   3 points (fewer: no exponent).
 
 Uncertainty: the bootstrap resamples whole runs (speech) or whole models with all their
 checkpoints (text), recomputes the envelope and the rule, and refits; vectorised over
@@ -42,9 +43,10 @@ CHANCE = {
     "blimp_acc": 0.5,
 }
 AT_CHANCE_MARGIN = 0.02
+MIN_LINE_POINTS = 3  # a slope through two envelope points is not a scaling law
 DEFINITION = (
     "gamma_q: least-squares slope of log Q on log C over the envelope of maximal accuracy per "
-    "FLOP, before saturation (the last envelope points are a plateau when line + plateau beats "
+    "FLOP (at least 3 points), before saturation (the last envelope points are a plateau when line + plateau beats "
     "one line by BIC, the rule of the loss-to-metric relation); Q = accuracy (raw), "
     "accuracy - chance (above chance) or 1 - accuracy (error rate, gamma = -slope); intervals "
     "resample whole runs (speech) and whole models with all their checkpoints (text)"
@@ -93,10 +95,10 @@ def _line_with_plateau(x, z, f):
         n2 = T[0] - S0
         sse2 = np.maximum((T[5] - Szz) - (T[2] - Sz) ** 2 / n2, 0.0)
         full = n1 == T[0]
-        ok_line = f & (n1 >= 2) & (vxx > 1e-300)
+        ok_line = f & (n1 >= MIN_LINE_POINTS) & (vxx > 1e-300)
         bic = np.where(full, _bic(sse1, T[0], 2), _bic(sse1 + sse2, T[0], 4))
-    # A plateau needs >= 3 points left on the line and >= 1 on the plateau.
-    valid = ok_line & (full | ((n1 >= 3) & (n2 >= 1)))
+    # A plateau needs >= 1 point; the line always keeps >= MIN_LINE_POINTS.
+    valid = ok_line & (full | (n2 >= 1))
     bic = np.where(valid, bic, np.inf)
     # One line wins ties: its BIC is evaluated at the last frontier point (full).
     bic_full = np.where(valid & full, bic, np.inf).min(axis=1)

@@ -84,6 +84,28 @@ def _metric_panels(study: Study):
     return fig, [(ax, m, study.downstream[m]) for ax, m in zip(flat, metrics, strict=False)]
 
 
+def _gamma_line(ax, C, y, frontier, gq, color, label: str) -> None:
+    """Draw gamma_q's line (raw accuracy) over the pre-saturation envelope, as Table 3 fits it.
+
+    The envelope in order of compute is `frontier`; its last `n_saturated` points are the
+    plateau the rule left out (drawn hollow).
+    """
+    if not gq or not len(frontier):
+        return
+    n_sat = int(gq["raw"]["n_saturated"][0])
+    line = frontier[: len(frontier) - n_sat]
+    if len(line) < 2:
+        return
+    slope, icpt = np.polyfit(np.log(C[line]), np.log(y[line]), 1)
+    c = np.geomspace(C[line].min(), C[line].max(), 50)
+    ax.plot(c, np.exp(icpt) * c**slope, color=color, ls="--", label=f"{label} = {slope:.3f}")
+    if n_sat:
+        sat = frontier[len(frontier) - n_sat :]
+        ax.scatter(
+            C[sat], y[sat], s=22, facecolors="none", edgecolors=color, label="plateau (left out)"
+        )
+
+
 def fig2_downstream_envelope(study: Study):
     panels = _metric_panels(study)
     if panels is None:
@@ -93,23 +115,19 @@ def fig2_downstream_envelope(study: Study):
         ax.scatter(d["C"], d["y"], s=8, alpha=0.5, label="speech runs (ours)")
         f = d["frontier"]
         ax.scatter(d["C"][f], d["y"][f], s=14, color="black", label="envelope")
-        if d["law"]:
-            c = np.geomspace(d["C"].min(), d["C"].max(), 50)
-            ax.plot(c, d["law"](c), "k--", label=f"gamma_q = {d['law'].gamma:.3f}")
+        if d.get("at_chance"):
+            ax.set_title(f"{m}: never beats chance, no gamma_q", fontsize=8)
+        _gamma_line(ax, d["C"], d["y"], f, d.get("gamma_q"), "black", "gamma_q (raw)")
         ref = study.reference.get(m)
         if ref:
             ax.scatter(ref["C"], ref["y"], s=6, color="tab:red", alpha=0.3, label="text reference")
-            c = np.geomspace(ref["C"].min(), ref["C"].max(), 50)
-            ax.plot(
-                c,
-                ref["law"](c),
-                color="tab:red",
-                ls="--",
-                label=f"text gamma_q = {ref['law'].gamma:.3f}",
+            gq = None if ref.get("at_chance") else ref.get("gamma_q")
+            _gamma_line(
+                ax, ref["C"], ref["y"], ref["frontier"], gq, "tab:red", "text gamma_q (raw)"
             )
         ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=m)
         ax.legend(fontsize=6)
-    fig.suptitle("Figure 2: downstream envelope against compute")
+    fig.suptitle("Figure 2: downstream envelope against compute (lines: Table 3's gamma_q)")
     fig.tight_layout()
     return fig
 
