@@ -501,16 +501,28 @@ def test_hubert_actors_sized_to_memory():
     )
     est = memory_per_actor(enc, 200.0)
     assert 3.0 * GIB < est["batch"] < 3.4 * GIB  # the measured 3.2 GB per 200 s batch
-    big = plan_actors(enc, cpus=16, gpus=0, available_bytes=64 * GIB)
-    assert big.num_actors == 8 and big.batch_seconds == 200.0  # CPUs/2: memory is enough
-    small = plan_actors(enc, cpus=16, gpus=0, available_bytes=12 * GIB)
-    assert small.num_actors == int(12 * GIB // est["total"]) < 8
-    assert "memory allows" in small.message and "GiB" in small.message
-    tiny = plan_actors(enc, cpus=16, gpus=0, available_bytes=2 * GIB, min_batch_seconds=34.0)
-    assert tiny.num_actors == 1 and 34.0 <= tiny.batch_seconds < 200.0
-    assert memory_per_actor(enc, tiny.batch_seconds)["total"] <= 2 * GIB
+    # 200 s batches asked for: 16 CPUs would allow 8 actors, 12 GiB only 2
+    big = plan_actors(
+        enc, cpus=16, gpus=0, available_bytes=64 * GIB, batch_seconds=200.0, fixed_batch=True
+    )
+    assert big.num_actors == 8 and big.batch_seconds == 200.0
+    small = plan_actors(
+        enc, cpus=16, gpus=0, available_bytes=12 * GIB, batch_seconds=200.0, fixed_batch=True
+    )
+    assert small.num_actors == int(12 * GIB // est["total"]) == 2
+    assert "memory allows 2" in small.message and "GiB" in small.message
+    assert small.memory_request == int(est["total"])  # what Ray reserves per actor
+    # by default CPU actors take 40 s batches (progress every batch; little speed lost)
+    auto = plan_actors(enc, cpus=16, gpus=0, available_bytes=12 * GIB)
+    assert auto.batch_seconds == 40.0 and auto.num_actors == 6
+    # not even one actor fits: the batch is lowered until one does
+    tiny = plan_actors(enc, cpus=16, gpus=0, available_bytes=1.8 * GIB, min_batch_seconds=10.0)
+    assert tiny.num_actors == 1 and 10.0 <= tiny.batch_seconds < 40.0
+    assert memory_per_actor(enc, tiny.batch_seconds)["total"] <= 1.8 * GIB + 1
     fixed = plan_actors(enc, cpus=16, gpus=0, available_bytes=64 * GIB, num_actors=3)
     assert fixed.num_actors == 3
+    gpu = plan_actors(enc, cpus=16, gpus=2, available_bytes=8 * GIB)
+    assert gpu.num_actors == 2 and gpu.batch_seconds == 200.0  # activations on the GPU
 
 
 def test_tokenize_prints_the_actor_sizing_under_ray_and_the_split_summary(tmp_path):

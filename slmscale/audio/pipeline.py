@@ -194,13 +194,14 @@ def _sizing(engine, probe, spec, num_actors, num_gpus, batch_seconds):
     fixed = batch_seconds is not None
     batch_seconds = spec.batch_seconds if batch_seconds is None else batch_seconds
     if engine == "local":
+        on_gpu = probe.device.type == "cuda"
         return plan_actors(
             probe,
             cpus=2,
-            gpus=0,
+            gpus=1 if on_gpu else 0,
             available_bytes=available_memory(),
             num_actors=None,
-            num_gpus=0,
+            num_gpus=1 if on_gpu else 0,
             batch_seconds=batch_seconds,
             fixed_batch=fixed,
             min_batch_seconds=spec.window_seconds + 2 * spec.context_seconds,

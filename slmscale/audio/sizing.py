@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from slmscale.audio.unit_encoder import GIB, memory_per_actor
 
 DEFAULT_BATCH_SECONDS = 200.0
+# On CPUs a big batch buys little speed and costs memory, and progress moves once per batch:
+# HuBERT-base ran at ~5x real time on the 2-core VM, so 40 s batches report every ~8 s there.
+CPU_BATCH_SECONDS = 40.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ def plan_actors(
     if num_gpus is None:
         num_gpus = 1 if gpus > 0 else 0
     by_device = max(1, int(gpus)) if num_gpus else max(1, cpus // 2)
-    bs = batch_seconds
+    bs = batch_seconds if fixed_batch or num_gpus else min(batch_seconds, CPU_BATCH_SECONDS)
+    bs = max(bs, min_batch_seconds) if not fixed_batch else bs
     est = memory_per_actor(encoder, bs)
     n = num_actors or by_device
     note = ""

@@ -38,7 +38,8 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-seconds",
         type=float,
-        help="padded audio per encoder batch (default 200, lowered when memory is short)",
+        help="padded audio per encoder batch (default 200 on GPUs, 40 on CPUs; lowered when "
+        "memory is short)",
     )
     parser.add_argument("--window-seconds", type=float, default=30.0)
     parser.add_argument(
