@@ -327,6 +327,12 @@ def render(design: dict) -> str:
         f"(width {_g(100 * ex['width'] if ex['width'] is not None else None)} points, median "
         f"|error| {_pct(ex.get('median_abs'))[1:]}), for {_g(full['cost'], 4)} {unit}",
     ]
+    if ex.get("r2_range"):
+        lo, hi = ex["r2_range"]
+        lines.append(
+            f"R^2 of the refits: {lo:.3f}-{hi:.3f} (95% range): high whether or not the "
+            "constants are pinned down"
+        )
     if full["note"]:
         lines.append(f"note: {full['note']}")
     if len(design["grids"]) > 1:
@@ -539,7 +545,8 @@ def _next_runs(args, prior, setup, common, tick):
     nxt = {"basis": setup["basis"], **out, "chosen": chosen}
     if not chosen:
         nxt["why"] = (
-            "no single-epoch candidate left in the spec's sizes x budgets x epochs"
+            "the runs already there hold every single-epoch run the spec's sizes x budgets x "
+            "epochs allow; the leaner grids above show which of them carry the information"
             if not any(c[0].single for c in pool)
             else "no candidate's simulated gain is positive"
         )

@@ -57,6 +57,7 @@ from slmscale.laws.chinchilla import (
     default_start_grid,
     huber,
     log_predict,
+    r_squared,
     single_threaded_blas,
 )
 
@@ -543,6 +544,7 @@ class PendingGrid:
     notes: list = field(default_factory=list)
     rstar: list | None = None
     progress: Callable[[int], None] | None = None
+    r2: list | None = None  # R^2 of each refit on its own losses
 
     def result(self) -> GridResult:
         if self.theta is None:
@@ -569,6 +571,8 @@ class PendingGrid:
             else:
                 constants[k] = _summary(k, est9[:, j], true9[:, j], edge[:, j], self.center[k])
         extrap = extrapolation_error(self.theta, self.truths, self.target_flops)
+        # R^2 stays high whether or not the constants are pinned down: shown beside them.
+        extrap["r2_range"] = [float(v) for v in np.percentile(self.r2, [2.5, 97.5])]
         return GridResult(
             self.name, self.points, self.cost, constants, extrap, "; ".join(self.notes), self.theta
         )
@@ -604,6 +608,8 @@ def start_grid(
     N, D = (np.array([getattr(p, k) for p in single]) for k in "ND")
     _, L = simulate(prior, single, n_sims, seed)
     pend.theta, _ = fit_eq4_many(N, D, L, huber_delta)
+    pred = np.exp(log_predict(pend.theta, np.log(N), np.log(D)))
+    pend.r2 = [float(r_squared(L[s], pred[s])) for s in range(n_sims)]
     progress and progress(n_sims)
     pend.est = np.full((n_sims, 7), np.nan)
     pend.est[:, :5] = theta_to_params(pend.theta)
