@@ -88,7 +88,10 @@ def test_identification_rule_is_a_factor_on_the_interval():
     assert not is_identified("gamma_q.x", [-0.01, 0.02])  # contains zero
     assert is_identified("envelope_gamma", [-0.04, -0.02])  # judged by magnitude
     assert not is_identified("R_star_D", [3.0, None])
-    assert not_identified({"E": [1.7, 1.8], "A": [1.0, 100.0]}, ["E"]) == ["A", "E"]
+    assert not_identified({"B": [30.0, 40.0], "A": [1.0, 100.0]}) == ["A"]
+    # E on the box edge: the N-term absorbs it, so A and alpha (and Eq. 6) are conditional.
+    edge = not_identified({"B": [30.0, 40.0], "alpha": [0.014, 0.021]}, ["E"])
+    assert edge == ["A", "E", "G", "a", "alpha", "b"]
 
 
 def test_bias_corrected_interval_contains_its_estimate():

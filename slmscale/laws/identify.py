@@ -12,7 +12,10 @@ identification is read from the bootstrap interval:
   or contains zero (a negative exponent is judged by its magnitude): between 0.15 and 0.45
   the law already says different things;
 - any constant whose interval is missing on a side, or whose estimate sits on the edge of the
-  search box, is not identified either.
+  search box, is not identified either;
+- E on the box edge (E -> 0) also marks A and alpha, and G, a, b built from them: along that
+  edge the N-term A / N^alpha (alpha near 0) absorbs the irreducible loss, so resampled fits
+  stay on the edge and their intervals are narrow only because they are conditional on it.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ SCALE_KEYS = frozenset({"E", "A", "B", "R_star_N", "R_star_D", "G"})
 RULE = (
     f"95% interval wider than a factor of {SCALE_FACTOR:g} (E, A, B, R*_N, R*_D, G) or "
     f"{EXPONENT_FACTOR:g} (alpha, beta, a, b, exponents, ratios; or containing 0), "
-    "unbounded on a side, or the estimate on the search-box edge"
+    "unbounded on a side, or the estimate on the search-box edge (E on the edge also marks A, "
+    "alpha, G, a, b)"
 )
+E_EDGE_PARTNERS = ("A", "alpha", "G", "a", "b")
 
 
 def is_identified(key: str, ci) -> bool:
@@ -41,5 +46,7 @@ def is_identified(key: str, ci) -> bool:
 
 def not_identified(ci95: dict, at_bounds=()) -> list[str]:
     """Keys of `ci95` that the rule marks (plus those on the search-box edge), sorted."""
-    out = {k for k, ci in ci95.items() if not is_identified(k, ci)}
-    return sorted(out | set(at_bounds))
+    out = {k for k, ci in ci95.items() if not is_identified(k, ci)} | set(at_bounds)
+    if "E" in at_bounds:
+        out |= set(E_EDGE_PARTNERS)
+    return sorted(out)

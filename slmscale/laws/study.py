@@ -292,9 +292,7 @@ def run_study(
         doc["unique_tokens_available"] = float(unique_tokens_available)
     _fill_doc(study, missing, huber_delta)
     doc["identification_rule"] = RULE
-    doc["not_identified"] = (
-        not_identified(doc["ci95"], doc["at_bounds"]) if n_bootstrap > 0 else list(doc["at_bounds"])
-    )
+    doc["not_identified"] = not_identified(doc["ci95"] if n_bootstrap > 0 else {}, doc["at_bounds"])
     study.doc = rounded(doc)
     return study
 
