@@ -113,7 +113,8 @@ def _table3_note(doc: dict) -> str:
         "exponents come from evaluations that are not public, so its text column is printed, not "
         "recomputed; only BLiMP has a published Pythia counterpart (no cloze results). "
         "Raw accuracy starts at chance, so its log-log slope shrinks as accuracy rises (Pythia's "
-        "first checkpoint already scores > 0.7 on BLiMP); the error-rate exponent does not have "
+        "first checkpoint, at ~7e17 FLOPs, already scores > 0.7 on BLiMP); the error-rate exponent "
+        "does not have "
         "that bias, which is why both are shown."
     )
     if at_chance:
