@@ -318,3 +318,12 @@ def test_report_has_the_identification_section(spec_dir):
     md = (out / "report.md").read_text()
     assert "## How well these runs identify the law (simulated studies)" in md
     assert "| alpha |" in md and "Extrapolated compute-optimal loss" in md
+
+
+def test_design_core_imports_neither_ray_nor_mlflow():
+    code = (
+        "import sys, slmscale.laws.design, slmscale.laws.design_refits\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow', 'torch'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
+    assert out.stdout.strip() == "[]", out.stdout
