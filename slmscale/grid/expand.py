@@ -26,6 +26,7 @@ from slmscale.model import (
     total_params,
     vocab_size,
 )
+from slmscale.tokenstore import FORMAT as TOKEN_STORE_FORMAT
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,9 @@ def expand_grid(spec: GridSpec, data: DataInfo) -> list[Trial]:
                         "train": {"precision": spec.train.precision},
                         "tokenizer": data.tokenizer,
                         "data": [asdict(s) for s in data.sources],
+                        # How U_D tokens are drawn from the data (slmscale.tokenstore): a new
+                        # order is new data, so it must make new trials, never resume old ones.
+                        "data_order": TOKEN_STORE_FORMAT,
                         "benchmarks": [bm.model_dump() for bm in spec.benchmarks],
                     }
                     key = trial_key(config)
