@@ -10,15 +10,17 @@ Design (stated, as the issue asks):
   this grid does not identify R*_N or R*_D, see `test_identification_*`);
 - per simulated study: the fitter's own pieces (`fit_chinchilla`, `fit_data_constrained` for
   the R* estimate, `bootstrap_two_stage` refitting both stages, `intervals.law_intervals`),
-  100 bootstrap replicates, 60 studies (seeds 1000-1059).
+  100 bootstrap replicates, 60 studies (seeds 1000-1059); the point fits use fewer polished
+  starts and a coarser R* seed grid than `slmscale fit` (see N_POLISH), for speed.
 
 Claim: for every constant the design identifies (by `identify.is_identified` in most studies),
 the nominal 95% interval contains the true value in at least 90% of the studies.  The seeds are
-fixed, so the test is deterministic.  Measured when written (2-core VM), seeds 1000-1079: E .95,
-A .95, B .94, alpha .94, beta .94, R*_N .95, R*_D .975, G .96, a .95, b .95; seeds 2000-2059:
+fixed, so the test is deterministic.  Measured when written (2-core VM), seeds 1000-1059: E .95,
+A .93, B .93, alpha .92, beta .93, R*_N .93, R*_D .95, G .95, a .93, b .93; seeds 2000-2059:
 E .92, A .97, B .98, alpha .95, beta .98, R*_N .93, R*_D .97, G .95, a .95, b .95.  On the
 paper's own five sizes the same procedure covers 0.90-0.95 (R*_N lowest: it inherits alpha's
-spread through U_N), and with Eq. 4 frozen at its estimate R*_N covered ~50%.
+spread through U_N); the old profile intervals, with Eq. 4 frozen at its estimate, covered
+R*_N about 50% of the time (issue 16).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ from slmscale.laws.table import validate_runs
 from slmscale.paper import SPEECH_LAW
 
 LAW = ChinchillaParams.from_dict(SPEECH_LAW)
+# Speed for CI: the fitter's own options, 2 polished starts instead of 8 (this design puts
+# every start in one basin) and a 41 x 41 R* grid instead of 161 x 161 (the grid only seeds
+# the polish; its profile is for the report's figure).
+N_POLISH = 2
 SIZES = tuple(np.geomspace(PAPER_N[0], PAPER_N[-1], 8))
 NAMES = ("E", "A", "B", "alpha", "beta", "R_star_N", "R_star_D", "G", "a", "b")
 
@@ -52,8 +58,8 @@ def simulate(seed: int, noise: float, n_boot: int, sizes=SIZES) -> dict[str, lis
     runs, _ = synthetic_runs(LAW, sizes=sizes, epochs=PAPER_EPOCHS, noise=noise, seed=seed)
     table, _ = validate_runs(runs, f"sim{seed}")
     single, multi = table.subset(table.single_epoch), table.subset(~table.single_epoch)
-    fit = fit_chinchilla(single.N, single.D, single.loss)
-    rs = dc.fit_data_constrained(fit.params, multi.N, multi.D, multi.U, multi.loss)
+    fit = fit_chinchilla(single.N, single.D, single.loss, n_polish=N_POLISH)
+    rs = dc.fit_data_constrained(fit.params, multi.N, multi.D, multi.U, multi.loss, n_grid=41)
     ts = bootstrap_two_stage(table, fit, n_boot=n_boot, seed=seed, with_rstar=True)
     row = np.array([list(fit.params.as_dict().values())])
     est = {k: float(v[0]) for k, v in law_samples(row, None).items()}

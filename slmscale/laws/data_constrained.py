@@ -81,6 +81,9 @@ def _surface(law, N, D, U_D, L, w, delta, log10_rn, log10_rd) -> np.ndarray:
 
 def _interval(profile: np.ndarray, values: np.ndarray, threshold: float) -> list[float | None]:
     inside = np.flatnonzero(profile <= threshold)
+    if inside.size == 0:  # narrower than a grid cell: the cells either side of the best
+        i = int(np.argmin(profile))
+        inside = np.array([max(i - 1, 0), min(i + 1, len(values) - 1)])
     lo = None if inside[0] == 0 else float(values[inside[0]])
     hi = None if inside[-1] == len(values) - 1 else float(values[inside[-1]])
     return [lo, hi]
