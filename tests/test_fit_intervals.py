@@ -157,3 +157,20 @@ def test_generator_single_epoch_runs_are_eq4():
     assert fit.params.A == pytest.approx(13.9, rel=1e-2) and fit.params.B == pytest.approx(
         39.8, rel=1e-2
     )
+
+
+def test_an_interval_ended_by_the_search_box_is_not_identified():
+    from slmscale.laws.study import _ci_on_edge, run_study
+    from slmscale.laws.table import validate_runs
+
+    assert _ci_on_edge({"alpha": [2.5, 3.0], "beta": [0.2, 0.3], "R_star_D": [3.0, 1e4]}) == [
+        "alpha",
+        "R_star_D",
+    ]
+    assert _ci_on_edge({"E": [np.exp(-5.0), 1.7], "A": [1.0, 30.0]}) == ["E"]
+    # Two sizes, three budgets, 1% noise: alpha's replicates pile up at the box edge (3.0);
+    # the interval is narrow only because the box ends it.
+    runs, _ = synthetic_runs(LAW, noise=0.01, sizes=(20e6, 80e6), ratios=(2, 8, 32))
+    table, excluded = validate_runs(runs, "tiny")
+    doc = run_study(table, excluded, source={"label": "tiny"}, n_bootstrap=200).doc
+    assert doc["ci95"]["alpha"][1] > 2.99 and "alpha" in doc["not_identified"]

@@ -11,8 +11,8 @@ identification is read from the bootstrap interval:
   not identified when its interval spans more than a factor of `EXPONENT_FACTOR` (hi / lo > 3)
   or contains zero (a negative exponent is judged by its magnitude): between 0.15 and 0.45
   the law already says different things;
-- any constant whose interval is missing on a side, or whose estimate sits on the edge of the
-  search box, is not identified either;
+- any constant whose interval is missing on a side, or whose estimate or interval reaches the
+  edge of the search box (the box, not the data, ends it), is not identified either;
 - E on the box edge (E -> 0) also marks A and alpha, and G, a, b built from them: along that
   edge the N-term A / N^alpha (alpha near 0) absorbs the irreducible loss, so resampled fits
   stay on the edge and their intervals are narrow only because they are conditional on it.
@@ -26,8 +26,8 @@ SCALE_KEYS = frozenset({"E", "A", "B", "R_star_N", "R_star_D", "G"})
 RULE = (
     f"95% interval wider than a factor of {SCALE_FACTOR:g} (E, A, B, R*_N, R*_D, G) or "
     f"{EXPONENT_FACTOR:g} (alpha, beta, a, b, exponents, ratios; or containing 0), "
-    "unbounded on a side, or the estimate on the search-box edge (E on the edge also marks A, "
-    "alpha, G, a, b)"
+    "unbounded on a side, or the estimate or interval on the search-box edge (E on the edge also "
+    "marks A, alpha, G, a, b)"
 )
 E_EDGE_PARTNERS = ("A", "alpha", "G", "a", "b")
 

@@ -21,6 +21,7 @@ from slmscale.laws import quality
 from slmscale.laws.chinchilla import (
     N_PARAMS,
     PARAM_NAMES,
+    THETA_BOUNDS,
     ChinchillaFit,
     at_search_bounds,
     fit_chinchilla,
@@ -292,9 +293,34 @@ def run_study(
         doc["unique_tokens_available"] = float(unique_tokens_available)
     _fill_doc(study, missing, huber_delta)
     doc["identification_rule"] = RULE
-    doc["not_identified"] = not_identified(doc["ci95"] if n_bootstrap > 0 else {}, doc["at_bounds"])
+    edge = _ci_on_edge(doc["ci95"]) if n_bootstrap > 0 else []
+    doc["not_identified"] = not_identified(
+        doc["ci95"] if n_bootstrap > 0 else {}, [*doc["at_bounds"], *edge]
+    )
     study.doc = rounded(doc)
     return study
+
+
+def _ci_on_edge(ci95: dict) -> list[str]:
+    """Constants whose interval reaches the search box: the box, not the data, ends it."""
+    box = {
+        "E": (np.exp(THETA_BOUNDS[2][0]), np.exp(THETA_BOUNDS[2][1])),
+        "A": (np.exp(THETA_BOUNDS[0][0]), np.exp(THETA_BOUNDS[0][1])),
+        "B": (np.exp(THETA_BOUNDS[1][0]), np.exp(THETA_BOUNDS[1][1])),
+        "alpha": THETA_BOUNDS[3],
+        "beta": THETA_BOUNDS[4],
+        "R_star_N": tuple(10.0**x for x in LOG10_RSTAR_RANGE),
+        "R_star_D": tuple(10.0**x for x in LOG10_RSTAR_RANGE),
+    }
+    out = []
+    for k, (lo, hi) in box.items():
+        ci = ci95.get(k) or [None, None]
+        if ci[0] is None or ci[1] is None:
+            continue
+        tol = 1e-4 * (hi - lo) if k in ("alpha", "beta") else 0.0
+        if ci[0] <= lo * (1 + 1e-4) + tol or ci[1] >= hi * (1 - 1e-4) - tol:
+            out.append(k)
+    return out
 
 
 def _fill_doc(study: Study, missing: dict, huber_delta: float) -> None:
