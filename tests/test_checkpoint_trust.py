@@ -183,3 +183,21 @@ def test_ray_restore_walks_back_through_stored_checkpoints(smoke_trials, tmp_pat
     )
     assert str(latest / ckpt.STATE_FILE) in warnings[0]
     assert 16 * 256 < min(seen) <= 20 * 256
+
+
+def test_code_failure_ledger_counts_attempts_and_is_cleared(tmp_path):
+    """The worker's ledger of code failures: one entry per attempt, cleared by the driver."""
+    from slmscale.grid.runner import TrialJob
+    from slmscale.grid.trainworker import clear_code_failures, code_failures, record_code_failure
+
+    job = TrialJob("k1", "r", "g", {}, {}, 1, "sqlite://", "0", str(tmp_path / "st"))
+    assert code_failures(job) == []
+    record_code_failure(job, "attempt-a", "InjectedFault: rank 1")
+    record_code_failure(job, "attempt-a", "InjectedFault: rank 0")  # same attempt: one entry
+    record_code_failure(job, "attempt-b", "non-finite train loss (nan) at step 3")
+    got = code_failures(job)
+    assert [f["attempt"] for f in got] == ["attempt-a", "attempt-b"]
+    assert got[-1]["reason"].startswith("non-finite")
+    assert (tmp_path / "st" / "trial-k1" / "slmscale-failures").is_dir()
+    clear_code_failures(job)
+    assert code_failures(job) == []
