@@ -165,3 +165,49 @@ def test_periodic_test_loss_costs_at_most_two_percent(smoke_trials):  # noqa: F8
     assert result.periodic_eval_tokens < 3 * whole  # a sample, not the whole split each time
     sample = loop.periodic_test_windows(data.test, 1e12, 64)
     assert sample == data.test  # a budget above the split's size scores all of it
+
+
+def _scoring_worker(rank: int, world: int, config: dict, init: str, out: str) -> None:
+    """A rank whose benchmark scorer is a stand-in that says which rank scored what."""
+    import torch.distributed as dist
+
+    import slmscale.evaluate as evaluate
+    from slmscale.evaluate.benchmark import EvalResult
+
+    def fake(model, specs, **kw):
+        names = [s.name for s in specs]
+        return EvalResult(
+            metrics={f"{n}_acc": float(rank) for n in names},
+            details={n: {"scored_by": rank} for n in names},
+            counts={},
+        )
+
+    evaluate.score_benchmarks = fake
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        result = train_one_trial(config, rank=rank, world_size=world)
+        with open(f"{out}.{rank}", "w") as f:
+            json.dump({"downstream": result.downstream, "details": result.eval_details}, f)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.timeout(900)
+def test_benchmark_scoring_is_spread_over_ranks(smoke_trials, tmp_path):  # noqa: F811
+    names = ["sblimp", "swuggy", "topic_cloze"]
+    config = dict(
+        smoke_trials[0].config,
+        benchmarks=[{"name": n, "units": "u", "root": "r"} for n in names],
+    )
+    out, init = str(tmp_path / "rank"), f"file://{tmp_path / 'pg'}"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_scoring_worker, args=(r, 2, config, init, out)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(800)
+        assert p.exitcode == 0, f"worker exit code {p.exitcode}"
+    ranks = [json.loads(open(f"{out}.{r}").read()) for r in range(2)]
+    assert ranks[0] == ranks[1]  # gathered on every rank
+    assert ranks[0]["downstream"] == {"sblimp_acc": 0.0, "swuggy_acc": 1.0, "topic_cloze_acc": 0.0}
+    assert list(ranks[0]["details"]) == names  # in the spec's order

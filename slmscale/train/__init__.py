@@ -17,7 +17,7 @@ _EXPORTS = {
     "InjectedFault": "slmscale.train.loop",
     "RuntimeOptions": "slmscale.train.loop",
     "TrialResult": "slmscale.train.loop",
-    "evaluate_test_loss": "slmscale.train.loop",
+    "evaluate_test_loss": "slmscale.train.evaluation",
     "resolve_device": "slmscale.train.loop",
     "train_one_trial": "slmscale.train.loop",
     "lr_at": "slmscale.train.schedule",

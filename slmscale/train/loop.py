@@ -43,8 +43,15 @@ from slmscale.tracking.schema import (
     M_UNIQUE_TOKENS_SEEN,
 )
 from slmscale.train import checkpoint as ckpt
+from slmscale.train.evaluation import (
+    eval_interval,
+    evaluate_test_loss,
+    periodic_eval_budget,
+    periodic_test_windows,
+    score_spread,
+)
 from slmscale.train.optim import build_optimizer
-from slmscale.train.step import StepBatch, nll_sum, prepare_step, train_step
+from slmscale.train.step import StepBatch, prepare_step, train_step
 from slmscale.train.throughput import mfu, peak_flops
 
 Reporter = Callable[[dict, int], None]
@@ -247,56 +254,6 @@ def _resume(run: _Run, sources, warn) -> None:
         run.enable_activation_checkpointing()
 
 
-@torch.no_grad()
-def evaluate_test_loss(run: _Run, windows: list[np.ndarray] | None = None) -> float:
-    """Mean token NLL over test windows (default: the whole test split), sharded over workers."""
-    from slmscale.corpus import pad_batch
-    from slmscale.model import special_token_ids
-
-    windows = run.data.test if windows is None else windows
-    pad = special_token_ids(run.data.n_units)["pad"]
-    run.model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=run.device)
-    count = 0
-    mine = windows[run.rank :: run.world_size]
-    for i in range(0, len(mine), run.micro_batch):
-        inputs, labels = pad_batch(mine[i : i + run.micro_batch], pad)
-        x, y = torch.from_numpy(inputs).to(run.device), torch.from_numpy(labels).to(run.device)
-        total += nll_sum(run, run.model, x, y).double()
-        count += int((labels[:, 1:] != -100).sum())
-    run.model.train()
-    total_sum, count = run.all_reduce(float(total), count)
-    return total_sum / count
-
-
-def _eval_interval(run: _Run) -> int:
-    ev = run.config.get("eval", {})
-    return ev.get("interval_steps") or max(1, math.ceil(run.steps / ev.get("n_evals", 20)))
-
-
-def periodic_test_windows(
-    test: list[np.ndarray], budget_tokens: float, context: int
-) -> list[np.ndarray]:
-    """A fixed sample of the test windows holding about `budget_tokens` tokens: evenly spaced
-    over the split (its sources and speakers come in order), the same at every evaluation."""
-    total = sum(len(w) for w in test)
-    if budget_tokens >= total:
-        return test
-    k = max(1, int(budget_tokens // context))
-    idx = np.unique(np.linspace(0, len(test) - 1, k).round().astype(int))
-    return [test[i] for i in idx]
-
-
-def periodic_eval_budget(run: _Run, cost: float) -> float:
-    """Test tokens per periodic evaluation so that all of them cost `cost` x training FLOPs.
-
-    A forward pass is a third of a training step's FLOPs per token, so n_evals evaluations of
-    E tokens cost n_evals x E / 3 training-token equivalents: E = 3 x cost x D / n_evals.
-    """
-    n_evals = max(1, (run.steps - 1) // _eval_interval(run))
-    return 3.0 * cost * run.data.stream.tokens / n_evals
-
-
 def _checkpoint(run: _Run, directory: Path | None, on_checkpoint: OnCheckpoint, keep) -> None:
     if directory is None:
         return
@@ -351,6 +308,8 @@ def train_one_trial(
     assert run.progress.tokens_seen == stream.tokens, (run.progress.tokens_seen, stream.tokens)
     result = _result(run, "FINISHED", None, test_loss)
     report(_final_metrics(run, result), run.progress.tokens_seen)
+    if run.config.get("benchmarks"):
+        result.downstream, result.eval_details = score_spread(run)
     if rank == 0:
         _finish_outputs(run, result, output_dir)
         if result.downstream:
@@ -374,7 +333,7 @@ def _train_loop(
     shape, context = ModelShape(**run.config["model"]), run.data.stream.context
     n_params = non_embedding_params(shape)
     peak = _peak(run)
-    interval = _eval_interval(run)
+    interval = eval_interval(run)
     sample = periodic_test_windows(
         run.data.test, periodic_eval_budget(run, options.periodic_eval_cost), context
     )
@@ -502,21 +461,7 @@ def _final_metrics(run: _Run, result: TrialResult) -> dict:
 
 
 def _finish_outputs(run: _Run, result: TrialResult, output_dir: str | Path | None) -> None:
-    """Rank 0: downstream scores (when benchmarks are configured) and the saved final model."""
-    benchmarks = run.config.get("benchmarks") or []
-    if benchmarks:
-        from slmscale.config.grid import BenchmarkSpec
-        from slmscale.evaluate import score_benchmarks
-
-        scored = score_benchmarks(
-            run.model,
-            [BenchmarkSpec(**b) for b in benchmarks],
-            n_units=run.data.n_units,
-            tokenizer_fingerprint=run.data.tokenizer_fingerprint,
-            device=str(run.device),
-        )
-        result.downstream = dict(scored.metrics)
-        result.eval_details = scored.details
+    """Rank 0: the saved final model."""
     if output_dir is not None:
         result.model_dir = Path(output_dir) / "model"
         run.model.save_pretrained(result.model_dir)
