@@ -571,3 +571,20 @@ def test_progress_under_ray_counts_audio_seconds_and_sizing_is_printed(tmp_path)
     assert events and sum(events) == pytest.approx(302.0, abs=1e-2)  # from the actors' counter
     assert any("encoder actor(s) x" in line and "GiB" in line for line in lines)
     assert load_meta(tmp_path / "o")["precision"] == "fp32"
+
+
+def test_eval_cli_names_what_differs(hubert_setup, tmp_path):
+    from types import SimpleNamespace
+
+    from slmscale.commands.eval import _refuse_other_tokenizers
+
+    root, _, _, km = hubert_setup
+    _tokenize_with(root, "models/a", km, tmp_path / "train", cwd=root)
+    _tokenize_with(root, "./models/a/", km, tmp_path / "same", cwd=root)
+    _tokenize_with(root, "other/a", km, tmp_path / "other", cwd=root)
+    train = load_meta(tmp_path / "train")
+    same = SimpleNamespace(name="sblimp", units=str(tmp_path / "same"))
+    other = SimpleNamespace(name="swuggy", units=str(tmp_path / "other"))
+    _refuse_other_tokenizers([same], train, "train")
+    with pytest.raises(UserError, match=r"swuggy units were made by a different tokenizer.*encoder_id"):
+        _refuse_other_tokenizers([same, other], train, "train")

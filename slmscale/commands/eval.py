@@ -158,6 +158,19 @@ def _log_to_run(uri: str, run_id: str, result, params: dict) -> None:
     client(uri).log_dict(run_id, result.details, ARTIFACT_EVAL_DETAILS)
 
 
+def _refuse_other_tokenizers(benches, train_meta: dict, train_units: str) -> None:
+    """Name what differs (weights, precision, k-means, ...) when a benchmark's units were made by
+    another tokenizer than the training units (identity by content, never by path)."""
+    for b in benches:
+        diff = units_io.identity_diff(train_meta, units_io.load_meta(b.units))
+        if diff:
+            raise UserError(
+                f"{b.units}: {b.name} units were made by a different tokenizer than {train_units} "
+                f"(differs in {', '.join(diff)}); re-tokenize the benchmark with the same model "
+                "weights, layer, precision and k-means"
+            )
+
+
 def run(args) -> int:
     from slmscale.evaluate import check_benchmarks, score_benchmarks
     from slmscale.progress import Progress
@@ -171,7 +184,9 @@ def run(args) -> int:
             model, params, uri = load_hf_model(args.model, device), {}, None
         n_units = int(model.config.vocab_size) - N_SPECIAL_TOKENS
         if args.train_units:
-            fingerprint = units_io.tokenizer_fingerprint(units_io.load_meta(args.train_units))
+            train_meta = units_io.load_meta(args.train_units)
+            _refuse_other_tokenizers(benches, train_meta, args.train_units)
+            fingerprint = units_io.tokenizer_fingerprint(train_meta)
         else:
             fingerprint = training_fingerprint(params.get("units_dataset"))
         if fingerprint is None:
