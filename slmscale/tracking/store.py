@@ -345,6 +345,7 @@ def runs_table(tracking_uri: str, experiment_names: list[str], filter_string: st
         "params.tokens": "tokens",
         "params.unique_tokens": "unique_tokens",
         "params.epochs": "epochs",
+        "params.units_dataset": "units_dataset",  # path@hash: where U_D available comes from
         f"metrics.{M_TEST_LOSS_FINAL}": "loss",
         f"tags.{TAG_TRIAL_KEY}": "trial_key",
         f"tags.{TAG_FAILURE}": "failure_reason",
