@@ -49,7 +49,9 @@ def test_per_size_workers_preemption_retried_code_failure_counted(tmp_path, monk
     _, _, jobs = prepare_jobs(args, plan)
     ja, jb, jc = jobs
     assert (ja.resources["workers"], jb.resources["workers"]) == (2, 1)
-    # 32 steps, checkpoints at 8, 16, 24 (train.checkpoint_every_steps), logs at 10, 20, 30, 32
+    # 32 steps; wall-clock checkpoints (an interval of 0 minutes: at every flush, i.e. the
+    # evaluations at 8, 16, 24 and the logs at 10, 20, 30); SIGKILLed before step 30, once
+    jb.options = {**jb.options, "checkpoint_every_steps": None, "checkpoint_every_minutes": 0.0}
     jb.faults = {"kill_at_step": 30, "kill_marker": str(tmp_path / "killed-once")}
     jc.faults = {"raise_at_step": 5}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -82,7 +84,7 @@ def test_per_size_workers_preemption_retried_code_failure_counted(tmp_path, monk
     alone = train_one_trial(jb.config, options=RuntimeOptions(**{**jb.options, "compile": False}))
     assert rb.data.metrics["test_loss_final"] == pytest.approx(alone.test_loss_final, abs=1e-6)
     steps = [h.step for h in client(uri).get_metric_history(rb.info.run_id, "train_loss")]
-    assert steps.count(10 * 256) == 1  # resumed from a checkpoint (16 or 24), not from zero
+    assert steps.count(10 * 256) == 1  # resumed from a checkpoint (after step 10), not from 0
     assert steps.count(30 * 256) == 1 and max(steps) == 8192
     # The code failure: one attempt (max_failures 0), the run FAILED with the reason.
     rc = runs[jc.key]
