@@ -32,7 +32,11 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="runs table, CSV or Parquet: params, tokens, loss [, unique_tokens, "
         "flops, run_id, model_size, tokenizer, metric columns]",
     )
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: ./mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the nearest mlflow.db in "
+        "this folder or its parents, else slmscale-demo/mlflow.db)",
+    )
     parser.add_argument(
         "--filter",
         default="",
@@ -44,8 +48,19 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --runs: eval-point curves, "
         "long format CSV/Parquet: run_id, tokens, flops, test_loss",
     )
-    parser.add_argument("--law", choices=LAWS, default="chinchilla")
-    parser.add_argument("--huber-delta", type=float, default=HUBER_DELTA)
+    parser.add_argument(
+        "--law",
+        choices=LAWS,
+        default="chinchilla",
+        help="chinchilla: Eq. 4 on single-epoch runs; data_constrained: then Eq. 7/8's R*_N, "
+        "R*_D on the multi-epoch runs (default: chinchilla)",
+    )
+    parser.add_argument(
+        "--huber-delta",
+        type=float,
+        default=HUBER_DELTA,
+        help=f"Huber loss delta on log-loss residuals (default: {HUBER_DELTA}, the paper's)",
+    )
     parser.add_argument(
         "--bootstrap",
         type=int,
@@ -132,9 +147,9 @@ def load_inputs(args) -> tuple[dict, dict | None, dict]:
     if args.curves:
         raise UserError("--curves applies to --runs only (curves are read from MLflow)")
     from slmscale.tracking.fits import read_curves, read_runs
-    from slmscale.tracking.store import resolve_tracking_uri
+    from slmscale.tracking.store import reading_tracking_uri
 
-    uri = resolve_tracking_uri(args.tracking_uri)
+    uri = reading_tracking_uri(args.tracking_uri)
     args.tracking_uri = uri
     runs = read_runs(uri, args.experiment, args.filter)
     if not runs or not runs.get("run_id"):

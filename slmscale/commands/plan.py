@@ -2,7 +2,7 @@
 
 slmscale plan --fit fit.json --flops 1e20 [--mfu 0.4 --peak-flops 989e12 | --tokens-per-sec X]
 slmscale plan --fit fit.json --target-loss 2.1
-slmscale plan --fit fit.json --target sblimp_acc=0.7
+slmscale plan --fit fit.json --target sblimp_acc=0.7 [--format json] [--json FILE]
     [--unique-tokens 10.89e9 | --units DIR]
 
 The unique tokens available (U_D) default to those stored in fit.json (the runs' units
@@ -39,12 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--units", metavar="DIR", help="units dataset whose train tokens are the U_D available"
     )
+    parser.add_argument("--json", metavar="FILE", help="also write the answer as JSON to FILE")
     parser.add_argument(
-        "--json",
-        nargs="?",
-        const="-",
-        metavar="FILE",
-        help="write the answer as JSON to FILE (no FILE: print it instead of the text)",
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="what to print: the answer as text, or as JSON",
     )
 
 
@@ -182,14 +182,13 @@ def run(args) -> int:
         extra["needed_loss"] = loss
         C, extra["flops_ci95"] = plan.compute_for_loss(doc, loss, unique_tokens=unique, what=what)
     answer = {**extra, **plan.plan_for_compute(doc, C, unique_tokens=unique, **throughput)}
-    if args.json is not None and args.json != "-":
+    if args.json is not None:
         from slmscale.units import write_bytes_atomic
 
         write_bytes_atomic(
             args.json, (json.dumps(answer, indent=1, sort_keys=True) + "\n").encode()
         )
-        _print(answer)
-    elif args.json == "-":
+    if args.format == "json":
         print(json.dumps(answer, indent=1, sort_keys=True))
     else:
         _print(answer)
