@@ -24,6 +24,13 @@ DEFAULT_SIMS = 200
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="grid spec YAML (tune_spaces/*.yaml)")
     parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override spec fields, right after SPEC, as `slmscale grid` does "
+        "(e.g. 'models=[20M,85M,155M]' 'd_over_n=[4,16,64]')",
+    )
+    parser.add_argument(
         "--prior",
         metavar="FIT_JSON",
         help="fit.json whose constants (and bootstrap samples, as the spread) the simulated "
@@ -35,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sigma of log-normal noise on final losses, e.g. 0.01 for 1%% (default: the RMSE "
         "of the prior fit's log residuals, else 0.01)",
     )
-    parser.add_argument("--sims", type=int, default=DEFAULT_SIMS, help="simulated studies per grid")
-    parser.add_argument("--seed", type=int, default=0, help="simulation seed")
+    parser.add_argument(
+        "--sims", type=int, default=DEFAULT_SIMS, help="simulated studies per grid (default: 200)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed (default: 0)")
     parser.add_argument(
         "--target-flops",
         type=float,
@@ -51,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=3,
         metavar="K",
-        help="propose K next runs (0: none)",
+        help="propose K next runs (default: 3; 0: none)",
     )
     src = parser.add_mutually_exclusive_group()
     src.add_argument(
@@ -70,7 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the proposed next runs as a grid spec (same name, so `slmscale grid FILE` "
         "logs them beside the others)",
     )
-    parser.add_argument("--workers", type=int, default=2, help="processes for the R* refits")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes for the R* refits (default: 2)"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the whole design as JSON")
 
 
@@ -219,7 +230,7 @@ def _close(a: float, b: float) -> bool:
 # --- writing the proposed runs as a spec --------------------------------------------------------
 
 
-def write_spec(spec_path: str, out_path: str, rows) -> None:
+def write_spec(spec_path: str, out_path: str, rows, overrides=()) -> None:
     """The original spec with its grid replaced by exactly `rows` (model, kind, budget, epochs).
 
     Same name (so the runs land in the same experiment) and same everything else, so each trial
@@ -231,9 +242,12 @@ def write_spec(spec_path: str, out_path: str, rows) -> None:
     import yaml
 
     from slmscale.config import read_yaml
+    from slmscale.config.base import apply_overrides
     from slmscale.grid.plan import load_plan
 
     doc = read_yaml(spec_path)
+    if overrides:  # the written file holds them: it must expand to the same trials
+        doc = apply_overrides(doc, list(overrides), spec_path)
     src_dir, out_dir = Path(spec_path).resolve().parent, Path(out_path).resolve().parent
     for u in doc.get("units") or []:
         p = Path(str(u.get("path", "")))
@@ -432,7 +446,7 @@ def run(args) -> int:
         raise UserError("--tracking-uri goes with --experiment")
     started = time.monotonic()
     prior = _prior(args)
-    plan = load_plan(args.spec)
+    plan = load_plan(args.spec, args.overrides)
     rows = planned_points(plan)
     points = [r[0] for r in rows]
     target = args.target_flops or 100.0 * max(p.flops for p in points)
@@ -551,6 +565,6 @@ def _next_runs(args, prior, setup, common, tick):
             else "no candidate's simulated gain is positive"
         )
     if args.write_spec and chosen:
-        write_spec(args.spec, args.write_spec, [by_key[c["key"]] for c in chosen])
+        write_spec(args.spec, args.write_spec, [by_key[c["key"]] for c in chosen], args.overrides)
         nxt["spec_written"] = args.write_spec
     return nxt
