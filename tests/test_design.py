@@ -331,11 +331,11 @@ def test_design_core_imports_neither_ray_nor_mlflow():
 
 def test_cli_one_size_via_an_override_marks_alpha(spec_dir):
     out = run_cli(
-        "spec.yaml", "models=[85M]", "batch_size=128", "--noise", "0.002", "--sims", "20", "--next", "0",
+        "spec.yaml", "models=[85M]", "batch_size=128", "d_over_n=[2,4,8,16,32,64]", "--noise", "0.002", "--sims", "20", "--next", "0",
         "--json", "one.json", cwd=spec_dir,
     )
     assert out.returncode == 0, out.stderr
     design = json.loads((spec_dir / "one.json").read_text())
     full = design["grids"][0]
-    assert full["n_runs"] == 3 and not full["constants"]["alpha"]["identified"]
+    assert full["n_runs"] == 6 and not full["constants"]["alpha"]["identified"]
     assert "one model size" in full["note"] and "alpha" in out.stdout
