@@ -93,3 +93,34 @@ def test_paper_batch_sizes_and_budget_reference():
     assert budget_reference_params(PAPER_SIZES["155M"]) == 155e6
     custom = ModelShape("155M", 2, 64, 4)  # a custom shape that reuses a paper name is not nominal
     assert budget_reference_params(custom) == non_embedding_params(custom)
+
+
+@pytest.mark.parametrize(
+    "device_name,tflops",
+    [
+        ("NVIDIA H100 80GB HBM3", 989),  # SXM
+        ("NVIDIA H100 PCIe", 756),
+        ("NVIDIA H100 NVL", 835),
+        ("NVIDIA H200", 989),
+        ("NVIDIA GH200 480GB", 989),
+        ("NVIDIA A100-SXM4-80GB", 312),
+        ("NVIDIA A100-PCIE-40GB", 312),
+        ("NVIDIA A10G", 70),
+        ("NVIDIA A10", 125),
+        ("NVIDIA L4", 121),
+        ("NVIDIA L40S", 362),
+    ],
+)
+def test_peak_flops_tells_gpu_variants_apart(device_name, tflops):
+    from slmscale.train.throughput import peak_flops
+
+    assert peak_flops(device_name) == tflops * 1e12
+    assert peak_flops("NVIDIA GeForce GTX 1080") is None and peak_flops(None) is None
+
+
+def test_mfu_counts_attention_as_12_l_t_d():
+    from slmscale.train.throughput import mfu
+
+    shape = PAPER_SIZES["309M"]
+    per_token = 6 * non_embedding_params(shape) + 12 * 24 * 2050 * 1024
+    assert mfu(1e5, shape, 2050, 989e12) == pytest.approx(1e5 * per_token / 989e12)
