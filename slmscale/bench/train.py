@@ -45,9 +45,10 @@ def periodic_eval_row(ctx: Context, tokens: int = 32_768) -> Figure:
 
     from slmscale.config.base import parse_model
     from slmscale.config.grid import GridSpec
+    from slmscale.corpus import load_trial_data
     from slmscale.grid.expand import expand_grid, resolve_data
     from slmscale.train import RuntimeOptions, train_one_trial
-    from slmscale.train.loop import DEFAULT_PERIODIC_EVAL_COST, load_trial_data
+    from slmscale.train.options import DEFAULT_PERIODIC_EVAL_COST
     from slmscale.train.synthetic import write_synthetic_units
 
     ctx.step("train: periodic test-loss cost (tiny trial)")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "FaultInjection": "slmscale.train.loop",
-    "InjectedFault": "slmscale.train.loop",
-    "RuntimeOptions": "slmscale.train.loop",
-    "TrialResult": "slmscale.train.loop",
+    "FaultInjection": "slmscale.train.options",
+    "InjectedFault": "slmscale.train.options",
+    "RuntimeOptions": "slmscale.train.options",
+    "TrialResult": "slmscale.train.options",
     "evaluate_test_loss": "slmscale.train.evaluation",
     "resolve_device": "slmscale.train.loop",
     "train_one_trial": "slmscale.train.loop",
