@@ -2,8 +2,10 @@
 
     <out>/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
 
-`split` is `train-clean` (training) or `test-clean` (held out, for the test loss).  Each voice is
-one speaker; chapters hold 25 stories each.  Pure core: numpy and soundfile.
+`split` is `train-clean` (training) or `test-clean` (held out, for the test loss), or
+`train-audiobook`: the data ablation's second training corpus, passages of sentences from
+independent stories (language.sample_passage) instead of stories.  Each voice is one speaker;
+chapters hold 25 utterances each.  Pure core: numpy and soundfile.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from slmscale.demo.language import Story, sample_story
+from slmscale.demo.language import Story, sample_passage, sample_story
 from slmscale.demo.render import SAMPLE_RATE, VOICES, PhoneBank, render
 from slmscale.progress import Progress
 
 STORIES_PER_CHAPTER = 25
 # Chapter numbers per split, so utterance ids are unique across the whole corpus (as in LibriSpeech).
-FIRST_CHAPTER = {"train-clean": 1000, "test-clean": 5000}
+FIRST_CHAPTER = {"train-clean": 1000, "train-audiobook": 3000, "test-clean": 5000}
+AUDIOBOOK_SPLIT = "train-audiobook"
 # Seed streams: each corpus split and benchmark draws from its own, so sizes never interact.
 STREAMS = {
     "train-clean": 1,
@@ -30,6 +33,7 @@ STREAMS = {
     "swuggy": 4,
     "story_cloze": 5,
     "topic_cloze": 6,
+    "train-audiobook": 7,
 }
 
 
@@ -55,27 +59,35 @@ def speaker_id(voice_index: int) -> int:
     return 100 + voice_index
 
 
+def text(sentences) -> str:
+    return " . ".join(" ".join(s) for s in sentences)
+
+
 def story_text(story: Story) -> str:
-    return " . ".join(" ".join(s) for s in story.sentences)
+    return text(story.sentences)
 
 
 def write_corpus(
     root: Path, split: str, n_stories: int, seed: int, bank: PhoneBank
 ) -> list[Utterance]:
-    """`n_stories` stories under `root/split`, deterministic from `seed`."""
+    """`n_stories` stories (audiobook passages for AUDIOBOOK_SPLIT) under `root/split`,
+    deterministic from `seed`."""
     stream = STREAMS[split]
     out: list[Utterance] = []
     with Progress(n_stories, f"demo world: {split}", " stories") as bar:
         for i in range(n_stories):
             rng = np.random.default_rng([seed, stream, i])
-            story = sample_story(rng)
+            if split == AUDIOBOOK_SPLIT:
+                sentences = list(sample_passage(rng))
+            else:
+                sentences = list(sample_story(rng).sentences)
             v = int(rng.integers(len(VOICES)))
             spk, chapter = speaker_id(v), FIRST_CHAPTER[split] + i // STORIES_PER_CHAPTER
             rel = Path(split, str(spk), str(chapter), f"{spk}-{chapter}-{i:04d}.flac")
-            audio = render(list(story.sentences), VOICES[v].name, bank, [seed, stream, i])
+            audio = render(sentences, VOICES[v].name, bank, [seed, stream, i])
             write_audio(root / rel, audio)
             out.append(
-                Utterance(rel.as_posix(), int(audio.size), VOICES[v].name, story_text(story))
+                Utterance(rel.as_posix(), int(audio.size), VOICES[v].name, text(sentences))
             )
             bar.update(1)
     return out

@@ -15,6 +15,11 @@ structure the paper's benchmarks probe, at a size a tiny LM learns in seconds:
 - causal patterns (StoryCloze-like): a story states a need, the action that meets it, and the
   result, e.g. "the cow is hungry. the cow eats the corn. the cow is full."; the three words of
   a pattern share two consonants.
+
+Beside the stories, an "audiobook" kind of passage (`sample_passage`): the same sentences, drawn
+from independent stories and strung together, so the words, grammar and sentence statistics are
+the stories' own but nothing links one sentence to the next (no topic kept, no need met).  It is
+the demo's stand-in for the paper's audiobooks against sTinyStories (Figure 3).
 """
 
 from __future__ import annotations
@@ -200,6 +205,20 @@ def sample_story(
         copula_sentence(subject, number, p.result),
     ]
     return Story(topic, pattern, tuple(sentences))
+
+
+def sample_passage(rng: np.random.Generator) -> tuple[Sentence, ...]:
+    """An "audiobook" passage: as many sentences as a story has, each from its own story.
+
+    Each sentence is a uniformly chosen sentence of an independently drawn story, so the
+    passage has the stories' sentence distribution without their causal or topical structure.
+    """
+    n = len(sample_story(rng).sentences)
+    out = []
+    for _ in range(n):
+        story = sample_story(rng)
+        out.append(story.sentences[int(rng.integers(len(story.sentences)))])
+    return tuple(out)
 
 
 def broken_ending(story: Story, rng: np.random.Generator) -> Sentence:

@@ -1,10 +1,15 @@
 """`slmscale demo`, end to end: the synthetic world through the real pipeline, under one folder.
 
-    world     render the speech world (corpus + benchmarks)           slmscale.demo.world
-    kmeans    log-mel k-means centroids on the demo's training audio   slmscale kmeans
-    tokenize  corpus (train + test) and each benchmark, same centroids slmscale tokenize
-    grid      tiny Llama grid, scored on the benchmarks at each end     slmscale grid
-    report    fit the laws and write the report                        slmscale report
+    world          render the speech world (corpora + benchmarks)       slmscale.demo.world
+    kmeans         log-mel k-means centroids on the training audio      slmscale kmeans
+    tokenize       corpora (train + test), each benchmark, same centroids slmscale tokenize
+    unigram        the units compressed (Figure 5), benchmarks encoded   slmscale unigram
+    grid           the scaling grid, scored on the benchmarks            slmscale grid
+    grid_audiobook the data ablation's audiobook runs (Figure 3)         slmscale grid
+    grid_unigram   the tokenizer ablation's runs on unigram units        slmscale grid
+    report         fit the laws, write the report, add Figures 3 and 5   slmscale report
+
+`--quick` runs world, kmeans, tokenize, grid and report only (no ablations; the report says so).
 
 Every stage goes through the public CLI (`slmscale.cli.main`) exactly as a user would type it,
 with MLflow in `<workdir>/mlflow.db` and every output under `<workdir>`.  A rerun reuses what is
@@ -28,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from slmscale.demo.benchmarks import BENCHMARK_DIRS, audio_dir
+from slmscale.demo.corpus import AUDIOBOOK_SPLIT
 from slmscale.demo.world import BENCHMARK_SPLIT, PRESETS, TEST_SPLIT, TRAIN_SPLIT, WorldConfig
 from slmscale.errors import UserError
 
@@ -37,11 +43,27 @@ KMEANS_MAX_FRAMES = 60_000
 # Bootstrap replicates for the Eq. 4 intervals: each is a full refit (~0.5-1 s here), so the
 # report's default of 1000 would take longer than the whole grid.
 BOOTSTRAP = {"quick": 40, "full": 100}
+AUDIOBOOK_SPEC, UNIGRAM_SPEC = "demo_audiobook.yaml", "demo_unigram.yaml"
 MIN_MULTI_EPOCH_RUNS = 3  # two R* from fewer multi-epoch points would be a guess
 DEFAULT_WORKDIR = "slmscale-demo"
 DB_FILE = "mlflow.db"
 # Ray Train V2's controller poll (platform notes: 0.25 s cut a single fit from 17 s to 8 s).
-HEALTH_CHECK_ENV, HEALTH_CHECK_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.25"
+HEALTH_CHECK_ENV, HEALTH_CHECK_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
+# Settings for the Ray session of the grids, set before its ray.init so every Ray process (Tune
+# trial actors, Train controllers, Train workers) inherits them.  Each trial here trains for
+# seconds, so what Ray Train does around it is most of its time: its JSON log files (one pair
+# per controller and worker process), its preemption watcher (a poll per worker group), and the
+# controller's 2 s health-check poll.  None of them is needed on one machine at this scale.
+RAY_SETTINGS = {
+    HEALTH_CHECK_ENV: HEALTH_CHECK_S,
+    "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
+# The ablations (full demo only): the audiobook corpus's units and the unigram tokenizer.
+AUDIOBOOK_UNITS = "audiobook"
+UNIGRAM_VOCAB = 256  # K = 32 units -> 256 pieces (the paper: K = 500 -> 5000)
+UNIGRAM_SUFFIX = "_unigram"
 
 
 @dataclass
@@ -75,6 +97,8 @@ class DemoLayout:
 @dataclass
 class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
+    grid_stages: dict[str, str] = field(default_factory=dict)  # grid stage -> its grid's name
+    experiments: list[str] = field(default_factory=list)  # where the grids' runs are
     reused: dict[str, bool] = field(default_factory=dict)
     report_dir: Path | None = None
     experiment: str = ""
@@ -94,13 +118,14 @@ def cli(argv: list[str], stage: str) -> None:
 @contextmanager
 def _environment(layout: DemoLayout):
     """Point every stage's defaults (output root, tracking store) at the working folder."""
-    keys = ("SLMSCALE_HOME", "MLFLOW_TRACKING_URI", HEALTH_CHECK_ENV)
+    keys = ("SLMSCALE_HOME", "MLFLOW_TRACKING_URI", *RAY_SETTINGS)
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["SLMSCALE_HOME"] = str(layout.workdir)
     os.environ["MLFLOW_TRACKING_URI"] = layout.tracking_uri
-    # Set before the grid's ray.init so every Ray worker (the Train controller too) inherits it:
-    # Train V2 polls its workers every 2 s by default, a large part of a tiny trial's time.
-    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)
+    # Set before the grid's ray.init so every Ray process inherits them (a value the user set
+    # in the environment wins).
+    for k, v in RAY_SETTINGS.items():
+        os.environ.setdefault(k, v)
     try:
         yield
     finally:
@@ -159,6 +184,11 @@ def tokenize_jobs(layout: DemoLayout) -> dict[str, list[str]]:
             f"demo:test={layout.world / TEST_SPLIT}",
         ]
     }
+    if (layout.world / AUDIOBOOK_SPLIT).is_dir():  # the data ablation: same test split
+        jobs[AUDIOBOOK_UNITS] = [
+            f"{AUDIOBOOK_UNITS}:train={layout.world / AUDIOBOOK_SPLIT}",
+            f"{AUDIOBOOK_UNITS}:test={layout.world / TEST_SPLIT}",
+        ]
     for name in BENCHMARK_DIRS:
         folder = audio_dir(layout.world / "benchmarks", name, BENCHMARK_SPLIT)
         jobs[name] = [f"{name}:{BENCHMARK_SPLIT}={folder}"]
@@ -176,9 +206,52 @@ def stage_tokenize(layout: DemoLayout, engine: str = "ray") -> bool:
         argv += ["--encoder", "logmel", "--kmeans", str(layout.kmeans)]
         argv += ["--out", str(layout.units(name))]
         # The benchmarks are minutes of audio: in-process beats starting a Ray cluster for them.
-        argv += ["--engine", engine if name == "demo" else "local"]
+        argv += ["--engine", engine if name in ("demo", AUDIOBOOK_UNITS) else "local"]
         cli(argv, "tokenize")
     return reused
+
+
+def stage_unigram(layout: DemoLayout) -> bool:
+    """`slmscale unigram` on the demo's units, then each benchmark encoded with that model."""
+    from slmscale.demo.unigram import encode_like
+
+    out = layout.units("demo" + UNIGRAM_SUFFIX)
+    model = out / "unigram.model"
+    reused = _unigram_current(layout, out)
+    if reused:
+        print(f"unigram: reusing {out}")
+    else:
+        cli(
+            [
+                "unigram",
+                "--units", str(layout.units("demo")),
+                "--out", str(out),
+                "--vocab", str(UNIGRAM_VOCAB),
+            ],
+            "unigram",
+        )  # fmt: skip
+    for name in BENCHMARK_DIRS:
+        target = layout.units(name + UNIGRAM_SUFFIX)
+        if reused and _unigram_current(layout, target, model):
+            continue
+        reused = False
+        encode_like(model, layout.units(name), target)
+        print(f"unigram: encoded {layout.units(name)} -> {target}")
+    return reused
+
+
+def _unigram_current(layout: DemoLayout, out: Path, model: Path | None = None) -> bool:
+    """A unigram units dataset made from the current demo units (and with `model`, when given)."""
+    from slmscale.units import META_FILE, meta_hash, sha256_file
+
+    meta = out / META_FILE
+    if not meta.is_file():
+        return False
+    m = json.loads(meta.read_text())
+    if model is not None:
+        return model.is_file() and m.get("unigram_sha256") == sha256_file(model)
+    src = m.get("source_units") or {}
+    return src.get("meta_hash") == meta_hash(layout.units("demo"))
 
 
 def write_resolved_spec(layout: DemoLayout, spec_file: Path) -> tuple[Path, str]:
@@ -235,7 +308,7 @@ def _unfinished_trials(layout: DemoLayout, spec_path: Path, experiment: str) -> 
     )
 
 
-def stage_grid(layout: DemoLayout, spec_path: Path, experiment: str) -> bool:
+def stage_grid(layout: DemoLayout, spec_path: Path, experiment: str, stage: str = "grid") -> bool:
     if _unfinished_trials(layout, spec_path, experiment) == 0:
         print(f"grid: every trial of {spec_path.name} is FINISHED in {layout.tracking_uri}")
         return True
@@ -245,8 +318,9 @@ def stage_grid(layout: DemoLayout, spec_path: Path, experiment: str) -> bool:
             "grid", str(spec_path),
             "--tracking-uri", layout.tracking_uri,
             "--storage-path", str(storage),
+            "--experiment", experiment,
         ],
-        "grid",
+        stage,
     )  # fmt: skip
     return False
 
@@ -258,8 +332,13 @@ def stage_report(
     bootstrap: int,
     grid_reused: bool,
     law: str = "chinchilla",
+    audiobook_experiment: str | None = None,
+    quick: bool = False,
 ) -> bool:
-    """Fit and write the report; reused when the grid trained nothing new since it was written."""
+    """Fit and write the report, then add the ablations' Figures 3 and 5; reused when the
+    grids trained nothing new since it was written."""
+    from slmscale.demo.ablations import add_to_report
+
     made = layout.report(experiment)
     reused = grid_reused and (made / "report.md").is_file() and (made / "fit.json").is_file()
     if reused:
@@ -276,6 +355,15 @@ def stage_report(
             ],
             "report",
         )  # fmt: skip
+        note = "`slmscale demo --quick` leaves the ablations out" if quick else None
+        add_to_report(
+            made,
+            layout.tracking_uri,
+            stories_exp=experiment,
+            audiobook_exp=audiobook_experiment,
+            tokenizer_exp=experiment,
+            unigram_note=note,
+        )
     if report_dir.resolve() != made.resolve():
         if report_dir.exists():
             shutil.rmtree(report_dir)
@@ -300,22 +388,62 @@ def run_demo(
     spec_file: Path | None = None,
     report_dir: Path | None = None,
     tokenize_engine: str = "ray",
+    ablations: bool | None = None,
+    audiobook_spec: Path | None = None,
+    unigram_spec: Path | None = None,
 ) -> DemoResult:
-    """The whole demo; returns the stage timings and where the report is."""
+    """The whole demo; returns the stage timings and where the report is.
+
+    `ablations` (default: not `quick`, and only with the repo's specs) adds the audiobook
+    corpus and the unigram tokenizer, their grids (`audiobook_spec`, `unigram_spec`: default
+    the repo's), and Figures 3 and 5 of the report.
+    """
     layout = DemoLayout(Path(workdir).resolve())
     layout.workdir.mkdir(parents=True, exist_ok=True)
+    if ablations is None:
+        ablations = not quick and spec_file is None
     base = world or PRESETS["quick" if quick else "full"]
     config = replace(base, seed=seed)
+    if not ablations:
+        config = replace(config, audiobook_passages=0)
     spec_file = spec_file or REPO_SPECS / ("demo_quick.yaml" if quick else "demo.yaml")
     result = DemoResult(tracking_uri=layout.tracking_uri)
     with _environment(layout):
         _timed(result, "world", lambda: stage_world(layout, config))
         _timed(result, "kmeans", lambda: stage_kmeans(layout, seed))
         _timed(result, "tokenize", lambda: stage_tokenize(layout, tokenize_engine))
+        if ablations:
+            _timed(result, "unigram", lambda: stage_unigram(layout))
         spec_path, result.experiment = write_resolved_spec(layout, spec_file)
         _timed(result, "grid", lambda: stage_grid(layout, spec_path, result.experiment))
+        audiobook_exp = None
+        result.grid_stages = {"grid": result.experiment}
+        result.experiments = [result.experiment]
+        if ablations:
+            # The audiobook runs in their own experiment (they must not enter the main fit);
+            # the unigram runs beside the main grid's, so `slmscale report` fits Eq. 4 on each
+            # tokenizer (Table 4 rows, Figure 5).
+            book_path, audiobook_exp = write_resolved_spec(
+                layout, audiobook_spec or REPO_SPECS / AUDIOBOOK_SPEC
+            )
+            uni_path, uni_grid = write_resolved_spec(
+                layout, unigram_spec or REPO_SPECS / UNIGRAM_SPEC
+            )
+            result.grid_stages.update({"grid_audiobook": audiobook_exp, "grid_unigram": uni_grid})
+            result.experiments.append(audiobook_exp)
+            _timed(
+                result,
+                "grid_audiobook",
+                lambda: stage_grid(layout, book_path, audiobook_exp, "grid_audiobook"),
+            )
+            _timed(
+                result,
+                "grid_unigram",
+                lambda: stage_grid(layout, uni_path, result.experiment, "grid_unigram"),
+            )
         report_dir = Path(report_dir or layout.report(result.experiment))
         boot = BOOTSTRAP["quick" if quick else "full"]
+        grids_reused = all(result.reused[k] for k in result.grid_stages)
         _timed(
             result,
             "report",
@@ -324,8 +452,10 @@ def run_demo(
                 result.experiment,
                 report_dir,
                 boot,
-                result.reused["grid"],
+                grids_reused,
                 fit_law(spec_path),
+                audiobook_experiment=audiobook_exp,
+                quick=not ablations,
             ),
         )
     result.report_dir = report_dir

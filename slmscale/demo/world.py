@@ -1,6 +1,7 @@
 """The demo world on disk: corpus splits, benchmarks and a manifest, reused when already made.
 
     <root>/train-clean/...  <root>/test-clean/...   LibriSpeech-like trees (corpus.py)
+    <root>/train-audiobook/...   the data ablation's "audiobook" corpus (when asked for)
     <root>/benchmarks/{sblimp,swuggy,story_cloze,topic_cloze}/...   (benchmarks.py)
     <root>/world.json       the config it was made from and every file with its length in samples
 
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from slmscale.demo.benchmarks import write_benchmarks
-from slmscale.demo.corpus import write_corpus
+from slmscale.demo.corpus import AUDIOBOOK_SPLIT, write_corpus
 from slmscale.demo.render import SAMPLE_RATE, PhoneBank
 from slmscale.units import write_json_atomic
 
@@ -32,6 +33,7 @@ class WorldConfig:
     sblimp_items: int = 100  # x 2 voices x 2 members
     swuggy_items: int = 100  # x 2 voices x 2 members
     cloze_stories: int = 200  # per cloze benchmark, x 2 members
+    audiobook_passages: int = 0  # the data ablation's second corpus (0: none)
 
     def benchmark_sizes(self) -> dict[str, int]:
         return {
@@ -48,7 +50,8 @@ PRESETS: dict[str, WorldConfig] = {
         train_stories=240, test_stories=8, sblimp_items=6, swuggy_items=6, cloze_stories=6
     ),
     "quick": WorldConfig(train_stories=2000, test_stories=60, cloze_stories=120),
-    "full": WorldConfig(),
+    # 6,000 stories (~590k units): the largest single-epoch budget of demo.yaml is 600k units.
+    "full": WorldConfig(train_stories=6000, audiobook_passages=1600),
 }
 
 
@@ -71,6 +74,10 @@ def build_world(root: Path, config: WorldConfig) -> tuple[dict, bool]:
         TRAIN_SPLIT: write_corpus(root, TRAIN_SPLIT, config.train_stories, config.seed, bank),
         TEST_SPLIT: write_corpus(root, TEST_SPLIT, config.test_stories, config.seed, bank),
     }
+    if config.audiobook_passages:
+        files[AUDIOBOOK_SPLIT] = write_corpus(
+            root, AUDIOBOOK_SPLIT, config.audiobook_passages, config.seed, bank
+        )
     benches = write_benchmarks(
         root / "benchmarks", config.benchmark_sizes(), config.seed, bank, BENCHMARK_SPLIT
     )

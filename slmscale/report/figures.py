@@ -249,3 +249,77 @@ def save_all(study: Study, out_dir: Path) -> list[str]:
         plt.close(fig)
         names.append(name)
     return names
+
+
+# ---- the paper's ablations (drawn from plain data: slmscale.demo.ablations builds it) ----------
+
+
+def save_figure(fig, out_dir: Path, name: str) -> None:
+    """One figure as PNG and SVG with the same fixed metadata as `save_all`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / f"{name}.png", metadata={"Software": None})
+    fig.savefig(out_dir / f"{name}.svg", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+
+
+def fig3_data_ablation(rows: list[dict]):
+    """Paper Figure 3: cloze accuracy by model size, one bar per training corpus.
+
+    `rows`: {corpus, model_size, params, topic_cloze_acc, story_cloze_acc} per (size, corpus).
+    """
+    metrics = [("topic_cloze_acc", "TopicCloze"), ("story_cloze_acc", "StoryCloze")]
+    corpora = sorted({r["corpus"] for r in rows}, key=lambda c: (c != "stories", c))
+    sizes = sorted({(r["params"], r["model_size"]) for r in rows})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(9, 3.5), squeeze=False)
+    width = 0.8 / max(len(corpora), 1)
+    x = np.arange(len(sizes))
+    for ax, (m, label) in zip(axes[0], metrics, strict=True):
+        for j, corpus in enumerate(corpora):
+            by = {r["model_size"]: r.get(m, np.nan) for r in rows if r["corpus"] == corpus}
+            ax.bar(x + (j - (len(corpora) - 1) / 2) * width, [by.get(s, np.nan) for _, s in sizes],
+                   width, label=corpus, color=plt.get_cmap("tab10")(j))  # fmt: skip
+        ax.axhline(0.5, color="grey", ls=":", lw=0.8, label="chance")
+        ax.set_xticks(x, [f"{s}\n({_size_label(n)})" for n, s in sizes], fontsize=7)
+        ax.set(ylabel="accuracy", title=label, ylim=(0.3, 1.0))
+        ax.legend(fontsize=7)
+    fig.suptitle("Figure 3: data ablation, equal tokens of each corpus")
+    fig.tight_layout()
+    return fig
+
+
+def fig5_tokenizer_envelopes(groups: dict):
+    """Paper Figure 5: loss envelope and downstream envelopes against compute per tokenizer.
+
+    `groups`: tokenizer -> {C, L (eval points), run_C, metrics: name -> final value per run}.
+    """
+    from slmscale.laws.powerlaw import frontier
+
+    metrics = sorted({m for g in groups.values() for m in g["metrics"]})
+    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(3.3 * (1 + len(metrics)), 3.3))
+    axes = np.atleast_1d(axes)
+    for i, (name, g) in enumerate(sorted(groups.items())):
+        col = plt.get_cmap("tab10")(i)
+        if len(g["C"]):
+            axes[0].scatter(g["C"], g["L"], s=4, color=col, alpha=0.25)
+            f = frontier(g["C"], g["L"])
+            order = np.argsort(g["C"][f])
+            axes[0].plot(g["C"][f][order], g["L"][f][order], color=col, label=name)
+        for ax, m in zip(axes[1:], metrics, strict=True):
+            y, C = g["metrics"].get(m), g["run_C"]
+            if y is None or not np.isfinite(y).any():
+                continue
+            ok = np.isfinite(y)
+            ax.scatter(C[ok], y[ok], s=8, color=col, alpha=0.4)
+            f = frontier(C[ok], y[ok], maximize=True)
+            order = np.argsort(C[ok][f])
+            ax.plot(C[ok][f][order], y[ok][f][order], color=col, label=name)
+    axes[0].set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="test loss",
+                title="loss envelope")  # fmt: skip
+    for ax, m in zip(axes[1:], metrics, strict=True):
+        ax.axhline(0.5, color="grey", ls=":", lw=0.8)
+        ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=m, title=f"{m} envelope")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.suptitle("Figure 5: k-means units against unigram-compressed units")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,139 @@
+"""Where the demo's time goes: per stage, and per trial (training against fixed cost).
+
+Read from the MLflow store after the grid, so it measures what ran, not what was planned:
+
+- a trial's run is opened by its Tune trial before Ray Train starts, and closed by the Train
+  worker after benchmark scoring and the model upload; its wall time is end - start;
+- its training time is tokens / tokens_per_sec (the training core's own measure of its steps);
+- its fixed cost is the rest: Ray Train start (controller, worker process, imports), model
+  build and data, periodic test-loss evaluations, benchmark scoring, saving, MLflow writes;
+- `start` splits that fixed cost: run opened -> first logged point (Train start-up, worker
+  imports, model and data), `end`: last curve point -> run closed (final test loss, benchmark
+  scoring, model save, MLflow close).
+
+Edge module (reads MLflow through slmscale.tracking).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from slmscale.tracking.schema import (
+    KIND_TRAIN,
+    M_TEST_LOSS,
+    M_TOKENS_PER_SEC,
+    M_TRAIN_LOSS,
+    TAG_GRID,
+    TAG_KIND,
+)
+
+
+@dataclass(frozen=True)
+class TrialTime:
+    name: str
+    grid: str  # the grid (spec name) that ran it
+    total_s: float  # run opened -> run closed
+    train_s: float  # tokens / tokens_per_sec
+    start_s: float  # run opened -> first logged point
+    end_s: float  # last curve point -> run closed
+
+    @property
+    def fixed_s(self) -> float:
+        return max(self.total_s - self.train_s, 0.0)
+
+
+def trial_times(
+    tracking_uri: str, experiments: list[str], grids: set[str] | None = None
+) -> list[TrialTime]:
+    """One TrialTime per FINISHED train run of the experiments (of `grids`, when given)."""
+    from slmscale.tracking.store import client
+
+    c = client(tracking_uri)
+    out = []
+    for name in experiments:
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            continue
+        runs = c.search_runs(
+            [exp.experiment_id], f"tags.`{TAG_KIND}` = '{KIND_TRAIN}'", max_results=5000
+        )
+        for r in runs:
+            if r.info.status != "FINISHED" or r.info.end_time is None:
+                continue
+            if grids is not None and r.data.tags.get(TAG_GRID) not in grids:
+                continue
+            tps = r.data.metrics.get(M_TOKENS_PER_SEC)
+            tokens = float(r.data.params.get("tokens", 0) or 0)
+            stamps = [
+                m.timestamp
+                for key in (M_TRAIN_LOSS, M_TEST_LOSS)
+                for m in c.get_metric_history(r.info.run_id, key)
+            ]
+            t0, t1 = r.info.start_time, r.info.end_time
+            first, last = (min(stamps), max(stamps)) if stamps else (t0, t1)
+            out.append(
+                TrialTime(
+                    name=r.info.run_name or r.info.run_id,
+                    grid=r.data.tags.get(TAG_GRID, name),
+                    total_s=(t1 - t0) / 1000,
+                    train_s=tokens / tps if tps else 0.0,
+                    start_s=max(first - t0, 0) / 1000,
+                    end_s=max(t1 - last, 0) / 1000,
+                )
+            )
+    return out
+
+
+def _median(xs) -> float:
+    return statistics.median(xs) if xs else 0.0
+
+
+def summary(times: list[TrialTime]) -> dict:
+    """Medians per trial and sums over trials (seconds)."""
+    return {
+        "trials": len(times),
+        "median_total_s": _median([t.total_s for t in times]),
+        "median_train_s": _median([t.train_s for t in times]),
+        "median_fixed_s": _median([t.fixed_s for t in times]),
+        "median_start_s": _median([t.start_s for t in times]),
+        "median_end_s": _median([t.end_s for t in times]),
+        "sum_total_s": sum(t.total_s for t in times),
+        "sum_train_s": sum(t.train_s for t in times),
+    }
+
+
+def format_breakdown(
+    stage_seconds: dict[str, float],
+    reused: dict[str, bool],
+    times: list[TrialTime],
+    grid_stages: dict[str, str],
+) -> str:
+    """The table `slmscale demo` prints at the end: stages, then per-trial medians."""
+    lines = ["where the time went:", f"  {'stage':<16}{'seconds':>9}  {'trials':>6}  training"]
+    by_grid: dict[str, list[TrialTime]] = {}
+    for t in times:
+        by_grid.setdefault(t.grid, []).append(t)
+    for stage, secs in stage_seconds.items():
+        note = " (reused)" if reused.get(stage) else ""
+        trials = by_grid.get(grid_stages[stage], []) if stage in grid_stages else []
+        extra = ""
+        if trials and not reused.get(stage):
+            train = sum(t.train_s for t in trials)
+            extra = f"{len(trials):>6}  {train:6.1f} s in trials"
+        lines.append(f"  {stage:<16}{secs:9.1f}{note}  {extra}".rstrip())
+    total = sum(stage_seconds.values())
+    lines.append(f"  {'total':<16}{total:9.1f}")
+    if times:
+        s = summary(times)
+        lines += [
+            f"per trial (median of {s['trials']} trials): "
+            f"{s['median_total_s']:.1f} s in all = {s['median_train_s']:.1f} s training + "
+            f"{s['median_fixed_s']:.1f} s fixed cost",
+            f"  fixed cost: run opened -> first logged point {s['median_start_s']:.1f} s "
+            f"(Ray Train start, worker imports, model, data); last point -> run closed "
+            f"{s['median_end_s']:.1f} s (final test loss, benchmark scoring, model save)",
+            f"  all trials: {s['sum_train_s']:.0f} s training of {s['sum_total_s']:.0f} s in "
+            f"trials ({100 * s['sum_train_s'] / max(s['sum_total_s'], 1e-9):.0f}%)",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""`slmscale demo` with both ablations on the tiny world: the audiobook corpus and its grid, the
+unigram tokenizer (benchmarks encoded with the corpus's model) and its grid, Figures 3 and 5 in
+the report, and the time breakdown read back from the runs."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from slmscale.demo import language as lang
+from slmscale.demo.world import PRESETS
+
+MISSING = [
+    m
+    for m in ("slmscale.commands.grid", "slmscale.commands.report", "sentencepiece")
+    if importlib.util.find_spec(m) is None
+]
+
+COMMON = """
+batch_size: 4
+context: 128
+optimizer: {lr_max: 1.0e-2, lr_min: 3.0e-4, warmup_min_steps: 2, warmup_fraction: 0.05}
+eval: {n_evals: 2}
+train: {precision: fp32, checkpoint_every_steps: 1000, deterministic: true}
+resources: {workers: 1, cpus_per_worker: 1, max_concurrent_trials: 2, max_failures: 0}
+"""
+BENCH = """
+benchmarks:
+  - {name: sblimp, units: units/sblimp%(s)s, root: world/benchmarks/sblimp}
+  - {name: swuggy, units: units/swuggy%(s)s, root: world/benchmarks/swuggy}
+  - {name: topic_cloze, units: units/topic_cloze%(s)s, root: world/benchmarks/topic_cloze}
+  - {name: story_cloze, units: units/story_cloze%(s)s, root: world/benchmarks/story_cloze}
+"""
+MODELS = """
+models:
+  - {name: t-small, layers: 1, dim: 16, heads: 2, intermediate: 32}
+  - {name: t-mid, layers: 1, dim: 32, heads: 2, intermediate: 64}
+  - {name: t-large, layers: 2, dim: 32, heads: 2, intermediate: 64}
+"""
+MAIN = "name: demo_tiny\nunits: [{path: units/demo}]" + MODELS + "tokens: [2000, 6000]\n"
+BOOK = "name: demo_tiny_book\nunits: [{path: units/audiobook}]" + MODELS + "tokens: [6000]\n"
+# Fewer unigram runs than k-means runs: the report's main fit takes the tokenizer with most runs.
+UNI = (
+    "name: demo_tiny_uni\nunits: [{path: units/demo_unigram}]"
+    + "\n".join(MODELS.splitlines()[:3])
+    + "\ntokens: [1000, 3000]\n"
+)
+
+
+def test_passages_keep_the_sentences_but_not_the_story():
+    """An audiobook passage: grammatical sentences of the stories' kind, but topics mixed."""
+    mixed = 0
+    for i in range(200):
+        passage = lang.sample_passage(np.random.default_rng([5, i]))
+        assert 3 <= len(passage) <= 5
+        for s in passage:
+            assert lang.agreement_violations(s) == 0
+        topics = {lang.LEXICON[f].topic for s in passage for f in s} - {None}
+        mixed += len(topics) > 1
+    assert mixed > 100  # a story keeps one topic (test_demo_world_language); passages rarely
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(MISSING), reason=f"not available: {', '.join(MISSING)}")
+def test_tiny_demo_with_both_ablations(tmp_path):
+    from slmscale.demo.run import run_demo
+    from slmscale.demo.timing import format_breakdown, trial_times
+    from slmscale.tracking import client
+    from slmscale.units import load_meta, tokenizer_fingerprint
+
+    specs = {}
+    for name, text, suffix in (("main", MAIN, ""), ("book", BOOK, ""), ("uni", UNI, "_unigram")):
+        specs[name] = tmp_path / f"{name}.yaml"
+        specs[name].write_text(text + COMMON + BENCH % {"s": suffix})
+    world = replace(PRESETS["tiny"], audiobook_passages=80)
+    work = tmp_path / "work"
+    kw = dict(
+        world=world,
+        spec_file=specs["main"],
+        tokenize_engine="local",
+        ablations=True,
+        audiobook_spec=specs["book"],
+        unigram_spec=specs["uni"],
+    )
+    result = run_demo(work, **kw)
+
+    # the benchmarks' unigram units were made by the corpus's unigram model
+    units = work / "units"
+    fp = tokenizer_fingerprint(load_meta(units / "demo_unigram"))
+    for b in ("sblimp", "swuggy", "topic_cloze", "story_cloze"):
+        assert tokenizer_fingerprint(load_meta(units / f"{b}_unigram")) == fp
+        assert tokenizer_fingerprint(load_meta(units / b)) != fp
+
+    # every trial of the three grids finished, the audiobook runs in their own experiment
+    c = client(result.tracking_uri)
+    finished = {}
+    for exp_name in ("demo_tiny", "demo_tiny_book"):
+        exp = c.get_experiment_by_name(exp_name)
+        runs = c.search_runs([exp.experiment_id], "tags.`slmscale.kind` = 'train'")
+        assert all(r.info.status == "FINISHED" for r in runs)
+        finished[exp_name] = runs
+    assert len(finished["demo_tiny"]) == 6 + 4  # k-means grid + unigram grid
+    assert len(finished["demo_tiny_book"]) == 3
+    tokenizers = {r.data.params["tokenizer"] for r in finished["demo_tiny"]}
+    assert len(tokenizers) == 2
+
+    # the report carries Figures 3 and 5 with their sections, in markdown and HTML
+    md = (result.report_dir / "report.md").read_text()
+    html = (result.report_dir / "report.html").read_text()
+    for fig in ("fig3_data_ablation", "fig5_tokenizer_envelopes"):
+        assert (result.report_dir / f"{fig}.png").is_file()
+        assert f"({fig}.png)" in md
+    assert "Figure 3: data ablation" in md and "Figure 3: data ablation" in html
+    assert md.index("Figure 3: data ablation") < md.index("## Figure 4")
+    assert md.index("Figure 5 (continued)") < md.index("## Fit quality")
+    assert "unigram256" in md or "unigram" in md
+
+    # the time breakdown is read back from the runs: one row per trial, training <= total
+    times = trial_times(result.tracking_uri, result.experiments)
+    assert len(times) == 13
+    assert all(0 <= t.train_s <= t.total_s + 1e-6 for t in times)
+    text = format_breakdown(result.timings, result.reused, times, result.grid_stages)
+    assert "grid_unigram" in text and "per trial (median of 13 trials)" in text
+
+    # a rerun reuses everything
+    again = run_demo(work, **kw)
+    assert all(again.reused.values()), again.reused
