@@ -109,7 +109,9 @@ def test_every_node_installs_the_pinned_versions_and_the_project(cloud):
         assert f'"{pins[name]}"' in setup, f"{name}: pyproject pins {pins[name]!r}"
     # The cluster runs exactly the Ray this checkout is tested with.
     assert f'"ray[default,train,tune,data]=={md.version("ray")}"' in setup
-    assert "uv pip install --python ~/venv/bin/python ~/slmscale" in setup
+    lock = "-c ~/slmscale/constraints.txt"  # every node installs what CI tested, nothing newer
+    assert f"uv pip install --python ~/venv/bin/python {lock} ~/slmscale" in setup
+    assert setup.count(lock) == 2
     assert _load(cloud)["file_mounts"]["~/slmscale"] == "."
 
 
