@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from slmscale.tracking.schema import M_TOKENS_TRAINED, TAG_KIND, TAG_TRIAL_KEY
+from slmscale.tracking import client
+from slmscale.tracking.schema import M_TOKENS_TRAINED, M_TRAIN_LOSS, TAG_KIND, TAG_TRIAL_KEY
 from slmscale.train.synthetic import write_synthetic_units
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,8 +54,6 @@ def grid_args(tmp_path: Path) -> list[str]:
 
 
 def train_runs(tmp_path: Path) -> list:
-    from slmscale.tracking import client
-
     c = client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = c.get_experiment_by_name("smoke")
     if exp is None:
@@ -123,6 +122,11 @@ def two_drivers_together(wd: Path) -> None:
     by_key = Counter(r.data.tags[TAG_TRIAL_KEY] for r in runs)
     assert len(by_key) == SMOKE_TRIALS and set(by_key.values()) == {1}, by_key
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
+    # Each trial trained by one driver only: two trainers of one run would both log its curve.
+    c = client(f"sqlite:///{wd / 'mlflow.db'}")
+    for r in runs:
+        steps = [m.step for m in c.get_metric_history(r.info.run_id, M_TRAIN_LOSS)]
+        assert steps and len(steps) == len(set(steps)), (r.data.tags[TAG_TRIAL_KEY], sorted(steps))
 
 
 @pytest.mark.slow
@@ -142,3 +146,32 @@ def test_two_drivers_started_together_on_an_existing_store_train_each_trial_once
     assert rc == 0, err[-3000:]
     assert len(train_runs(wd)) == 1
     two_drivers_together(wd)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_ctrl_c_in_train_kills_the_run_and_the_rerun_resumes_it(tmp_path):
+    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
+    text = text.replace("tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000]\nepochs: [auto]")
+    text = text.replace("checkpoint_every_steps: 8", "checkpoint_every_steps: 100")
+    wd = workdir(tmp_path, text)
+    uri = f"sqlite:///{wd / 'mlflow.db'}"
+    args = ["train", "smoke.yaml", "--index", "0", "--tracking-uri", uri, "--storage-path", "st"]
+    proc = slmscale(wd, *args)
+    deadline = time.monotonic() + 600
+    while not list((wd / "st").glob("trial-*/checkpoint")):
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no checkpoint in 600 s"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    rc, err = finish(proc, timeout=300)
+    assert rc == 130, err[-3000:]
+    assert "resume with: slmscale train smoke.yaml" in err and "Traceback" not in err, err[-3000:]
+    (run,) = train_runs(wd)
+    assert run.info.status == "KILLED"
+
+    rc, err = finish(slmscale(wd, *args))
+    assert rc == 0, err[-3000:]
+    (again,) = train_runs(wd)
+    assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
+    assert again.data.metrics[M_TOKENS_TRAINED] == 400000

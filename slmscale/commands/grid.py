@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from slmscale.grid.dryrun import render_json, render_table
 from slmscale.grid.plan import GridPlan, default_storage_path, load_plan, make_jobs
@@ -60,6 +61,8 @@ def prepare_jobs(args, plan_: GridPlan):
     check_data_present(plan_.data)
     tracking_uri = resolve_tracking_uri(args.tracking_uri)
     storage = args.storage_path or default_storage_path(plan_.spec)
+    if "://" not in storage:  # Ray's storage layer takes absolute paths or URIs only
+        storage = str(Path(storage).resolve())
     jobs = make_jobs(plan_, tracking_uri, "", storage)  # every check before touching MLflow
     experiment_id = get_or_create_experiment(tracking_uri, args.experiment or plan_.spec.name)
     for job in jobs:
