@@ -115,12 +115,18 @@ def test_gpu_path_runs_without_ray_on_the_cpu_device(monkeypatch):
 
 def test_fit_section_rows_and_extrapolation_note():
     figures, _ = run_bench(["fit"], TINY_SCALE, None, isolate=False)
-    speed, wall, threaded, boot = figures
+    speed, wall, threaded, boot, *whole = figures
     assert speed.extra["n_points"] == 24 and speed.extra["n_starts"] > 4000
     assert "20 of" in speed.note and "extrapolated" in speed.note
     assert speed.target.startswith("ratio <=") and wall.target == "<= 1 s"
     assert threaded.baseline == speed.value
-    assert boot.extra["n_boot_timed"] == 4 and "extrapolated" in boot.note
+    assert "vectorised" in boot.name and "extrapolated" in boot.note
+    assert boot.extra["n_loop_timed"] < 1000 and boot.baseline > 0
+    assert [f.name.split(":")[0] for f in whole] == [
+        "slmscale fit --law chinchilla",
+        "slmscale fit --law data_constrained",
+    ]
+    assert all(f.target == "<= 10 s" for f in whole)
     assert speed.extra["objective_fast"] <= speed.extra["objective_naive"] + 1e-9
 
 
