@@ -58,7 +58,7 @@ def load_sources(data: list[dict]) -> list[SourceData]:
     out = []
     for src in data:
         path = src["path"]
-        if not (Path(path) / units_io.META_FILE).is_file():
+        if not units_io.is_units_dataset(path):
             raise UserError(f"{path}: units dataset not found; run `slmscale tokenize` first")
         w = src.get("weight")
         out.append(

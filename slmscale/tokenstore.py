@@ -59,7 +59,7 @@ from slmscale.model import special_token_ids
 
 FORMAT = 1  # bump when a store's bytes for the same inputs change
 ENV_CACHE = "SLMSCALE_CACHE"  # stores live under $SLMSCALE_CACHE/stores when set
-STORES_DIR = "token_stores"  # default home: beside the (first) units dataset
+STORES_DIR = "_token_stores"  # default home: beside the (first) units dataset
 TEST_SPLIT = "test"
 INDEX_FILE = "index.json"
 TOKENS_FILE = "tokens.bin"
@@ -139,7 +139,7 @@ def allocate(total: int, weights: list[float], capacity: list[int]) -> list[int]
 
 
 def default_store_dir(data: list[dict]) -> Path:
-    """$SLMSCALE_CACHE/stores when set, else `token_stores/` inside the first units dataset
+    """$SLMSCALE_CACHE/stores when set, else `_token_stores/` inside the first units dataset
     (so on a cluster the store sits on the shared storage the units live on)."""
     root = os.environ.get(ENV_CACHE)
     if root:
@@ -182,7 +182,7 @@ def _source_identity(src: dict, single: bool) -> dict:
     # One source: its weight cannot change anything, so it does not split stores.
     return {
         "path": str(Path(src["path"]).resolve()),
-        "meta_sha256": units_io.sha256_file(Path(src["path"]) / units_io.META_FILE),
+        "meta_sha256": units_io.sha256_file(units_io.meta_path(src["path"])),
         "datasets": sorted(src["datasets"]) if src.get("datasets") is not None else None,
         "weight": None if single else src.get("weight"),
     }
@@ -378,7 +378,7 @@ def _check_sources(data: list[dict]) -> None:
     if not data:
         raise UserError("data: no units datasets")
     for src in data:
-        if not (Path(src["path"]) / units_io.META_FILE).is_file():
+        if not units_io.is_units_dataset(src["path"]):
             raise UserError(
                 f"{src['path']}: units dataset not found; run `slmscale tokenize` first"
             )
@@ -576,7 +576,7 @@ def _build(path: Path, key: str, data: list[dict], n_units: int, seed: int, log)
                     "utterances": len(train_len[i]),
                     "test_tokens": test_cap[i],
                     "test_range": [test_start, test_at],
-                    "meta_sha256": units_io.sha256_file(root / units_io.META_FILE),
+                    "meta_sha256": units_io.sha256_file(units_io.meta_path(root)),
                     "shards": shards,
                 }
             )

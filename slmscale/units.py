@@ -1,11 +1,17 @@
 """The units dataset: the contract between stage 1 (tokenize) and everything after it.
 
-A directory of Parquet shards plus `meta.json` and `rejects.parquet` (see DESIGN.md):
+A directory of Parquet shards plus `_meta.json` and `_rejects.parquet` (see DESIGN.md):
 
     units/
-      meta.json               encoder, k-means hash, K, dedup, counts per dataset and split
+      _meta.json              encoder, k-means hash, K, dedup, counts per dataset and split
       shard-00000.parquet     utterance_id, dataset, split, units, durations, n_frames, seconds, source
-      rejects.parquet         source, error  (inputs = rows in shards + rows here, always)
+      _rejects.parquet        source, error  (inputs = rows in shards + rows here, always)
+      _token_stores/          the packed training tokens (slmscale.tokenstore)
+
+Side files start with `_` (work folders with `.`) because that is what Parquet readers skip: so
+`pd.read_parquet(units)`, `pyarrow.dataset.dataset(units)` and `ray.data.read_parquet(units)` read
+exactly the shards, unchanged.  (Datasets made before this named them `meta.json` and
+`rejects.parquet`; `meta_path` / `read_rejects` still read those.)
 
 Pure core: pyarrow and json only.  Writers go through `write_table_atomic` so a crash never
 leaves a half-written shard under its final name.
@@ -26,9 +32,22 @@ import pyarrow.parquet as pq
 
 from slmscale.errors import UserError
 
-META_FILE = "meta.json"
-REJECTS_FILE = "rejects.parquet"
+META_FILE = "_meta.json"
+REJECTS_FILE = "_rejects.parquet"
+LEGACY_META_FILE = "meta.json"  # before side files were named for Parquet readers to skip
+LEGACY_REJECTS_FILE = "rejects.parquet"
 SHARD_GLOB = "shard-*.parquet"
+
+
+def meta_path(root: str | Path) -> Path:
+    """Where a units dataset's meta lives (`_meta.json`, or `meta.json` in older datasets)."""
+    root = Path(root)
+    new, old = root / META_FILE, root / LEGACY_META_FILE
+    return old if not new.is_file() and old.is_file() else new
+
+
+def is_units_dataset(root: str | Path) -> bool:
+    return meta_path(root).is_file()
 
 UNITS_SCHEMA = pa.schema(
     [
@@ -130,7 +149,7 @@ def write_table_atomic(table: pa.Table, path: str | Path) -> None:
 
 def load_meta(root: str | Path) -> dict:
     """meta.json of a units dataset; a UserError naming the path if it is missing or broken."""
-    path = Path(root) / META_FILE
+    path = meta_path(root)
     if not path.is_file():
         raise UserError(
             f"{root}: not a units dataset (no {META_FILE}); make one with `slmscale tokenize`"
@@ -166,7 +185,7 @@ def tokenizer_fingerprint(meta: dict) -> str:
 
 def meta_hash(root: str | Path) -> str:
     """SHA-256 (16 hex) of meta.json: changes whenever the dataset's content changes."""
-    return sha256_file(Path(root) / META_FILE)[:16]
+    return sha256_file(meta_path(root))[:16]
 
 
 def tokenizer_name(meta: dict) -> str:
@@ -237,4 +256,6 @@ def iter_units(root: str | Path, **kwargs) -> Iterator[tuple[str, list[int]]]:
 
 def read_rejects(root: str | Path) -> pa.Table:
     path = Path(root) / REJECTS_FILE
+    if not path.is_file():
+        path = Path(root) / LEGACY_REJECTS_FILE
     return pq.read_table(path) if path.is_file() else REJECTS_SCHEMA.empty_table()

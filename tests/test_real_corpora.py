@@ -539,7 +539,7 @@ def test_tokenize_prints_the_actor_sizing_under_ray_and_the_split_summary(tmp_pa
         log=lines.append,
     )
     assert lines and "1 inputs (x/dev 1)" in lines[0]
-    meta = json.loads((tmp_path / "o" / "meta.json").read_text())
+    meta = json.loads((tmp_path / "o" / "_meta.json").read_text())
     assert meta["precision"] == "fp32" and meta["encoder_id"].startswith("logmel:")
 
 

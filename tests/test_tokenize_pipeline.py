@@ -208,7 +208,7 @@ def test_tiny_hubert_through_ray_data_on_declared_gpu(tmp_path, ray_session):
     # num_gpus=1 is scheduled on Ray's declared GPU; torch sees none, so the actor runs on CPU.
     s = tokenize([f"ls={root}"], tmp_path / "o", spec, km, engine="ray", num_gpus=1, batch_size=2)
     assert (s["n_rows"], s["n_rejects"]) == (len(GOOD), 0)
-    meta = json.loads((tmp_path / "o/meta.json").read_text())
+    meta = json.loads((tmp_path / "o/_meta.json").read_text())
     assert (meta["encoder"], meta["layer"], meta["frame_rate"], meta["n_units"]) == (
         "hubert",
         2,

@@ -23,6 +23,7 @@ from slmscale.errors import UserError
 from slmscale.progress import Progress
 from slmscale.units import (
     META_FILE,
+    REJECTS_FILE,
     UNITS_SCHEMA,
     load_meta,
     meta_hash,
@@ -137,7 +138,7 @@ def compress(units_dir: str | Path, out_dir: str | Path, vocab: int = 5000) -> d
             write_table_atomic(_encode_table(t, sp), out / path.name)
             progress.update(1)
     rejects = read_rejects(src)
-    write_table_atomic(rejects, out / "rejects.parquet")
+    write_table_atomic(rejects, out / REJECTS_FILE)
     counts = count_units(out, len(paths)) if paths else {}
     new_meta = {
         **meta,

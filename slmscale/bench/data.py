@@ -84,7 +84,7 @@ def read_all_batches(root: Path, tokens: int, context: int, batch: int) -> dict:
     t0 = time.perf_counter()
     cfg = {"data": [{"path": str(root)}], "n_units": N_UNITS, "unique_tokens": tokens}
     cfg |= {"tokens": tokens, "context": context, "seed": 0, "eval": {}}
-    data = load_trial_data(cfg, cache_dir=root / "token_stores")
+    data = load_trial_data(cfg, cache_dir=root / "_token_stores")
     t_loaded = time.perf_counter()
     pad = special_token_ids(N_UNITS)["pad"]
     stream, produced = data.stream, 0
@@ -111,7 +111,7 @@ def first_batch_seconds(root: Path, unique: int, context: int, batch: int) -> fl
     t0 = time.perf_counter()
     cfg = {"data": [{"path": str(root)}], "n_units": N_UNITS, "unique_tokens": unique}
     cfg |= {"tokens": unique, "context": context, "seed": 0, "eval": {}}
-    data = load_trial_data(cfg, cache_dir=root / "token_stores")
+    data = load_trial_data(cfg, cache_dir=root / "_token_stores")
     stream = data.stream
     windows = [stream.window(w) for w in range(min(batch, stream.n_windows))]
     inputs, labels = pad_batch(windows, special_token_ids(N_UNITS)["pad"])
@@ -126,7 +126,7 @@ def start_to_first_batch(root: Path, context: int, batch: int, repeats: int = 3)
     from slmscale.tokenstore import open_store
 
     build = first_batch_seconds(root, 1, context, batch)
-    store = open_store([{"path": str(root)}], N_UNITS, 0, root / "token_stores")
+    store = open_store([{"path": str(root)}], N_UNITS, 0, root / "_token_stores")
     unique = store.n_tokens
     ready = min(first_batch_seconds(root, unique, context, batch) for _ in range(repeats))
     return {"corpus_tokens": unique, "ready_seconds": ready, "build_seconds": build}

@@ -119,7 +119,7 @@ def training_fingerprint(units_param: str | None) -> str | None:
     prints = set()
     for part in re.split(r"[,;\s]+", units_param):
         path = Path(re.split(r"[@#]", part)[0])
-        if part and (path / units_io.META_FILE).is_file():
+        if part and units_io.is_units_dataset(path):
             prints.add(units_io.tokenizer_fingerprint(units_io.load_meta(path)))
     if len(prints) > 1:
         raise UserError(f"units_dataset {units_param!r}: datasets with different tokenizers")

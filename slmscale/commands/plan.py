@@ -146,12 +146,12 @@ def _print(answer: dict, out=None) -> None:
 
 def _units_tokens(path: str) -> float:
     from slmscale.commands.fit import train_units
-    from slmscale.units import load_meta
+    from slmscale.units import load_meta, meta_path
 
     load_meta(path)  # a one-line error when it is not a units dataset
     u = train_units(path)
     if not u:
-        raise UserError(f"{path}/meta.json: no train units counted (counts.<dataset>.train.units)")
+        raise UserError(f"{meta_path(path)}: no train units counted (counts.<dataset>.train.units)")
     return u
 
 

@@ -17,6 +17,7 @@ from slmscale import __version__
 from slmscale.errors import UserError
 from slmscale.units import (
     META_FILE,
+    REJECTS_FILE,
     UNITS_SCHEMA,
     load_meta,
     meta_hash,
@@ -43,8 +44,10 @@ def encode_like(model_path: Path, units_dir: Path, out_dir: Path) -> dict:
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
     paths = shard_paths(src)
     for path in paths:
-        write_table_atomic(_encode_table(pq.read_table(path, schema=UNITS_SCHEMA), sp), out / path.name)
-    write_table_atomic(read_rejects(src), out / "rejects.parquet")
+        write_table_atomic(
+            _encode_table(pq.read_table(path, schema=UNITS_SCHEMA), sp), out / path.name
+        )
+    write_table_atomic(read_rejects(src), out / REJECTS_FILE)
     new_meta = {
         **meta,
         "n_units": sp.get_piece_size(),

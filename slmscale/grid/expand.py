@@ -130,7 +130,7 @@ def resolve_data(spec: GridSpec, spec_dir: Path | None = None) -> DataInfo:
         if not path.is_absolute() and spec_dir is not None and not path.exists():
             path_alt = spec_dir / path
             path = path_alt if path_alt.exists() else path
-        if (path / units_io.META_FILE).is_file():
+        if units_io.is_units_dataset(path):
             meta = units_io.load_meta(path)
             metas[str(path)] = meta
             sources.append(
