@@ -25,7 +25,7 @@ context: 128
 optimizer: {lr_max: 1.0e-2, lr_min: 3.0e-4, warmup_min_steps: 2, warmup_fraction: 0.05}
 eval: {n_evals: 2}
 train: {precision: fp32, checkpoint_every_steps: 1000, deterministic: true}
-resources: {workers: 1, cpus_per_worker: 1, max_concurrent_trials: 2, max_failures: 0}
+resources: {workers: 1, cpus_per_worker: 0.9, max_concurrent_trials: 2, max_failures: 0}
 """
 BENCH = """
 benchmarks:
@@ -128,3 +128,26 @@ def test_tiny_demo_with_both_ablations(tmp_path):
     # a rerun reuses everything
     again = run_demo(work, **kw)
     assert all(again.reused.values()), again.reused
+
+
+def test_time_breakdown_medians_and_stage_rows():
+    from slmscale.demo.timing import TrialTime, format_breakdown, summary
+
+    times = [
+        TrialTime("a", "demo", total_s=20.0, train_s=5.0, start_s=12.0, end_s=1.0),
+        TrialTime("b", "demo", total_s=30.0, train_s=20.0, start_s=8.0, end_s=1.5),
+        TrialTime("c", "demo_book", total_s=12.0, train_s=2.0, start_s=9.0, end_s=0.5),
+    ]
+    s = summary(times)
+    assert s["median_total_s"] == 20.0 and s["median_train_s"] == 5.0
+    assert s["median_fixed_s"] == 10.0  # fixed costs 15, 10, 10
+    text = format_breakdown(
+        {"world": 3.0, "grid": 40.0, "grid_audiobook": 15.0, "report": 2.0},
+        {"world": True},
+        times,
+        {"grid": "demo", "grid_audiobook": "demo_book"},
+    )
+    assert "world" in text and "(reused)" in text
+    grid_line = next(line for line in text.splitlines() if line.strip().startswith("grid "))
+    assert "2" in grid_line and "25.0 s in trials" in grid_line
+    assert "10.0 s fixed cost" in text and "27 s training of 62 s" in text

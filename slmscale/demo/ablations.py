@@ -110,7 +110,7 @@ def _fig3_blocks(rows: list[dict], stories_exp: str, audiobook_exp: str) -> list
     if not rows:
         return [
             ("h2", "Figure 3: data ablation (stories against audiobook)"),
-            ("p", "Not run: `slmscale demo --quick` leaves the ablations out."),
+            ("p", "Not run: this demo run left the ablations out (`slmscale demo --quick`)."),
         ]
     table = [
         [

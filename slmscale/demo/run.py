@@ -355,7 +355,7 @@ def stage_report(
             ],
             "report",
         )  # fmt: skip
-        note = "`slmscale demo --quick` leaves the ablations out" if quick else None
+        note = "this demo run left the ablations out (`slmscale demo --quick`)" if quick else None
         add_to_report(
             made,
             layout.tracking_uri,
