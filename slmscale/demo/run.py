@@ -167,7 +167,7 @@ def stage_kmeans(layout: DemoLayout, seed: int) -> bool:
 
 
 def _units_current(layout: DemoLayout, name: str) -> bool:
-    """A units dataset made with the current centroids and complete (meta.json written last)."""
+    """A units dataset made with the current centroids and complete (its meta written last)."""
     from slmscale.units import META_FILE, sha256_file
 
     meta = layout.units(name) / META_FILE

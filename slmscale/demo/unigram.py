@@ -31,7 +31,7 @@ from slmscale.units import (
 
 def encode_like(model_path: Path, units_dir: Path, out_dir: Path) -> dict:
     """k-means units at `units_dir` -> unigram units at `out_dir`, with the model at
-    `model_path`; meta.json is written last.  Returns the new meta."""
+    `model_path`; the meta file is written last.  Returns the new meta."""
     import sentencepiece as spm
 
     from slmscale.audio.shards import count_units
