@@ -82,3 +82,65 @@ def test_train_waits_out_a_write_lock_longer_than_mlflows_busy_timeout(workdir, 
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.metrics[M_TEST_LOSS_FINAL] > 0
     assert os.environ.get(TRACKING_RETRY_ENV) is None
+
+
+ONE_TRIAL = """name: smoke
+units: [{path: units/smoke}]
+models: [{name: tiny-a, layers: 1, dim: 32, heads: 2}]
+tokens: [8192]
+epochs: [auto]
+batch_size: 4
+context: 64
+optimizer: {warmup_min_steps: 2, lr_max: 3.0e-3, lr_min: 3.0e-4}
+eval: {n_evals: 4}
+train: {precision: fp32, checkpoint_every_steps: 8, deterministic: true}
+resources: {workers: 1, cpus_per_worker: 1, max_failures: 0}
+"""
+
+TRAIN_STATUS = (
+    "SELECT r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+    "WHERE t.key = 'slmscale.kind' AND t.value = 'train'"
+)
+
+
+def train_statuses(db: Path) -> list[str]:
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(db, timeout=1)
+        try:
+            return [row[0] for row in con.execute(TRAIN_STATUS)]
+        finally:
+            con.close()
+    except sqlite3.Error:  # not created yet, or busy
+        return []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_grid_trial_waits_out_the_lock_and_the_exit_code_agrees_with_its_run(workdir):
+    (workdir / "one.yaml").write_text(ONE_TRIAL)
+    db = workdir / "mlflow.db"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop(TRACKING_RETRY_ENV, None)
+    args = ["grid", "one.yaml", "--tracking-uri", f"sqlite:///{db}", "--storage-path", "st"]
+    grid = subprocess.Popen(
+        [sys.executable, "-m", "slmscale.cli", *args],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    while "RUNNING" not in train_statuses(db):  # the trial has opened its run: lock the store
+        assert grid.poll() is None, grid.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    holder = hold_write_lock(db, HOLD_S)
+    try:
+        _, err = grid.communicate(timeout=800)
+    finally:
+        holder.wait(timeout=120)
+    assert grid.returncode == 0, err[-3000:]
+    assert train_statuses(db) == ["FINISHED"], err[-3000:]
