@@ -92,7 +92,54 @@ def tune_trial(config: dict) -> None:
     else:
         status, reason = "FAILED", reason or "the training job ended without closing its run"
         finish(job, run.run_id, status, reason)
-    tune.report({"status": status, "reason": reason or "", "tokens_seen": job.tokens})
+    report_final({"status": status, "reason": reason or "", "tokens_seen": job.tokens})
+    wait_until_tune_has_every_result()
+
+
+def wait_until_tune_has_every_result(timeout_s: float = 60.0, settle_s: float = 0.3) -> None:
+    """Return only once Tune's main thread has taken every queued result (issue 18).
+
+    When this function returns, Tune's session puts one more result (the end of the function)
+    on its one-slot result queue from this thread.  If its main thread is at that moment
+    re-reporting an item of TuneReportCallback's queue (the final result above), both puts
+    meet on the full queue and the trial never ends (seen with py-spy on the first trial of a
+    fresh session, twice: `_TrainSession._get_result_from_queues` -> `report` -> `Queue.put`).
+    So wait until both queues are empty, twice `settle_s` apart (an item taken off the Ray
+    queue is on the result queue well within that).
+    """
+    import time
+
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    if session is None:
+        return
+
+    def drained() -> bool:
+        actor_queue = getattr(session, "_inter_actor_queue", None)
+        return (actor_queue is None or actor_queue.empty()) and session.result_queue.empty()
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if drained():
+            time.sleep(settle_s)
+            if drained():
+                return
+        time.sleep(0.05)
+
+
+def report_final(metrics: dict) -> None:
+    """The trial's last result, sent down the same channel as the Train job's own reports.
+
+    Why not `tune.report`: Train's reports reach Tune through TuneReportCallback's queue, which
+    Tune's session drains by re-reporting each item from its own thread.  A report of the Train
+    job still in that queue when `fit()` returns, raced by a direct `tune.report` here, left both
+    threads blocked on Tune's one-slot result queue: a trial that never ended (seen in the demo
+    under load).  Put behind the Train job's reports, the final result arrives after them, always.
+    """
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    TuneReportCallback().after_report(run_context=None, metrics=[metrics], checkpoint=None)
 
 
 @dataclass
