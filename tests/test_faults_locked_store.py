@@ -123,7 +123,8 @@ def test_grid_trial_waits_out_the_lock_and_the_exit_code_agrees_with_its_run(wor
     db = workdir / "mlflow.db"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop(TRACKING_RETRY_ENV, None)
-    args = ["grid", "one.yaml", "--tracking-uri", f"sqlite:///{db}", "--storage-path", "st"]
+    args = ["grid", "one.yaml", "--tracking-uri", f"sqlite:///{db}"]
+    args += ["--storage-path", str(workdir / "st")]
     grid = subprocess.Popen(
         [sys.executable, "-m", "slmscale.cli", *args],
         cwd=workdir,
