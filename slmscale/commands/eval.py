@@ -47,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: the run's units_dataset param; with --model and no flag the check is skipped)",
     )
     parser.add_argument("--batch-tokens", type=int, default=16384, help="tokens per batch")
-    parser.add_argument("--json", help="also write the full breakdown to this JSON file")
+    parser.add_argument(
+        "--json", metavar="FILE", help="also write the full breakdown to this JSON file"
+    )
 
 
 def parse_benchmark_flag(value: str) -> BenchmarkSpec:

@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=500, help="number of units K (paper: 500)")
     parser.add_argument("--out", required=True, help="centroids file (.npy)")
     parser.add_argument("--max-frames", type=int, default=200_000, help="frames to cluster")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the frame sample and of k-means (default: 0)"
+    )
 
 
 def run(args) -> int:

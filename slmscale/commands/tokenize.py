@@ -16,7 +16,13 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
         "(e.g. librispeech:test=...), else the corpus's own folders (LibriSpeech dev-*/test-*, "
         "ZeroSpeech dev/test, StoryCloze) or a 1%% test split by utterance-id hash",
     )
-    parser.add_argument("--encoder", choices=["logmel", "hubert"], default="logmel")
+    parser.add_argument(
+        "--encoder",
+        choices=["logmel", "hubert"],
+        default="logmel",
+        help="frame features: hubert (a HubertModel layer, the paper's; needs --model) or "
+        "logmel (log-mel filterbanks, no weights; the demo's) (default: logmel)",
+    )
     parser.add_argument(
         "--model", help="HubertModel: local directory or Hugging Face id in the local cache"
     )
@@ -34,14 +40,26 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
         help="HuBERT compute precision (auto: bf16 on CUDA, fp32 on CPU); part of the "
         "tokenizer's identity",
     )
-    parser.add_argument("--test-fraction", type=float, default=0.01)
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.01,
+        help="share of the utterances of an input without a :SPLIT or known split folders that "
+        "go to its test split, by a stable hash of the utterance id (default: 0.01)",
+    )
     parser.add_argument(
         "--batch-seconds",
         type=float,
         help="padded audio per encoder batch (default 200 on GPUs, 40 on CPUs; lowered when "
         "memory is short)",
     )
-    parser.add_argument("--window-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--window-seconds",
+        type=float,
+        default=30.0,
+        help="long files are encoded in windows this long (with --context-seconds either side) "
+        "so memory does not grow with the file (default: 30)",
+    )
     parser.add_argument(
         "--context-seconds", type=float, default=2.0, help="HuBERT context either side of a window"
     )
@@ -84,7 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-pickle", action="store_true", help="allow a pickled .bin k-means")
     parser.add_argument("--no-dedup", action="store_true", help="keep consecutive repeats")
     parser.add_argument("--shard-size", type=int, default=1000, help="inputs per shard")
-    parser.add_argument("--engine", choices=["ray", "local"], default="ray")
+    parser.add_argument(
+        "--engine",
+        choices=["ray", "local"],
+        default="ray",
+        help="ray: Ray Data streaming through encoder actors (GPUs, clusters); local: one "
+        "process, same units (small jobs, debugging) (default: ray)",
+    )
     parser.add_argument(
         "--num-actors",
         type=int,
