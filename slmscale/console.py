@@ -38,6 +38,10 @@ QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",  # Tune/Train's boxed console reporter
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no TensorBoard/CSV/JSON logger hints
     "RAY_DEDUP_LOGS": "1",
+    # Tune's trial actors hold 0.01 CPU, so a grid starts more Python workers than CPUs and the
+    # raylet prints "N PYTHON worker processes have been started ... 6x the maximum expected
+    # startup concurrency" through Ray's error channel (no logger to quiet).  Ray's own knob:
+    "RAY_worker_maximum_startup_concurrency": "16",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
