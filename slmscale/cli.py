@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet_platform_logs()
     try:
+        precheck = getattr(args._module, "precheck", None)
+        if precheck is not None:  # cheap input checks first (e.g. a missing model: < 1 s)
+            precheck(args)
         if args._name in NEEDS_TORCHAUDIO:
             from slmscale.install_check import require_torchaudio
 

@@ -2,8 +2,8 @@
 
 How a trial's data is made (DESIGN.md "Token store", the paper's section 3):
 
-1. The token store (slmscale/tokenstore.py) holds every training utterance (any split but
-   `test`) of the trial's units datasets once, as `BOS units EOS`, in a fixed order: each source
+1. The token store (slmscale/tokenstore.py) holds every training utterance (every split but
+   held-out ones: `units.is_training_split`) of the trial's units datasets once, as `BOS units EOS`, in a fixed order: each source
    shuffled by the seed, the sources merged so that every prefix holds the declared mixture.
    It is built once per (data, K, seed), by `slmscale tokenize` or the first trial that needs
    it, and shared by every trial and rank.

@@ -6,7 +6,7 @@ training tokens live once, in a fixed order, and a trial's U_D unique tokens are
 tokens of that order: a file offset, ready in milliseconds, and smaller budgets nest in larger
 ones (the nanoGPT `train.bin` / Megatron indexed-dataset shape).
 
-Order.  Every training utterance (any split but `test`) becomes `BOS units EOS`.  Each source's
+Order.  Every training utterance (`units.is_training_split`) becomes `BOS units EOS`.  Each source's
 utterances are shuffled with the seed (the generator a single-source pool always used, so a
 one-source prefix is byte-identical to the old per-trial pool).  The sources are then merged by
 a weighted round robin: the next utterance comes from the source whose tokens-so-far / weight is
@@ -57,7 +57,7 @@ from slmscale import units as units_io
 from slmscale.errors import UserError
 from slmscale.model import special_token_ids
 
-FORMAT = 1  # bump when a store's bytes for the same inputs change
+FORMAT = 2  # bump when a store's bytes for the same inputs change (2: dev*/valid* held out)
 ENV_CACHE = "SLMSCALE_CACHE"  # stores live under $SLMSCALE_CACHE/stores when set
 STORES_DIR = "_token_stores"  # default home: beside the (first) units dataset
 TEST_SPLIT = "test"
@@ -443,6 +443,12 @@ def _batches(root: Path, datasets: list[str] | None) -> Iterator[tuple[pa.ListAr
         ):
             if wanted is not None:
                 batch = batch.filter(pc.is_in(batch.column("dataset"), wanted))
+            if batch.num_rows:  # held-out splits other than test (dev-clean, ...) are dropped
+                splits = pc.unique(batch.column("split")).to_pylist()
+                held = [s for s in splits if s != TEST_SPLIT and not units_io.is_training_split(s)]
+                if held:
+                    dropped = pc.is_in(batch.column("split"), pa.array(held, pa.string()))
+                    batch = batch.filter(pc.invert(dropped))
             if batch.num_rows:
                 is_test = pc.equal(batch.column("split"), TEST_SPLIT)
                 yield batch.column("units"), is_test.to_numpy(zero_copy_only=False)
@@ -665,7 +671,7 @@ def build_store_for_units(root: str | Path, seed: int = 0, log=None) -> TokenSto
         int(c.get("utterances", c.get("units", 0)) or 0)
         for splits in counts.values()
         for split, c in splits.items()
-        if split != TEST_SPLIT
+        if units_io.is_training_split(split)
     ):
         return None
     return ensure_store([{"path": str(root)}], units_io.n_units(meta), seed, log=log)

@@ -49,6 +49,22 @@ def meta_path(root: str | Path) -> Path:
 def is_units_dataset(root: str | Path) -> bool:
     return meta_path(root).is_file()
 
+
+#: Held-out splits: never trained on.  `test` is also what the test loss is measured on; the
+#: others (LibriSpeech's dev-clean, a corpus's valid/ folder) are simply left out of training.
+HELD_OUT_SPLITS = ("test", "dev", "valid", "validation", "val", "eval")
+
+
+def is_training_split(split: str) -> bool:
+    """Whether a grid may train on utterances of this split: all but held-out ones.
+
+    `test`, `dev`, `valid`, ... and their variants (`dev-clean`, `test_other`) are held out;
+    everything else (`train`, `train-clean-100`, a name of the user's) is training data.  One
+    rule for the token store, the dry run's available tokens and the planner's U_D.
+    """
+    name = str(split).lower()
+    return not any(name == h or name.startswith((f"{h}-", f"{h}_")) for h in HELD_OUT_SPLITS)
+
 UNITS_SCHEMA = pa.schema(
     [
         ("utterance_id", pa.string()),

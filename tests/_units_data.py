@@ -18,8 +18,11 @@ N_UNITS = 50
 
 def ref_utterances(root, datasets, test):
     table = units_io.read_units(root, datasets=datasets, columns=["units", "split", "dataset"])
-    is_test = pc.equal(table["split"], "test")
-    table = table.filter(is_test if test else pc.invert(is_test))
+    if test:
+        table = table.filter(pc.equal(table["split"], "test"))
+    else:  # training: every split but held-out ones (dev is left out, test is the test set)
+        keep = [units_io.is_training_split(s) for s in table["split"].to_pylist()]
+        table = table.filter(pa.array(keep))
     col = table["units"].combine_chunks()
     values = col.values.to_numpy(zero_copy_only=False).astype(np.uint16, copy=False)
     offsets = col.offsets.to_numpy()

@@ -169,12 +169,17 @@ def load_inputs(args) -> tuple[dict, dict | None, dict]:
 
 
 def train_units(root: str | Path) -> float | None:
-    """Train-split units counted in a units dataset's meta.json (None when not counted)."""
-    from slmscale.units import load_meta
+    """Training units (every split but held-out ones) counted in a units dataset's meta."""
+    from slmscale.units import is_training_split, load_meta
 
     try:
         counts = load_meta(root).get("counts") or {}
-        total = sum(float((per.get("train") or {}).get("units", 0)) for per in counts.values())
+        total = sum(
+            float((c or {}).get("units", 0))
+            for per in counts.values()
+            for split, c in per.items()
+            if is_training_split(split)
+        )
     except (UserError, AttributeError, TypeError, ValueError):
         return None
     return total or None

@@ -117,7 +117,7 @@ def _units_tokens(meta: dict, datasets: list[str] | None) -> int:
         if datasets is not None and name not in datasets:
             continue
         for split, c in splits.items():
-            if split != "test":
+            if units_io.is_training_split(split):
                 total += int(c.get("units", 0))
     return total
 
