@@ -65,6 +65,7 @@ def is_training_split(split: str) -> bool:
     name = str(split).lower()
     return not any(name == h or name.startswith((f"{h}-", f"{h}_")) for h in HELD_OUT_SPLITS)
 
+
 UNITS_SCHEMA = pa.schema(
     [
         ("utterance_id", pa.string()),
