@@ -175,3 +175,27 @@ def test_ctrl_c_in_train_kills_the_run_and_the_rerun_resumes_it(tmp_path):
     (again,) = train_runs(wd)
     assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
     assert again.data.metrics[M_TOKENS_TRAINED] == 400000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_second_train_of_a_claimed_trial_waits_then_skips_it(tmp_path):
+    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
+    text = text.replace("tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000]\nepochs: [auto]")
+    wd = workdir(tmp_path, text)
+    uri = f"sqlite:///{wd / 'mlflow.db'}"
+    args = ["train", "smoke.yaml", "--index", "0", "--tracking-uri", uri, "--storage-path", "st"]
+    first = slmscale(wd, *args)
+    deadline = time.monotonic() + 600
+    while not train_runs(wd):  # the first one has opened the trial's run
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    second = slmscale(wd, *args)
+    (rc1, err1), (rc2, err2) = finish(first), finish(second)
+    assert (rc1, rc2) == (0, 0), (err1[-3000:], err2[-3000:])
+    assert "waiting for it" in err2 and "already FINISHED" in err2, err2[-3000:]
+    (run,) = train_runs(wd)
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client(uri).get_metric_history(run.info.run_id, M_TRAIN_LOSS)]
+    assert len(steps) == len(set(steps)), sorted(steps)  # trained once

@@ -138,7 +138,8 @@ def test_grid_trial_waits_out_the_lock_and_the_exit_code_agrees_with_its_run(wor
         assert grid.poll() is None, grid.communicate()[1][-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    holder = hold_write_lock(db, HOLD_S)
+    # Long enough that writes made in the trial's first 25 s wait past MLflow's 20 s timeout.
+    holder = hold_write_lock(db, HOLD_S + 20)
     try:
         _, err = grid.communicate(timeout=800)
     finally:
