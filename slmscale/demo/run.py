@@ -211,7 +211,7 @@ def stage_tokenize(layout: DemoLayout, engine: str = "ray") -> bool:
     return reused
 
 
-def stage_unigram(layout: DemoLayout) -> bool:
+def stage_unigram(layout: DemoLayout, vocab: int = UNIGRAM_VOCAB) -> bool:
     """`slmscale unigram` on the demo's units, then each benchmark encoded with that model."""
     from slmscale.demo.unigram import encode_like
 
@@ -226,7 +226,7 @@ def stage_unigram(layout: DemoLayout) -> bool:
                 "unigram",
                 "--units", str(layout.units("demo")),
                 "--out", str(out),
-                "--vocab", str(UNIGRAM_VOCAB),
+                "--vocab", str(vocab),
             ],
             "unigram",
         )  # fmt: skip
@@ -391,6 +391,7 @@ def run_demo(
     ablations: bool | None = None,
     audiobook_spec: Path | None = None,
     unigram_spec: Path | None = None,
+    unigram_vocab: int = UNIGRAM_VOCAB,
 ) -> DemoResult:
     """The whole demo; returns the stage timings and where the report is.
 
@@ -413,7 +414,7 @@ def run_demo(
         _timed(result, "kmeans", lambda: stage_kmeans(layout, seed))
         _timed(result, "tokenize", lambda: stage_tokenize(layout, tokenize_engine))
         if ablations:
-            _timed(result, "unigram", lambda: stage_unigram(layout))
+            _timed(result, "unigram", lambda: stage_unigram(layout, unigram_vocab))
         spec_path, result.experiment = write_resolved_spec(layout, spec_file)
         _timed(result, "grid", lambda: stage_grid(layout, spec_path, result.experiment))
         audiobook_exp = None
