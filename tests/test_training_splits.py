@@ -63,3 +63,20 @@ def test_the_store_and_the_counts_leave_dev_out(tmp_path):
     assert store.n_tokens == train_tokens
     assert len(store.test_tokens) == lengths["test"]["units"] + 2 * lengths["test"]["utterances"]
     assert train_units(root) == lengths["train"]["units"]  # the planner's U_D: train only
+
+
+def test_units_with_no_training_tokens_are_one_line_naming_units(tmp_path, capsys):
+    import shutil
+    from pathlib import Path
+
+    from slmscale import cli
+
+    write_synthetic_units(tmp_path / "units" / "smoke", n_units=20, n_train=0, n_test=6)
+    spec = Path(__file__).resolve().parents[1] / "tune_spaces" / "smoke.yaml"
+    shutil.copy(spec, tmp_path / "smoke.yaml")
+    assert (
+        cli.main(["grid", str(tmp_path / "smoke.yaml"), "epochs=[auto]", "extra=[]", "--dry-run"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "units: the data holds no training tokens" in err[0]

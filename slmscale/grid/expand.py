@@ -151,6 +151,12 @@ def resolve_data(spec: GridSpec, spec_dir: Path | None = None) -> DataInfo:
     if spec.available_tokens is not None and not metas:
         available = spec.available_tokens
     units_io.check_same_tokenizer(metas)
+    if available <= 0:
+        where = "units" if metas else "available_tokens"
+        raise UserError(
+            f"{where}: the data holds no training tokens (every utterance is in a held-out "
+            "split such as test or dev); tokenize training audio, or check the units' splits"
+        )
     if metas:
         meta = next(iter(metas.values()))
         return DataInfo(
