@@ -10,17 +10,22 @@ from pathlib import Path
 from slmscale.grid.dryrun import render_json, render_table
 from slmscale.grid.plan import GridPlan, default_storage_path, load_plan, make_jobs
 
+OVERRIDES_HELP = (
+    "override spec fields, right after SPEC (e.g. optimizer.lr_max=3e-4 'models=[20M,85M]' "
+    "resources.workers=2); values are YAML, validated like the file"
+)
+
+
+def add_spec_arguments(parser: argparse.ArgumentParser, overrides_help: str = OVERRIDES_HELP):
+    """SPEC and its KEY=VALUE overrides (grid, train, status, design read a spec the same way)."""
+    parser.add_argument("spec", help="grid spec YAML (tune_spaces/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=overrides_help)
+    parser.add_argument("--experiment", help="MLflow experiment name (default: the spec's name)")
+
 
 def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `grid` and `train`."""
-    parser.add_argument("spec", help="grid spec YAML (tune_spaces/*.yaml)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="override spec fields, right after SPEC (e.g. train.lr=3e-4 'models=[20M,85M]' "
-        "resources.workers=2); values are YAML, validated like the file",
-    )
+    add_spec_arguments(parser)
     parser.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
@@ -30,7 +35,6 @@ def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoints and Ray results (a local folder or any pyarrow/fsspec URI such as "
         "s3://...; default: grid_runs/<spec name> under the output root)",
     )
-    parser.add_argument("--experiment", help="MLflow experiment name (default: the spec's name)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

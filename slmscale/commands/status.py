@@ -21,19 +21,16 @@ _STATE_OF_RUN.update(FAILED="failed", KILLED="killed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="grid spec YAML (tune_spaces/*.yaml)")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="the same spec overrides the grid was run with (they change the trial keys)",
+    from slmscale.commands.grid import add_spec_arguments
+
+    add_spec_arguments(
+        parser, "the same spec overrides the grid was run with (they change the trial keys)"
     )
     parser.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the nearest mlflow.db "
         "in this folder or its parents, else slmscale-demo/mlflow.db)",
     )
-    parser.add_argument("--experiment", help="MLflow experiment name (default: the spec's name)")
     parser.add_argument(
         "--format", choices=["table", "json"], default="table", help="output format"
     )
