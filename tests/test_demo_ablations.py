@@ -45,7 +45,7 @@ BOOK = "name: demo_tiny_book\nunits: [{path: units/audiobook}]" + MODELS + "toke
 # Fewer unigram runs than k-means runs: the report's main fit takes the tokenizer with most runs.
 UNI = (
     "name: demo_tiny_uni\nunits: [{path: units/demo_unigram}]"
-    + "\n".join(MODELS.splitlines()[:3])
+    + "\n".join(MODELS.splitlines()[:4])
     + "\ntokens: [1000, 3000]\n"
 )
 
