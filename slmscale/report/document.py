@@ -272,11 +272,12 @@ def build_blocks(study: Study, figures: list[str], title: str) -> list:
         ("table", *_table3(doc)),
         ("p", _table3_note(doc)),
         ("fig", "fig2_downstream_envelope", "Downstream metrics against compute"),
-        ("h2", "Figure 3 analogue: the Eq. 4 fit"),
+        ("h2", "The Eq. 4 fit per model size"),
         (
             "p",
-            "The paper's Figure 3 is a data ablation (sTinyStories), not a fit; in its place "
-            "the observed final losses against the fitted law.",
+            "The observed final losses against the fitted law, one line per model size. (The "
+            "paper's Figure 3, a data ablation, appears when the study runs one: `slmscale "
+            "demo` adds it below.)",
         ),
         ("fig", "fig3_law_fit", "Eq. 4 fit per model size"),
         ("h2", "Figure 4: downstream metrics against test loss"),
