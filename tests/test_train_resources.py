@@ -54,6 +54,22 @@ def _worker(rank: int, world: int, config: dict, init: str, out: str) -> None:
             )
     finally:
         dist.destroy_process_group()
+    _exit_cleanly()
+
+
+def _exit_cleanly() -> None:
+    """End a spawned gloo worker that finished its work without running interpreter teardown.
+
+    torch's gloo threads sometimes abort the process at exit ("terminate called without an
+    active exception", about 1 run in 3 here) after the results are written and the group is
+    destroyed; the test checks the results, so skip the teardown that is not under test.
+    """
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @pytest.mark.timeout(900)
@@ -190,6 +206,7 @@ def _scoring_worker(rank: int, world: int, config: dict, init: str, out: str) ->
             json.dump({"downstream": result.downstream, "details": result.eval_details}, f)
     finally:
         dist.destroy_process_group()
+    _exit_cleanly()
 
 
 @pytest.mark.timeout(900)
