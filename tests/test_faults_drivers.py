@@ -77,7 +77,9 @@ def finish(proc: subprocess.Popen, timeout: float = 900) -> tuple[int, str]:
 def test_ctrl_c_kills_runs_says_how_to_resume_exits_130_and_rerun_resumes(tmp_path):
     text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
     # Trials long enough to be caught training (many passes over the tiny data), with checkpoints.
-    text = text.replace("tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000, 500000]\nepochs: [auto]")
+    text = text.replace(
+        "tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000, 500000]\nepochs: [auto]"
+    )
     text = text.replace("checkpoint_every_steps: 8", "checkpoint_every_steps: 100")
     wd = workdir(tmp_path, text)
     proc = slmscale(wd, *grid_args(wd))
@@ -86,7 +88,9 @@ def test_ctrl_c_kills_runs_says_how_to_resume_exits_130_and_rerun_resumes(tmp_pa
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.monotonic() < deadline, "no checkpoint in 600 s"
         time.sleep(0.5)
-    checkpointed = {p.parent.name.removeprefix("trial-") for p in (wd / "st").glob("trial-*/checkpoint_*")}
+    checkpointed = {
+        p.parent.name.removeprefix("trial-") for p in (wd / "st").glob("trial-*/checkpoint_*")
+    }
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground process group
     rc, err = finish(proc, timeout=600)
     assert rc == 130, err[-3000:]
@@ -96,7 +100,8 @@ def test_ctrl_c_kills_runs_says_how_to_resume_exits_130_and_rerun_resumes(tmp_pa
     states = Counter(r.info.status for r in runs)
     assert states["RUNNING"] == 0, states
     killed = {r.data.tags[TAG_TRIAL_KEY]: r.info.run_id for r in runs if r.info.status == "KILLED"}
-    assert killed and set(killed) & checkpointed, (states, checkpointed)
+    reasons = {r.data.tags[TAG_TRIAL_KEY]: r.data.tags.get("slmscale.failure_reason") for r in runs}
+    assert killed and set(killed) & checkpointed, (states, checkpointed, reasons, err[-2000:])
     assert states["FINISHED"] < SMOKE_TRIALS
 
     rc, err = finish(slmscale(wd, *grid_args(wd)))

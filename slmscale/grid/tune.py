@@ -75,25 +75,47 @@ def tune_trial(config: dict) -> None:
     if run.status == "FINISHED":
         tune.report({"status": "SKIPPED", "tokens_seen": job.tokens})
         return
-    reason = None
+    reason, lost = None, False
     try:
         clear_code_failures(job)
         _trainer(job, run.run_id, job.resources or config["resources"]).fit()
     except Exception as exc:  # retries exhausted (FailureConfig): the run records why
         lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
         reason = f"{type(exc).__name__}: {lines[-1].strip()[:500]}"
+        lost = _lost_not_failed(exc)
     sweep_scratch(job.key)  # scratch copies of this trial's killed workers on this node
     # The run is closed once, by its owner: rank 0 closes it (FINISHED, or FAILED on a
-    # non-finite loss); only a job that ended without closing it is closed here, FAILED.
+    # non-finite loss or after max_failures code failures); only a job that ended without
+    # closing it is closed here: KILLED when its processes were lost (Ctrl-C reaching the Ray
+    # workers, a node gone: a rerun resumes it), FAILED otherwise.
     ended = client(job.tracking_uri).get_run(run.run_id)
     status = ended.info.status
     if status in ("FINISHED", "FAILED"):
         reason = ended.data.tags.get(TAG_FAILURE)
     else:
-        status, reason = "FAILED", reason or "the training job ended without closing its run"
+        status = "KILLED" if lost else "FAILED"
+        reason = reason or "the training job ended without closing its run"
         finish(job, run.run_id, status, reason)
     report_final({"status": status, "reason": reason or "", "tokens_seen": job.tokens})
     wait_until_tune_has_every_result()
+
+
+def _lost_not_failed(exc: BaseException) -> bool:
+    """Whether the Train job ended because its processes died (not because the code failed).
+
+    Code failures are the worker's to judge (it records them and closes the run FAILED after
+    `max_failures`); an actor or worker that died under the job (SIGINT from Ctrl-C reaching the
+    process group, the OOM killer, a lost node) leaves the trial resumable.
+    """
+    import ray.exceptions as rex
+
+    lost_types = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError)
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, lost_types) or type(exc).__name__ in ("ActorDiedError",):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def wait_until_tune_has_every_result(timeout_s: float = 60.0, settle_s: float = 0.3) -> None:
