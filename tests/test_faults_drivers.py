@@ -3,7 +3,8 @@
 - Ctrl-C: SIGINT stops the grid; no run is left RUNNING (stopped ones are KILLED), the command
   says how to resume and exits 130; the rerun resumes into the same runs and finishes them.
 - Two drivers on one spec and store, started together, on a fresh store and on an existing
-  one: every trial key has exactly one run, FINISHED, and both drivers exit 0.
+  one (there with two trials per Train job): every trial key has exactly one run, FINISHED,
+  trained once, and both drivers exit 0.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def slmscale(tmp_path: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def grid_args(tmp_path: Path) -> list[str]:
+def grid_args(tmp_path: Path, *overrides: str) -> list[str]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return ["grid", "smoke.yaml", "--tracking-uri", uri, "--storage-path", str(tmp_path / "st")]
+    store = ["--tracking-uri", uri, "--storage-path", str(tmp_path / "st")]
+    return ["grid", "smoke.yaml", *overrides, *store]
 
 
 def train_runs(tmp_path: Path) -> list:
@@ -117,8 +119,8 @@ def test_ctrl_c_kills_runs_says_how_to_resume_exits_130_and_rerun_resumes(tmp_pa
         assert run.data.metrics[M_TOKENS_TRAINED] == int(run.data.params["tokens"])
 
 
-def two_drivers_together(wd: Path) -> None:
-    a, b = slmscale(wd, *grid_args(wd)), slmscale(wd, *grid_args(wd))
+def two_drivers_together(wd: Path, *overrides: str) -> None:
+    a, b = slmscale(wd, *grid_args(wd, *overrides)), slmscale(wd, *grid_args(wd, *overrides))
     (rc_a, err_a), (rc_b, err_b) = finish(a), finish(b)
     assert (rc_a, rc_b) == (0, 0), (err_a[-3000:], err_b[-3000:])
     for err in (err_a, err_b):
@@ -150,7 +152,8 @@ def test_two_drivers_started_together_on_an_existing_store_train_each_trial_once
     rc, err = finish(slmscale(wd, "train", "smoke.yaml", "--index", "4", "--tracking-uri", uri))
     assert rc == 0, err[-3000:]
     assert len(train_runs(wd)) == 1
-    two_drivers_together(wd)
+    # With packs (two trials per Train job): each driver packs the trials it claimed.
+    two_drivers_together(wd, "resources.trials_per_job=2")
 
 
 @pytest.mark.slow

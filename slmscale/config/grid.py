@@ -254,6 +254,12 @@ class ResourcesSpec(StrictModel):
     custom: dict[str, float] = Field(default_factory=dict)
     # By size name, e.g. {823M: {workers: 8}, 20M: {gpus_per_worker: 0.25}}.
     per_size: dict[str, WorkerResources] = Field(default_factory=dict)
+    # Grid points trained one after another by one Ray Train job (one worker group, its
+    # processes and imports kept warm), for trials so small that starting Ray Train, a worker
+    # process and torch/transformers/MLflow (~10 s) would be most of their time.  Each keeps its
+    # own MLflow run, key and failure ledger; only trials with the same resources share a job
+    # (slmscale.grid.packs).  1: every grid point is its own Train job.
+    trials_per_job: int = Field(default=1, ge=1)
 
     def for_trial(self, size: str, block: WorkerResources | None = None) -> dict:
         """The resolved resources of one trial (plain dict: it travels to Ray)."""

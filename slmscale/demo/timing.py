@@ -9,7 +9,11 @@ Read from the MLflow store after the grid, so it measures what ran, not what was
   build and data, periodic test-loss evaluations, benchmark scoring, saving, MLflow writes;
 - `start` splits that fixed cost: run opened -> first logged point (Train start-up, worker
   imports, model and data), `end`: last curve point -> run closed (final test loss, benchmark
-  scoring, model save, MLflow close).
+  scoring, model save, MLflow close);
+- trials trained by one Train job one after another (`resources.trials_per_job`, a pack) have
+  their runs opened by the warm worker, so the job's start-up (Tune trial start -> first run
+  opened: Ray Train, worker process, imports) is in none of them: each trial of the job is
+  charged an equal share of it (`job_share_s`, part of its fixed cost and of its total).
 
 Edge module (reads MLflow through slmscale.tracking).
 """
@@ -26,6 +30,8 @@ from slmscale.tracking.schema import (
     M_TRAIN_LOSS,
     TAG_GRID,
     TAG_KIND,
+    TAG_TRAIN_JOB,
+    TAG_TRAIN_JOB_STARTED,
 )
 
 
@@ -37,6 +43,7 @@ class TrialTime:
     train_s: float  # tokens / tokens_per_sec
     start_s: float  # run opened -> first logged point
     end_s: float  # last curve point -> run closed
+    job_share_s: float = 0.0  # this trial's share of its pack's Train job start-up
 
     @property
     def fixed_s(self) -> float:
@@ -50,7 +57,7 @@ def trial_times(
     from slmscale.tracking.store import client
 
     c = client(tracking_uri)
-    out = []
+    out, jobs = [], {}
     for name in experiments:
         exp = c.get_experiment_by_name(name)
         if exp is None:
@@ -72,6 +79,10 @@ def trial_times(
             ]
             t0, t1 = r.info.start_time, r.info.end_time
             first, last = (min(stamps), max(stamps)) if stamps else (t0, t1)
+            job = r.data.tags.get(TAG_TRAIN_JOB)
+            if job and r.data.tags.get(TAG_TRAIN_JOB_STARTED):
+                started = float(r.data.tags[TAG_TRAIN_JOB_STARTED])
+                jobs.setdefault(job, (started, []))[1].append((len(out), t0))
             out.append(
                 TrialTime(
                     name=r.info.run_name or r.info.run_id,
@@ -82,7 +93,21 @@ def trial_times(
                     end_s=max(t1 - last, 0) / 1000,
                 )
             )
-    return out
+    return _charge_job_start_up(out, jobs)
+
+
+def _charge_job_start_up(times: list[TrialTime], jobs: dict) -> list[TrialTime]:
+    """Share each pack's start-up (job start -> its first run opened) among its trials."""
+    from dataclasses import replace
+
+    times = list(times)
+    for started, members in jobs.values():
+        start_up = max(min(t0 for _, t0 in members) - started, 0) / 1000
+        for i, _ in members:
+            t = times[i]
+            share = start_up / len(members)
+            times[i] = replace(t, total_s=t.total_s + share, job_share_s=share)
+    return times
 
 
 def _median(xs) -> float:
@@ -98,6 +123,7 @@ def summary(times: list[TrialTime]) -> dict:
         "median_fixed_s": _median([t.fixed_s for t in times]),
         "median_start_s": _median([t.start_s for t in times]),
         "median_end_s": _median([t.end_s for t in times]),
+        "median_job_share_s": _median([t.job_share_s for t in times]),
         "sum_total_s": sum(t.total_s for t in times),
         "sum_train_s": sum(t.train_s for t in times),
     }
@@ -132,7 +158,12 @@ def format_breakdown(
             f"{s['median_fixed_s']:.1f} s fixed cost",
             f"  fixed cost: run opened -> first logged point {s['median_start_s']:.1f} s "
             f"(Ray Train start, worker imports, model, data); last point -> run closed "
-            f"{s['median_end_s']:.1f} s (final test loss, benchmark scoring, model save)",
+            f"{s['median_end_s']:.1f} s (final test loss, benchmark scoring, model save)"
+            + (
+                f"; share of its Train job's start-up {s['median_job_share_s']:.1f} s"
+                if s["median_job_share_s"]
+                else ""
+            ),
             f"  all trials: {s['sum_train_s']:.0f} s training of {s['sum_total_s']:.0f} s in "
             f"trials ({100 * s['sum_train_s'] / max(s['sum_total_s'], 1e-9):.0f}%)",
         ]

@@ -43,13 +43,15 @@ class TrialJob:
         return cls(**d)
 
 
-def start_run(job: TrialJob):
-    """Open (create or resume) the trial's one MLflow run; log the trial config when new."""
+def start_run(job: TrialJob, tags: dict | None = None):
+    """Open (create or resume) the trial's one MLflow run; log the trial config when new.
+
+    `tags` are set on a new run only (e.g. the Train job of a pack, slmscale.grid.packs)."""
     from slmscale.tracking.grid_run import log_units_inputs, trial_tags
     from slmscale.tracking.runs import log_trial_config, open_trial_run
     from slmscale.tracking.schema import TAG_GRID, TAG_PARENT_RUN
 
-    tags = {TAG_GRID: job.grid, **trial_tags(job.parent_run_id)}
+    tags = {TAG_GRID: job.grid, **trial_tags(job.parent_run_id), **(tags or {})}
     run = open_trial_run(
         job.tracking_uri, job.experiment_id, job.key, job.run_name, job.params, tags=tags
     )

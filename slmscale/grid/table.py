@@ -163,15 +163,25 @@ class TrialTable:
 
 
 def tune_callback(table: TrialTable):
-    """A ray.tune.Callback feeding `table` from trial results (import Ray only here)."""
+    """A ray.tune.Callback feeding `table` from trial results (import Ray only here).
+
+    A Tune trial trains one grid point or a pack of them (slmscale.grid.packs); every result
+    names its grid point (`trial_key`).
+    """
     from ray import tune
+
+    def keys(trial) -> list[str]:
+        return [job["key"] for job in trial.config["unit"]["jobs"]]
 
     class _Cb(tune.Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
-            table.update(trial.config["job"]["key"], state="RUNNING")
+            if not trial.config["unit"]["packed"]:  # a pack's trials say when they start
+                table.update(keys(trial)[0], state="RUNNING")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            key = trial.config["job"]["key"]
+            key = result.get("trial_key") or keys(trial)[0]
+            if key not in table.rows:
+                return
             state = result.get("status") or "RUNNING"
             table.update(
                 key,
@@ -182,6 +192,8 @@ def tune_callback(table: TrialTable):
             )
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            table.update(trial.config["job"]["key"], state="FAILED", note="(Tune error)")
+            for key in keys(trial):
+                if key in table.rows and table.rows[key].state not in ENDED:
+                    table.update(key, state="FAILED", note="(Tune error)")
 
     return _Cb()

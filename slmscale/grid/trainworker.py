@@ -18,6 +18,11 @@ attempt that starts with more than `max_failures` code failures in the ledger cl
 FAILED with the last reason instead of training.  The driver clears the ledger when it starts the
 trial, so `max_failures` counts within one `slmscale grid` run.  A crash that kills the process
 without a Python exception (a segfault) looks like a lost worker and is retried.
+
+Packs (`resources.trials_per_job` > 1, slmscale.grid.packs).  One job trains several trials one
+after another with the same processes; each trial keeps its own run, ledger and checkpoints
+(named `ckpt-<step>-<attempt>-<key[:12]>`, so a restarted group resumes the trial it was
+training from that trial's newest checkpoint, and starts the others from their beginning).
 """
 
 from __future__ import annotations
@@ -96,9 +101,10 @@ def _agree(ctx, value):
     return box[0]
 
 
-def _stored_candidates(restored) -> Iterator[Path]:
+def _stored_candidates(restored, suffix: str = "") -> Iterator[Path]:
     """Local folders of the trial's checkpoints, newest first: Ray's latest, then the older
-    `ckpt-*` beside it in storage (each downloaded only if the newer one is unusable)."""
+    `ckpt-*<suffix>` beside it in storage (each downloaded only if the newer one is unusable).
+    `suffix` tells a pack's members apart (`-<key[:12]>`; empty for a job of one trial)."""
     import pyarrow.fs as pafs
     import ray.train
 
@@ -111,6 +117,7 @@ def _stored_candidates(restored) -> Iterator[Path]:
             for i in infos
             if i.type == pafs.FileType.Directory
             and i.base_name.startswith(PREFIX)
+            and i.base_name.endswith(suffix)
             and i.base_name < name
         ),
         reverse=True,
@@ -125,13 +132,55 @@ def _as_directory(checkpoint) -> Iterator[Path]:
 
 
 def train_worker(loop_config: dict) -> None:
-    """The Ray Train per-worker function (see the module docstring)."""
+    """The Ray Train per-worker function (see the module docstring): one trial, or a pack."""
     import ray.train
 
-    job, run_id = TrialJob.from_dict(loop_config["job"]), loop_config["run_id"]
-    max_failures = int(loop_config.get("max_failures", 0))
     ctx = ray.train.get_context()
+    max_failures = int(loop_config.get("max_failures", 0))
+    if "jobs" in loop_config:
+        _train_pack(loop_config, ctx, max_failures)
+        return
+    job, run_id = TrialJob.from_dict(loop_config["job"]), loop_config["run_id"]
+    _train_trial(job, run_id, ctx, max_failures)
+
+
+def _train_pack(loop_config: dict, ctx, max_failures: int) -> None:
+    """The trials of a pack one after another in this worker group (slmscale.grid.packs).
+
+    Rank 0 opens each trial's run (resumed when it has one) just before training it: a trial
+    already FINISHED, by an earlier attempt of this job or another driver, is skipped, so a
+    restarted worker group goes on where the lost one stopped.  A trial's code failure ends that
+    trial (FAILED after max_failures), never the pack.
+    """
+    import ray.train
+
+    from slmscale.grid.runner import start_run
+    from slmscale.tracking.schema import TAG_TRAIN_JOB, TAG_TRAIN_JOB_STARTED
+
+    jobs = [TrialJob.from_dict(d) for d in loop_config["jobs"]]
+    tags = {
+        TAG_TRAIN_JOB: loop_config["name"],
+        TAG_TRAIN_JOB_STARTED: str(int(1000 * loop_config["started"])),
+    }
+    for job in jobs:
+        opened = None
+        if ctx.get_world_rank() == 0:
+            run = start_run(job, tags=tags)
+            opened = (run.run_id, run.status)
+        run_id, status = _agree(ctx, opened)
+        if status == "FINISHED":
+            ray.train.report({"trial_key": job.key, "status": "SKIPPED", "tokens_seen": job.tokens})
+            continue
+        ray.train.report({"trial_key": job.key, "status": "RUNNING", "tokens_seen": 0})
+        _train_trial(job, run_id, ctx, max_failures, suffix=f"-{job.key[:12]}")
+
+
+def _train_trial(job: TrialJob, run_id: str, ctx, max_failures: int, suffix: str = "") -> None:
+    """One trial on this worker: its ledger, its checkpoints (named with `suffix` in a pack)."""
+    import ray.train
+
     rank = ctx.get_world_rank()
+    key = {"trial_key": job.key}
     sweep_scratch(job.key)
     decision = None
     if rank == 0:
@@ -143,24 +192,26 @@ def train_worker(loop_config: dict) -> None:
         if rank == 0:
             reason = f"{give_up} (failed {n_failures} times; resources.max_failures {max_failures})"
             finish(job, run_id, "FAILED", reason)
-        ray.train.report({"status": "FAILED", "reason": give_up, "tokens_seen": 0})
+        ray.train.report({**key, "status": "FAILED", "reason": give_up, "tokens_seen": 0})
         return
 
     def on_checkpoint(path, tokens_seen: int) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(path)) if path else None
         ray.train.report(
-            {"tokens_seen": tokens_seen},
+            {**key, "tokens_seen": tokens_seen},
             checkpoint=checkpoint,
-            checkpoint_dir_name=f"{path.name}-{attempt[:8]}" if path else None,
+            checkpoint_dir_name=f"{path.name}-{attempt[:8]}{suffix}" if path else None,
             checkpoint_upload_mode=ray.train.CheckpointUploadMode.ASYNC,
         )
 
     def on_test_loss(loss: float, tokens_seen: int) -> None:
-        ray.train.report({"tokens_seen": tokens_seen, "loss": loss})
+        ray.train.report({**key, "tokens_seen": tokens_seen, "loss": loss})
 
     scratch = make_scratch(job.key)
     restored = ray.train.get_checkpoint()
-    candidates = _stored_candidates(restored) if restored else None
+    if restored is not None and not restored.path.rstrip("/").endswith(suffix):
+        restored = None  # in a pack: the newest checkpoint is another trial's
+    candidates = _stored_candidates(restored, suffix) if restored else None
     try:
         result = run_worker(
             job,
@@ -184,6 +235,7 @@ def train_worker(loop_config: dict) -> None:
         final = result.test_loss_final if result.test_loss_final is not None else float("nan")
         ray.train.report(
             {
+                **key,
                 "tokens_seen": result.tokens_trained,
                 "loss": final,
                 "status": result.status,

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 from slmscale.config.grid import ResourcesSpec
+from slmscale.grid.packs import make_packs, pack_name
 from slmscale.grid.runner import TrialJob, finish, start_run
 from slmscale.grid.table import TrialTable, tune_callback
 from slmscale.grid.trainworker import clear_code_failures, train_worker
@@ -30,7 +32,8 @@ HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_S = "0.25"  # Train V2 polls every 2 s by default: most of a small trial's overhead
 
 
-def _trainer(job: TrialJob, run_id: str, res: dict, in_tune: bool = True):
+def _trainer(name: str, loop_config: dict, res: dict, storage_path: str):
+    """A TorchTrainer running `train_worker(loop_config)` as Train run `name`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -44,60 +47,112 @@ def _trainer(job: TrialJob, run_id: str, res: dict, in_tune: bool = True):
     backend = "nccl" if gpus > 0 and res["workers"] > 1 else "gloo"
     return TorchTrainer(
         train_worker,
-        train_loop_config={
-            "job": job.to_dict(),
-            "run_id": run_id,
-            "max_failures": res["max_failures"],
-        },
+        train_loop_config={**loop_config, "max_failures": res["max_failures"]},
         torch_config=TorchConfig(backend=backend),
         scaling_config=ScalingConfig(
             num_workers=res["workers"], use_gpu=gpus > 0, resources_per_worker=per_worker
         ),
         run_config=RunConfig(
-            name=f"trial-{job.key}",
-            storage_path=job.storage_path,
+            name=name,
+            storage_path=storage_path,
             # Lost workers (preemption, node failure) are retried without limit; code failures
             # are counted against max_failures by the worker itself (grid.trainworker).
             failure_config=FailureConfig(max_failures=-1, max_preemption_failures=-1),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=[TuneReportCallback()] if in_tune else [],
+            callbacks=[TuneReportCallback()],
         ),
     )
 
 
-def tune_trial(config: dict) -> None:
-    """The Tune function trainable: open the MLflow run, fit a TorchTrainer, close the run."""
-    from ray import tune
+def _why(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
+    return f"{type(exc).__name__}: {lines[-1].strip()[:500]}"
 
-    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)  # propagated to the Train controller
-    job = TrialJob.from_dict(config["job"])
-    run = start_run(job)
-    if run.status == "FINISHED":
-        tune.report({"status": "SKIPPED", "tokens_seen": job.tokens})
-        return
-    reason, lost = None, False
-    try:
-        clear_code_failures(job)
-        _trainer(job, run.run_id, job.resources or config["resources"]).fit()
-    except Exception as exc:  # retries exhausted (FailureConfig): the run records why
-        lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
-        reason = f"{type(exc).__name__}: {lines[-1].strip()[:500]}"
-        lost = _lost_not_failed(exc)
-    sweep_scratch(job.key)  # scratch copies of this trial's killed workers on this node
-    # The run is closed once, by its owner: rank 0 closes it (FINISHED, or FAILED on a
-    # non-finite loss or after max_failures code failures); only a job that ended without
-    # closing it is closed here: KILLED when its processes were lost (Ctrl-C reaching the Ray
-    # workers, a node gone: a rerun resumes it), FAILED otherwise.
-    ended = client(job.tracking_uri).get_run(run.run_id)
+
+def _settle(job: TrialJob, run_id: str | None, reason: str | None, lost: bool) -> dict:
+    """The trial's final result for Tune, after its Train job ended; closes a run left open.
+
+    The run is closed once, by its owner: rank 0 closes it (FINISHED, or FAILED on a
+    non-finite loss or after max_failures code failures); only a job that ended without
+    closing it is closed here: KILLED when its processes were lost (Ctrl-C reaching the Ray
+    workers, a node gone: a rerun resumes it), FAILED otherwise.  A trial of a pack that the
+    job never reached has no run: it is left for a rerun (KILLED in the table).
+    """
+    from slmscale.tracking.runs import find_trial_runs
+
+    if run_id is None:
+        runs = find_trial_runs(job.tracking_uri, job.experiment_id, job.key)
+        if not runs:
+            why = f"not started: {reason}" if reason else "not started"
+            return {"trial_key": job.key, "status": "KILLED", "reason": why, "tokens_seen": 0}
+        run_id = min(
+            runs, key=lambda r: (r.info.status != "FINISHED", r.info.start_time)
+        ).info.run_id
+    ended = client(job.tracking_uri).get_run(run_id)
     status = ended.info.status
     if status in ("FINISHED", "FAILED"):
         reason = ended.data.tags.get(TAG_FAILURE)
     else:
         status = "KILLED" if lost else "FAILED"
         reason = reason or "the training job ended without closing its run"
-        finish(job, run.run_id, status, reason)
-    report_final({"status": status, "reason": reason or "", "tokens_seen": job.tokens})
+        finish(job, run_id, status, reason)
+    return {
+        "trial_key": job.key,
+        "status": status,
+        "reason": reason or "",
+        "tokens_seen": job.tokens,
+    }
+
+
+def tune_trial(config: dict) -> None:
+    """The Tune function trainable: one Train job for one trial, or for a pack of trials."""
+    from ray import tune
+
+    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)  # propagated to the Train controller
+    unit, resources = config["unit"], config["resources"]
+    jobs = [TrialJob.from_dict(d) for d in unit["jobs"]]
+    res = jobs[0].resources or resources
+    run_id = None
+    loop_config: dict = {"name": unit["name"], "started": time.time(), "jobs": unit["jobs"]}
+    if not unit["packed"]:  # one trial: its run is opened here, before Ray Train starts
+        job = jobs[0]
+        run = start_run(job)
+        if run.status == "FINISHED":
+            tune.report({"trial_key": job.key, "status": "SKIPPED", "tokens_seen": job.tokens})
+            return
+        run_id, loop_config = run.run_id, {"job": job.to_dict(), "run_id": run.run_id}
+    reason, lost = None, False
+    try:
+        for job in jobs:
+            clear_code_failures(job)
+        _trainer(unit["name"], loop_config, res, jobs[0].storage_path).fit()
+    except Exception as exc:  # retries exhausted (FailureConfig): the runs record why
+        reason, lost = _why(exc), _lost_not_failed(exc)
+    for job in jobs:
+        sweep_scratch(job.key)  # scratch copies of this trial's killed workers on this node
+        report_final(_settle(job, run_id, reason, lost))
     wait_until_tune_has_every_result()
+
+
+def units_of_work(todo: list[TrialJob], resources: ResourcesSpec) -> list[dict]:
+    """What Tune schedules: one unit per trial, or packs of `resources.trials_per_job`."""
+    if resources.trials_per_job <= 1:
+        return [{"name": f"trial-{j.key}", "packed": False, "jobs": [j.to_dict()]} for j in todo]
+    packs = make_packs(
+        todo,
+        resources.trials_per_job,
+        key=lambda j: j.key,
+        work=_work,
+        resources=lambda j: j.resources,
+    )
+    return [
+        {"name": pack_name([j.key for j in p]), "packed": True, "jobs": [j.to_dict() for j in p]}
+        for p in packs
+    ]
+
+
+def _work(job: TrialJob) -> float:
+    return 6.0 * float(job.params["n_params"]) * job.tokens
 
 
 def _lost_not_failed(exc: BaseException) -> bool:
@@ -233,7 +288,7 @@ def run_grid(
     )
     table = TrialTable(stream=stream, title=f"grid {grid_name}")
     for j in todo:
-        table.add(j.key, j.run_name, j.tokens, work=6.0 * float(j.params["n_params"]) * j.tokens)
+        table.add(j.key, j.run_name, j.tokens, work=_work(j))
     if not todo:
         return GridSummary(len(jobs), table)
     started = not ray.is_initialized()
@@ -254,13 +309,13 @@ def run_grid(
         tuner = tune.Tuner(
             tune.with_resources(tune_trial, {"CPU": 0.01}),
             param_space={
-                "job": tune.grid_search([j.to_dict() for j in todo]),
+                "unit": tune.grid_search(units_of_work(todo, resources)),
                 "resources": resources.model_dump(),
             },
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=max_concurrent or resources.max_concurrent_trials,
-                trial_name_creator=lambda t: f"trial-{t.config['job']['key']}",
-                trial_dirname_creator=lambda t: f"trial-{t.config['job']['key']}",
+                trial_name_creator=lambda t: t.config["unit"]["name"],
+                trial_dirname_creator=lambda t: t.config["unit"]["name"],
             ),
             run_config=tune.RunConfig(
                 name=f"grid-{grid_name}",

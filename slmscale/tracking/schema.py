@@ -12,6 +12,10 @@ TAG_TRIAL_KEY = "slmscale.trial_key"
 TAG_GRID = "slmscale.grid"
 TAG_FAILURE = "slmscale.failure_reason"
 TAG_VERSION = "slmscale.version"
+# The Ray Train job that trained a trial of a pack (resources.trials_per_job > 1, grid.packs)
+# and when that job started (epoch ms): its start-up is shared by the trials it trained.
+TAG_TRAIN_JOB = "slmscale.train_job"
+TAG_TRAIN_JOB_STARTED = "slmscale.train_job_started"
 KIND_TRAIN, KIND_FIT, KIND_EVAL = "train", "fit", "eval"
 
 # ---- params (DESIGN.md "MLflow run schema") ---------------------------------------------------

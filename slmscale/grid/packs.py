@@ -1,0 +1,60 @@
+"""Which grid points share a Ray Train job (`resources.trials_per_job`); pure.
+
+A Train job costs the same fixed start-up whatever it trains: a controller and worker
+processes, torch, transformers and MLflow imported, a process group.  For the demo's trials
+(seconds of training each) that start-up was most of the grid's time, so several trials can be
+trained one after another by one job.  Packing is deterministic (the same trials give the same
+packs and the same job names) and balanced: the longest-processing-time-first rule on
+each trial's compute, so the packs that run side by side end at about the same time.  Trials
+with different resources (workers, CPUs, GPUs) never share a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def pack_name(keys: Sequence[str]) -> str:
+    """The Train job's name for trials `keys`: `pack-<hash of the sorted keys>`."""
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
+    return f"pack-{digest[:16]}"
+
+
+def make_packs(
+    items: Sequence[T],
+    per_pack: int,
+    *,
+    key: Callable[[T], str],
+    work: Callable[[T], float],
+    resources: Callable[[T], dict],
+) -> list[list[T]]:
+    """Split `items` into packs of at most `per_pack`, balanced by `work`, one resource set each.
+
+    Within a resource group there are ceil(n / per_pack) packs; items are placed largest work
+    first, each into the pack with the least work so far that still has room (ties: the
+    earlier pack).  Inside a pack, items run smallest work first, so the pack's first results
+    come early.  Packs are returned in order of their first item's key (deterministic).
+    """
+    if per_pack < 1:
+        raise ValueError(f"per_pack must be >= 1, got {per_pack}")
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(json.dumps(resources(item), sort_keys=True), []).append(item)
+    packs: list[list[T]] = []
+    for members in groups.values():
+        n_packs = math.ceil(len(members) / per_pack)
+        bins: list[list[T]] = [[] for _ in range(n_packs)]
+        loads = [0.0] * n_packs
+        for item in sorted(members, key=lambda i: (-work(i), key(i))):
+            open_bins = [b for b in range(n_packs) if len(bins[b]) < per_pack]
+            b = min(open_bins, key=lambda b: (loads[b], b))
+            bins[b].append(item)
+            loads[b] += work(item)
+        packs += [sorted(b, key=lambda i: (work(i), key(i))) for b in bins]
+    return sorted(packs, key=lambda p: key(p[0]))

@@ -1,0 +1,79 @@
+"""Packs of grid points per Ray Train job (slmscale.grid.packs): pure, no Ray."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from slmscale.config.grid import ResourcesSpec
+from slmscale.grid.packs import make_packs, pack_name
+
+
+def _items(works, resources=None):
+    return [
+        {"key": f"k{i:03d}", "work": w, "res": (resources or {}).get(i, {"workers": 1})}
+        for i, w in enumerate(works)
+    ]
+
+
+def _pack(items, per):
+    return make_packs(
+        items, per, key=lambda i: i["key"], work=lambda i: i["work"], resources=lambda i: i["res"]
+    )
+
+
+def test_every_trial_in_exactly_one_pack_of_at_most_the_size():
+    items = _items([random.Random(0).uniform(1, 100) for _ in range(23)])
+    packs = _pack(items, 5)
+    keys = [i["key"] for p in packs for i in p]
+    assert sorted(keys) == sorted(i["key"] for i in items)
+    assert len(packs) == math.ceil(23 / 5) and max(len(p) for p in packs) <= 5
+
+
+def test_one_per_pack_is_one_job_per_trial():
+    items = _items([3.0, 1.0, 2.0])
+    assert sorted(len(p) for p in _pack(items, 1)) == [1, 1, 1]
+
+
+def test_packs_do_not_depend_on_the_order_trials_come_in():
+    items = _items([random.Random(1).uniform(1, 50) for _ in range(17)])
+    shuffled = items[:]
+    random.Random(2).shuffle(shuffled)
+    as_keys = lambda packs: [[i["key"] for i in p] for p in packs]  # noqa: E731
+    assert as_keys(_pack(items, 4)) == as_keys(_pack(shuffled, 4))
+    names = [pack_name([i["key"] for i in p]) for p in _pack(items, 4)]
+    assert names == [pack_name([i["key"] for i in reversed(p)]) for p in _pack(shuffled, 4)]
+    assert len(set(names)) == len(names)
+
+
+def test_packs_are_balanced_where_chunks_in_grid_order_are_not():
+    # The demo's shape: budgets doubling, each size's trials next to each other in grid order.
+    works = [n * d for n in (1, 2, 4, 8) for d in (1, 2, 4, 8, 16)]
+    loads = [sum(i["work"] for i in p) for p in _pack(_items(works), 10)]
+    chunks = [sum(works[:10]), sum(works[10:])]
+    assert max(loads) / min(loads) < 1.1
+    assert max(chunks) / min(chunks) > 3  # what a naive split would have done
+
+
+def test_trials_with_different_resources_never_share_a_job():
+    items = _items([1.0] * 6, resources={0: {"workers": 2}, 3: {"workers": 2}})
+    packs = _pack(items, 4)
+    for p in packs:
+        assert len({str(i["res"]) for i in p}) == 1
+    two = [p for p in packs if p[0]["res"] == {"workers": 2}]
+    assert [sorted(i["key"] for i in p) for p in two] == [["k000", "k003"]]
+
+
+def test_inside_a_pack_the_small_trials_run_first():
+    for p in _pack(_items([5.0, 1.0, 3.0, 2.0, 4.0]), 5):
+        assert [i["work"] for i in p] == sorted(i["work"] for i in p)
+
+
+def test_trials_per_job_is_validated_by_the_spec():
+    assert ResourcesSpec().trials_per_job == 1
+    with pytest.raises(ValueError, match="trials_per_job"):
+        ResourcesSpec(trials_per_job=0)
+    with pytest.raises(ValueError):
+        _pack(_items([1.0]), 0)
