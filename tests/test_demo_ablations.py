@@ -25,7 +25,7 @@ context: 128
 optimizer: {lr_max: 1.0e-2, lr_min: 3.0e-4, warmup_min_steps: 2, warmup_fraction: 0.05}
 eval: {n_evals: 2}
 train: {precision: fp32, checkpoint_every_steps: 1000, deterministic: true}
-resources: {workers: 1, cpus_per_worker: 0.9, max_concurrent_trials: 2, max_failures: 0}
+resources: {workers: 1, cpus_per_worker: 0.9, max_concurrent_trials: 2, max_failures: 0, trials_per_job: 3}
 """
 BENCH = """
 benchmarks:
@@ -152,3 +152,21 @@ def test_time_breakdown_medians_and_stage_rows():
     grid_line = next(line for line in text.splitlines() if line.strip().startswith("grid "))
     assert "2" in grid_line and "25.0 s in trials" in grid_line
     assert "10.0 s fixed cost" in text and "27 s training of 62 s" in text
+
+
+def test_a_packs_start_up_is_shared_by_its_trials():
+    from slmscale.demo.timing import TrialTime, _charge_job_start_up, summary
+
+    times = [
+        TrialTime("a", "demo", total_s=3.0, train_s=2.0, start_s=0.3, end_s=0.4),
+        TrialTime("b", "demo", total_s=5.0, train_s=4.0, start_s=0.3, end_s=0.4),
+        TrialTime("c", "demo", total_s=4.0, train_s=3.0, start_s=0.3, end_s=0.4),
+        TrialTime("alone", "demo", total_s=20.0, train_s=5.0, start_s=13.0, end_s=1.0),
+    ]
+    # a, b, c: one Train job started at t=1,000 ms whose first run opened at t=13,000 ms
+    jobs = {"pack-1": (1_000.0, [(0, 13_000), (1, 16_500), (2, 22_000)])}
+    charged = _charge_job_start_up(times, jobs)
+    assert [t.job_share_s for t in charged] == [4.0, 4.0, 4.0, 0.0]
+    assert [t.fixed_s for t in charged] == [5.0, 5.0, 5.0, 15.0]
+    assert [t.total_s for t in charged[:3]] == [7.0, 9.0, 8.0]
+    assert summary(charged)["median_job_share_s"] == 4.0

@@ -36,7 +36,7 @@ benchmarks:
   - {name: swuggy, units: units/swuggy, root: world/benchmarks/swuggy}
   - {name: topic_cloze, units: units/topic_cloze, root: world/benchmarks/topic_cloze}
   - {name: story_cloze, units: units/story_cloze, root: world/benchmarks/story_cloze}
-resources: {workers: 1, cpus_per_worker: 0.9, max_concurrent_trials: 2, max_failures: 0}
+resources: {workers: 1, cpus_per_worker: 0.9, max_concurrent_trials: 2, max_failures: 0, trials_per_job: 4}
 """
 
 
