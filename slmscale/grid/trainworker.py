@@ -90,6 +90,11 @@ def clear_code_failures(job: TrialJob) -> None:
         pass
 
 
+def last_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
+    return f"{type(exc).__name__}: {lines[-1].strip()[:500]}"
+
+
 def _agree(ctx, value):
     """Rank 0's `value` on every rank."""
     if ctx.get_world_size() == 1:
@@ -165,11 +170,19 @@ def _train_pack(loop_config: dict, ctx, max_failures: int) -> None:
     for job in jobs:
         opened = None
         if ctx.get_world_rank() == 0:
-            run = start_run(job, tags=tags)
-            opened = (run.run_id, run.status)
-        run_id, status = _agree(ctx, opened)
+            try:
+                run = start_run(job, tags=tags)
+                opened = (run.run_id, run.status, "")
+            except Exception as exc:  # the store is unreachable: not a reason to retry the job
+                opened = (None, "FAILED", f"could not open its MLflow run: {last_line(exc)}")
+        run_id, status, why = _agree(ctx, opened)
         if status == "FINISHED":
             ray.train.report({"trial_key": job.key, "status": "SKIPPED", "tokens_seen": job.tokens})
+            continue
+        if run_id is None:
+            ray.train.report(
+                {"trial_key": job.key, "status": "FAILED", "reason": why, "tokens_seen": 0}
+            )
             continue
         ray.train.report({"trial_key": job.key, "status": "RUNNING", "tokens_seen": 0})
         _train_trial(job, run_id, ctx, max_failures, suffix=f"-{job.key[:12]}")
@@ -245,8 +258,7 @@ def _train_trial(job: TrialJob, run_id: str, ctx, max_failures: int, suffix: str
     except RetryAfterCodeFailure:
         raise
     except Exception as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
-        record_code_failure(job, attempt, f"{type(exc).__name__}: {lines[-1].strip()[:500]}")
+        record_code_failure(job, attempt, last_line(exc))
         raise
     finally:
         # After the final report every upload is done; on an error a pending one may be cut,

@@ -23,7 +23,7 @@ from slmscale.config.grid import ResourcesSpec
 from slmscale.grid.packs import make_packs, pack_name
 from slmscale.grid.runner import TrialJob, finish, start_run
 from slmscale.grid.table import TrialTable, tune_callback
-from slmscale.grid.trainworker import clear_code_failures, train_worker
+from slmscale.grid.trainworker import clear_code_failures, last_line, train_worker
 from slmscale.tracking.schema import TAG_FAILURE
 from slmscale.tracking.store import client
 from slmscale.train.checkpoint import sweep_scratch
@@ -62,11 +62,6 @@ def _trainer(name: str, loop_config: dict, res: dict, storage_path: str):
             callbacks=[TuneReportCallback()],
         ),
     )
-
-
-def _why(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
-    return f"{type(exc).__name__}: {lines[-1].strip()[:500]}"
 
 
 def _settle(job: TrialJob, run_id: str | None, reason: str | None, lost: bool) -> dict:
@@ -127,7 +122,7 @@ def tune_trial(config: dict) -> None:
             clear_code_failures(job)
         _trainer(unit["name"], loop_config, res, jobs[0].storage_path).fit()
     except Exception as exc:  # retries exhausted (FailureConfig): the runs record why
-        reason, lost = _why(exc), _lost_not_failed(exc)
+        reason, lost = last_line(exc), _lost_not_failed(exc)
     for job in jobs:
         sweep_scratch(job.key)  # scratch copies of this trial's killed workers on this node
         report_final(_settle(job, run_id, reason, lost))
