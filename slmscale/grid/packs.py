@@ -4,9 +4,11 @@ A Train job costs the same fixed start-up whatever it trains: a controller and w
 processes, torch, transformers and MLflow imported, a process group.  For the demo's trials
 (seconds of training each) that start-up was most of the grid's time, so several trials can be
 trained one after another by one job.  Packing is deterministic (the same trials give the same
-packs and the same job names) and balanced: the longest-processing-time-first rule on
-each trial's compute, so the packs that run side by side end at about the same time.  Trials
-with different resources (workers, CPUs, GPUs) never share a job.
+packs and the same job names) and balanced: the longest-processing-time-first rule on each
+trial's expected time, so the packs that run side by side end at about the same time.  Trials
+that small take time by their optimizer steps, not their FLOPs (the demo's models, 3.4k to 27k
+parameters: 8x the FLOPs per token, 1.6x the time per token), so the grid weighs them by steps.
+Trials with different resources (workers, CPUs, GPUs) never share a job.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def units_of_work(todo: list[TrialJob], resources: ResourcesSpec) -> list[dict]:
         todo,
         resources.trials_per_job,
         key=lambda j: j.key,
-        work=_work,
+        work=_steps,
         resources=lambda j: j.resources,
     )
     return [
@@ -148,6 +148,11 @@ def units_of_work(todo: list[TrialJob], resources: ResourcesSpec) -> list[dict]:
 
 def _work(job: TrialJob) -> float:
     return 6.0 * float(job.params["n_params"]) * job.tokens
+
+
+def _steps(job: TrialJob) -> float:
+    """Optimizer steps: what a small trial's time goes with (not its FLOPs; grid.packs)."""
+    return job.tokens / (int(job.config["batch_size"]) * int(job.config["context"]))
 
 
 def _lost_not_failed(exc: BaseException) -> bool:
