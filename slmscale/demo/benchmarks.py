@@ -20,12 +20,15 @@ import numpy as np
 
 from slmscale.demo import language as lang
 from slmscale.demo.corpus import STREAMS, Utterance, write_audio
-from slmscale.demo.render import VOICES, PhoneBank, render
+from slmscale.demo.render import SPEAKERS, VOICES, PhoneBank, render
 from slmscale.progress import Progress
 from slmscale.units import write_bytes_atomic
 
 SBLIMP_COLUMNS = ("filename", "type", "subtype", "id", "voice", "correct", "transcription")
 SWUGGY_COLUMNS = ("filename", "correct", "id", "voice", "frequency", "word", "phones", "length")
+# sBLIMP and sWUGGY items are spoken in both voices of the bank: the training speaker and one
+# the corpora never use (the paper's sBLIMP/sWUGGY are TTS voices, its sTinyStories one speaker).
+# The cloze benchmarks are spoken by the training speaker, as stories are.
 VOICES_PER_ITEM = 2
 
 # name -> directory of its audio under the benchmark's root
@@ -142,7 +145,7 @@ def write_cloze(
         key = [seed, STREAMS[name], i]
         rng = np.random.default_rng(key)
         story = lang.sample_story(rng)
-        voice = VOICES[int(rng.integers(len(VOICES)))].name
+        voice = SPEAKERS[int(rng.integers(len(SPEAKERS)))].name
         negative = _cloze_negative(name, story, rng)
         write = _pair_writer(out, root, bank, key)
         utts.append(write(f"{i}_correct", list(story.sentences), voice))

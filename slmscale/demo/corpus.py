@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from slmscale.demo.language import Story, sample_passage, sample_story
-from slmscale.demo.render import SAMPLE_RATE, VOICES, PhoneBank, render
+from slmscale.demo.render import SAMPLE_RATE, SPEAKERS, PhoneBank, render
 from slmscale.progress import Progress
 
 STORIES_PER_CHAPTER = 25
@@ -81,13 +81,13 @@ def write_corpus(
                 sentences = list(sample_passage(rng))
             else:
                 sentences = list(sample_story(rng).sentences)
-            v = int(rng.integers(len(VOICES)))
+            v = int(rng.integers(len(SPEAKERS)))
             spk, chapter = speaker_id(v), FIRST_CHAPTER[split] + i // STORIES_PER_CHAPTER
             rel = Path(split, str(spk), str(chapter), f"{spk}-{chapter}-{i:04d}.flac")
-            audio = render(sentences, VOICES[v].name, bank, [seed, stream, i])
+            audio = render(sentences, SPEAKERS[v].name, bank, [seed, stream, i])
             write_audio(root / rel, audio)
             out.append(
-                Utterance(rel.as_posix(), int(audio.size), VOICES[v].name, text(sentences))
+                Utterance(rel.as_posix(), int(audio.size), SPEAKERS[v].name, text(sentences))
             )
             bar.update(1)
     return out

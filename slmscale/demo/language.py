@@ -55,6 +55,15 @@ TOPICS: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "sky": {"character": ("sepe", "fele", "tere"), "food": ("meke", "repe"), "shelter": ("nele",)},
 }
+# How many nouns each role of a topic has.  The stems above come first; the rest are CVCV forms
+# with the topic's vowel, in a fixed order (`_more_stems`).  Nouns are drawn with Zipf weights
+# (rank r has weight 1 / r^NOUN_ZIPF, `pick_noun`), as words are in real speech: a model meets
+# the frequent nouns early and the rare ones only with more data, so the loss keeps falling with
+# D as a power law instead of in one step once a handful of equally frequent words is learnt,
+# and a small model can hold only the frequent ones (the N term).
+NOUNS_PER_ROLE = {"character": 16, "food": 10, "shelter": 6}
+NOUN_ZIPF = 1.0
+NOUN_CONSONANTS = "ptksfmnlr"
 # Each causal pattern's verb, state and result share two consonants (eat/hungry/full: p n;
 # sleep/tired/rested: l m; find/cold/warm: s f; meet/sad/happy: r k), so an ending from another
 # pattern stands out against the story before it.
@@ -97,6 +106,22 @@ class Word:
     pos: str  # det, noun, verb, cop, adj, attr
     number: str | None = None
     topic: str | None = None
+
+
+def _more_stems() -> None:
+    """Extend every role of TOPICS to NOUNS_PER_ROLE stems (CVCV, the topic's vowel)."""
+    rng = np.random.default_rng(1234)  # a fixed order: the language does not depend on a seed
+    for roles in TOPICS.values():
+        vowel = roles["character"][0][1]
+        taken = {s for stems in roles.values() for s in stems}
+        pairs = [a + vowel + b + vowel for a in NOUN_CONSONANTS for b in NOUN_CONSONANTS]
+        fresh = [pairs[int(i)] for i in rng.permutation(len(pairs)) if pairs[int(i)] not in taken]
+        for role, n in NOUNS_PER_ROLE.items():
+            extra = n - len(roles[role])
+            roles[role], fresh = (*roles[role], *fresh[:extra]), fresh[extra:]
+
+
+_more_stems()
 
 
 def _build_lexicon() -> dict[str, Word]:
@@ -147,6 +172,12 @@ def pick(rng: np.random.Generator, items):
     return items[int(rng.integers(len(items)))]
 
 
+def pick_noun(rng: np.random.Generator, stems):
+    """One of `stems` with Zipf weights by rank (the first is the most frequent)."""
+    w = 1.0 / np.arange(1, len(stems) + 1) ** NOUN_ZIPF
+    return stems[int(rng.choice(len(stems), p=w / w.sum()))]
+
+
 def noun_phrase(stem: str, number: str, attr: str | None = None) -> Sentence:
     noun = stem + (PLURAL_SUFFIX if number == PL else "")
     return (DETERMINERS[number], *((ATTRIBUTIVE[attr],) if attr else ()), noun)
@@ -163,7 +194,9 @@ def copula_sentence(subject: Sentence, number: str, predicate: str) -> Sentence:
 def _stem_for(rng: np.random.Generator, topic: str, role: str | None, hero: str) -> str:
     """A noun of the topic in `role`; role None: another character than the hero."""
     roles = TOPICS[topic]
-    return pick(rng, roles[role] if role else tuple(s for s in roles["character"] if s != hero))
+    return pick_noun(
+        rng, roles[role] if role else tuple(s for s in roles["character"] if s != hero)
+    )
 
 
 def _object(rng: np.random.Generator, topic: str, role: str | None, hero: str) -> Sentence:
@@ -191,7 +224,7 @@ def sample_story(
     topic = topic or pick(rng, tuple(TOPICS))
     pattern = pattern or pick(rng, tuple(PATTERNS))
     p = PATTERNS[pattern]
-    hero = pick(rng, TOPICS[topic]["character"])
+    hero = pick_noun(rng, TOPICS[topic]["character"])
     number = pick(rng, (SG, PL))
     first = noun_phrase(hero, number, pick(rng, (None, None, *ATTRIBUTIVE)))
     subject = noun_phrase(hero, number)
@@ -233,7 +266,7 @@ def sample_sentence(rng: np.random.Generator) -> tuple[str, Sentence]:
     """A grammatical sentence for sBLIMP-like pairs: (subtype, sentence)."""
     topic = pick(rng, tuple(TOPICS))
     number = pick(rng, (SG, PL))
-    hero = pick(rng, TOPICS[topic]["character"])
+    hero = pick_noun(rng, TOPICS[topic]["character"])
     subtype = pick(rng, ("copula", "transitive", "attributive"))
     attr = pick(rng, tuple(ATTRIBUTIVE)) if subtype == "attributive" else None
     subject = noun_phrase(hero, number, attr)

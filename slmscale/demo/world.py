@@ -50,8 +50,8 @@ PRESETS: dict[str, WorldConfig] = {
         train_stories=240, test_stories=8, sblimp_items=6, swuggy_items=6, cloze_stories=6
     ),
     "quick": WorldConfig(train_stories=2000, test_stories=60, cloze_stories=120),
-    # 6,000 stories (~590k units): the largest single-epoch budget of demo.yaml is 600k units.
-    "full": WorldConfig(train_stories=6000, audiobook_passages=1600),
+    # 9,000 stories (~1.08M units): the largest single-epoch budget of demo.yaml is 1M units.
+    "full": WorldConfig(train_stories=9000, audiobook_passages=1600),
 }
 
 
