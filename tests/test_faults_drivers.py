@@ -34,6 +34,13 @@ def workdir(tmp_path: Path, spec_text: str | None = None) -> Path:
     return tmp_path
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """A job started with `&` by a script (pytest run in the background, some CI runners)
+    passes SIGINT on ignored, and Python then never raises KeyboardInterrupt: give the child the
+    default disposition a foreground command in a terminal has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def slmscale(tmp_path: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -46,6 +53,7 @@ def slmscale(tmp_path: Path, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=_sigint_as_in_a_terminal,
     )
 
 

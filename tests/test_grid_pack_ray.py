@@ -8,17 +8,11 @@ max_failures, without ending the pack).  Slow: one Ray Train job, restarted once
 
 from __future__ import annotations
 
-import argparse
-import io
-from pathlib import Path
-
 import pytest
+from _smoke_grid import run_with_a_kill_and_a_raise, three_smoke_jobs
 
 from slmscale.tracking import client
 from slmscale.tracking.schema import TAG_TRAIN_JOB, TAG_TRAIN_JOB_STARTED
-from slmscale.train.synthetic import write_synthetic_units
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -26,45 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 def test_one_train_job_trains_a_pack_resumes_the_killed_trial_and_fails_only_the_bad_one(
     tmp_path, monkeypatch
 ):
-    import ray
 
-    from slmscale.commands.grid import prepare_jobs
-    from slmscale.grid.plan import load_plan
-    from slmscale.grid.tune import run_grid, units_of_work
+    from slmscale.grid.tune import units_of_work
     from slmscale.train import RuntimeOptions, train_one_trial
 
-    write_synthetic_units(tmp_path / "units" / "smoke")
-    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
-    text = text.replace(
-        "resources: {workers: 1, cpus_per_worker: 1}",
-        "resources: {workers: 1, cpus_per_worker: 0.5, max_failures: 0, trials_per_job: 3}",
+    plan, jobs, uri = three_smoke_jobs(
+        tmp_path,
+        monkeypatch,
+        "{workers: 1, cpus_per_worker: 0.5, max_failures: 0, trials_per_job: 3}",
     )
-    assert "trials_per_job: 3" in text
-    (tmp_path / "smoke.yaml").write_text(text)
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    plan = load_plan("smoke.yaml")
-    a = next(t for t in plan.trials if t.model_size == "tiny-a" and t.tokens == 4096)
-    c, b = (t for t in plan.trials if t.model_size == "tiny-b")  # 4096 and 8192 tokens
-    plan.trials = [a, b, c]
-    args = argparse.Namespace(tracking_uri=uri, storage_path=str(tmp_path / "st"), experiment=None)
-    _, _, jobs = prepare_jobs(args, plan)
     ja, jb, jc = jobs
     units = units_of_work(jobs, plan.spec.resources)
     assert len(units) == 1 and units[0]["packed"] and len(units[0]["jobs"]) == 3
     # jb (the largest, so trained last): wall-clock checkpoints at every flush, SIGKILLed
     # before step 30 once; jc raises before step 5.
-    jb.options = {**jb.options, "checkpoint_every_steps": None, "checkpoint_every_minutes": 0.0}
-    jb.faults = {"kill_at_step": 30, "kill_marker": str(tmp_path / "killed-once")}
-    jc.faults = {"raise_at_step": 5}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summary = run_grid(jobs, plan.spec.resources, grid_name="smoke", stream=io.StringIO())
-    finally:
-        ray.shutdown()
-    runs = {
-        r.data.tags["slmscale.trial_key"]: r for r in client(uri).search_runs([ja.experiment_id])
-    }
+    summary, runs = run_with_a_kill_and_a_raise(tmp_path, plan, jobs, uri)
     assert len(runs) == 3 and summary.failed == 1, summary.table.render()
     # One Train job trained all three, and says when it started.
     assert {r.data.tags[TAG_TRAIN_JOB] for r in runs.values()} == {units[0]["name"]}

@@ -7,61 +7,31 @@ an uninterrupted run; an exception in the training code ends its trial FAILED af
 
 from __future__ import annotations
 
-import argparse
-import io
 from pathlib import Path
 
 import pytest
+from _smoke_grid import run_with_a_kill_and_a_raise, three_smoke_jobs
 
 from slmscale.tracking import client
-from slmscale.train.synthetic import write_synthetic_units
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_per_size_workers_preemption_retried_code_failure_counted(tmp_path, monkeypatch):
-    import ray
 
-    from slmscale.commands.grid import prepare_jobs
-    from slmscale.grid.plan import load_plan
     from slmscale.grid.trainworker import code_failures
-    from slmscale.grid.tune import run_grid
     from slmscale.train import RuntimeOptions, train_one_trial
 
-    write_synthetic_units(tmp_path / "units" / "smoke")
-    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
-    text = text.replace(
-        "resources: {workers: 1, cpus_per_worker: 1}",
-        "resources: {workers: 1, cpus_per_worker: 0.5, max_failures: 0,"
-        " per_size: {tiny-a: {workers: 2}}}",
+    plan, jobs, uri = three_smoke_jobs(
+        tmp_path,
+        monkeypatch,
+        "{workers: 1, cpus_per_worker: 0.5, max_failures: 0, per_size: {tiny-a: {workers: 2}}}",
     )
-    assert "per_size" in text
-    (tmp_path / "smoke.yaml").write_text(text)
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    plan = load_plan("smoke.yaml")
-    a = next(t for t in plan.trials if t.model_size == "tiny-a" and t.tokens == 4096)
-    c, b = (t for t in plan.trials if t.model_size == "tiny-b")  # 4096 and 8192 tokens
-    plan.trials = [a, b, c]
-    args = argparse.Namespace(tracking_uri=uri, storage_path=str(tmp_path / "st"), experiment=None)
-    _, _, jobs = prepare_jobs(args, plan)
     ja, jb, jc = jobs
     assert (ja.resources["workers"], jb.resources["workers"]) == (2, 1)
     # 32 steps; wall-clock checkpoints (an interval of 0 minutes: at every flush, i.e. the
     # evaluations at 8, 16, 24 and the logs at 10, 20, 30); SIGKILLed before step 30, once
-    jb.options = {**jb.options, "checkpoint_every_steps": None, "checkpoint_every_minutes": 0.0}
-    jb.faults = {"kill_at_step": 30, "kill_marker": str(tmp_path / "killed-once")}
-    jc.faults = {"raise_at_step": 5}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summary = run_grid(jobs, plan.spec.resources, grid_name="smoke", stream=io.StringIO())
-    finally:
-        ray.shutdown()
-    runs = {
-        r.data.tags["slmscale.trial_key"]: r for r in client(uri).search_runs([ja.experiment_id])
-    }
+    summary, runs = run_with_a_kill_and_a_raise(tmp_path, plan, jobs, uri)
     assert len(runs) == 3 and summary.failed == 1, summary.table.render()
     # 2 workers: the same loss curve as one process, to 1e-6 (global batch and D unchanged)
     ra = runs[ja.key]
