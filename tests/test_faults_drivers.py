@@ -2,9 +2,9 @@
 
 - Ctrl-C: SIGINT stops the grid; no run is left RUNNING (stopped ones are KILLED), the command
   says how to resume and exits 130; the rerun resumes into the same runs and finishes them.
-- Two drivers on one spec and store, started together, on a fresh store and on an existing
-  one (there with two trials per Train job): every trial key has exactly one run, FINISHED,
-  trained once, and both drivers exit 0.
+- Two drivers on one spec and store, started together, on a fresh store and then on that
+  existing store with more trials (there with two trials per Train job): every trial key has
+  exactly one run, FINISHED, trained once, and both drivers exit 0.
 """
 
 from __future__ import annotations
@@ -88,9 +88,12 @@ def test_ctrl_c_kills_runs_says_how_to_resume_exits_130_and_rerun_resumes(tmp_pa
     text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
     # Trials long enough to be caught training (many passes over the tiny data), with checkpoints.
     text = text.replace(
-        "tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000, 500000]\nepochs: [auto]"
+        "tokens: [4096, 8192]\nepochs: [1]", "tokens: [250000, 300000]\nepochs: [auto]"
     )
     text = text.replace("checkpoint_every_steps: 8", "checkpoint_every_steps: 100")
+    # Two trials at a time (0.9 CPU each: a Tune trial also holds 0.01): Ctrl-C catches both.
+    text = text.replace("cpus_per_worker: 1}", "cpus_per_worker: 0.9}")
+    assert "cpus_per_worker: 0.9}" in text
     wd = workdir(tmp_path, text)
     proc = slmscale(wd, *grid_args(wd))
     deadline = time.monotonic() + 600
@@ -127,7 +130,7 @@ def test_ctrl_c_kills_runs_says_how_to_resume_exits_130_and_rerun_resumes(tmp_pa
         assert run.data.metrics[M_TOKENS_TRAINED] == int(run.data.params["tokens"])
 
 
-def two_drivers_together(wd: Path, *overrides: str) -> None:
+def two_drivers_together(wd: Path, n_trials: int, *overrides: str) -> None:
     a, b = slmscale(wd, *grid_args(wd, *overrides)), slmscale(wd, *grid_args(wd, *overrides))
     (rc_a, err_a), (rc_b, err_b) = finish(a), finish(b)
     assert (rc_a, rc_b) == (0, 0), (err_a[-3000:], err_b[-3000:])
@@ -135,7 +138,7 @@ def two_drivers_together(wd: Path, *overrides: str) -> None:
         assert "Traceback" not in err, err[-3000:]
     runs = train_runs(wd)
     by_key = Counter(r.data.tags[TAG_TRIAL_KEY] for r in runs)
-    assert len(by_key) == SMOKE_TRIALS and set(by_key.values()) == {1}, by_key
+    assert len(by_key) == n_trials and set(by_key.values()) == {1}, by_key
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     # Each trial trained by one driver only: two trainers of one run would both log its curve.
     c = client(f"sqlite:///{wd / 'mlflow.db'}")
@@ -146,22 +149,16 @@ def two_drivers_together(wd: Path, *overrides: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_two_drivers_started_together_on_a_fresh_store_train_each_trial_once(tmp_path):
+def test_two_drivers_started_together_on_a_fresh_then_an_existing_store_train_each_trial_once(
+    tmp_path,
+):
     wd = workdir(tmp_path)
     assert not (wd / "mlflow.db").exists()
-    two_drivers_together(wd)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_two_drivers_started_together_on_an_existing_store_train_each_trial_once(tmp_path):
-    wd = workdir(tmp_path)
-    uri = f"sqlite:///{wd / 'mlflow.db'}"
-    rc, err = finish(slmscale(wd, "train", "smoke.yaml", "--index", "4", "--tracking-uri", uri))
-    assert rc == 0, err[-3000:]
-    assert len(train_runs(wd)) == 1
-    # With packs (two trials per Train job): each driver packs the trials it claimed.
-    two_drivers_together(wd, "resources.trials_per_job=2")
+    # A fresh store (both drivers create it at once): the 4,096-token budget only, 3 trials.
+    two_drivers_together(wd, 3, "tokens=[4096]")
+    # The same store again with the whole grid: 2 new trials, 3 FINISHED to skip; two trials
+    # per Train job, each driver packing the trials it claimed.
+    two_drivers_together(wd, SMOKE_TRIALS, "resources.trials_per_job=2")
 
 
 @pytest.mark.slow

@@ -146,6 +146,26 @@ def units_of_work(todo: list[TrialJob], resources: ResourcesSpec) -> list[dict]:
     ]
 
 
+def trials_that_fit(jobs: list[TrialJob], resources: ResourcesSpec, total: dict) -> int:
+    """How many of `jobs` a fixed set of resources (`total`, a local Ray) trains at once.
+
+    Without a limit Tune starts every trial at once (each holds only 0.01 CPU), and the Train
+    controllers of those that cannot get their workers wait, each a process importing Ray
+    Train on the same cores as the trials that train (the smoke grid's 5 trials on 2 cores).
+    Not used on a cluster that may scale: there the waiting trials are its demand signal.
+    """
+    fits = []
+    for job in jobs:
+        res = job.resources or resources.model_dump()
+        workers = int(res["workers"])
+        need = {"CPU": workers * float(res["cpus_per_worker"]) + 0.01}
+        if float(res.get("gpus_per_worker", 0)) > 0:
+            need["GPU"] = workers * float(res["gpus_per_worker"])
+        need.update({k: workers * float(v) for k, v in res.get("custom", {}).items()})
+        fits.append(min(int(total.get(k, 0.0) // v) for k, v in need.items() if v > 0))
+    return max(1, max(fits, default=1))
+
+
 def _work(job: TrialJob) -> float:
     return 6.0 * float(job.params["n_params"]) * job.tokens
 
@@ -306,6 +326,10 @@ def run_grid(
     try:
         if joining_cluster or not started:
             check_cluster_reach(todo, stream)
+        limit = max_concurrent or resources.max_concurrent_trials
+        if limit is None and started and not joining_cluster:
+            # A local Ray started here: its resources are all there will be.
+            limit = trials_that_fit(todo, resources, ray.cluster_resources())
         tuner = tune.Tuner(
             tune.with_resources(tune_trial, {"CPU": 0.01}),
             param_space={
@@ -313,7 +337,7 @@ def run_grid(
                 "resources": resources.model_dump(),
             },
             tune_config=tune.TuneConfig(
-                max_concurrent_trials=max_concurrent or resources.max_concurrent_trials,
+                max_concurrent_trials=limit,
                 trial_name_creator=lambda t: t.config["unit"]["name"],
                 trial_dirname_creator=lambda t: t.config["unit"]["name"],
             ),
