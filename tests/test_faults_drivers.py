@@ -63,6 +63,26 @@ def grid_args(tmp_path: Path, *overrides: str) -> list[str]:
     return ["grid", "smoke.yaml", *overrides, *store]
 
 
+def wait_for(proc: subprocess.Popen, condition, what: str, poll_s: float = 0.2) -> None:
+    """Poll `condition()` while `proc` runs (a ceiling of 600 s for a hang, not a speed test)."""
+    deadline = time.monotonic() + 600
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"{what} not in 600 s"
+        time.sleep(poll_s)
+
+
+def long_train_trial(tmp_path: Path, spec_edit=lambda text: text) -> tuple[Path, str, list[str]]:
+    """A smoke trial of 400k tokens (many passes over the tiny data) for `slmscale train`:
+    (workdir, tracking uri, the command's arguments)."""
+    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
+    text = text.replace("tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000]\nepochs: [auto]")
+    wd = workdir(tmp_path, spec_edit(text))
+    uri = f"sqlite:///{wd / 'mlflow.db'}"
+    args = ["train", "smoke.yaml", "--index", "0", "--tracking-uri", uri, "--storage-path", "st"]
+    return wd, uri, args
+
+
 def train_runs(tmp_path: Path) -> list:
     c = client(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = c.get_experiment_by_name("smoke")
@@ -96,11 +116,8 @@ def test_ctrl_c_kills_runs_says_how_to_resume_exits_130_and_rerun_resumes(tmp_pa
     assert "cpus_per_worker: 0.9}" in text
     wd = workdir(tmp_path, text)
     proc = slmscale(wd, *grid_args(wd))
-    deadline = time.monotonic() + 600
-    while not list((wd / "st").glob("trial-*/checkpoint_*")):  # a trial is mid-training
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint in 600 s"
-        time.sleep(0.5)
+    # A trial is mid-training once Ray has stored one of its checkpoints.
+    wait_for(proc, lambda: list((wd / "st").glob("trial-*/checkpoint_*")), "a checkpoint", 0.5)
     checkpointed = {
         p.parent.name.removeprefix("trial-") for p in (wd / "st").glob("trial-*/checkpoint_*")
     }
@@ -164,18 +181,11 @@ def test_two_drivers_started_together_on_a_fresh_then_an_existing_store_train_ea
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_ctrl_c_in_train_kills_the_run_and_the_rerun_resumes_it(tmp_path):
-    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
-    text = text.replace("tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000]\nepochs: [auto]")
-    text = text.replace("checkpoint_every_steps: 8", "checkpoint_every_steps: 100")
-    wd = workdir(tmp_path, text)
-    uri = f"sqlite:///{wd / 'mlflow.db'}"
-    args = ["train", "smoke.yaml", "--index", "0", "--tracking-uri", uri, "--storage-path", "st"]
+    wd, _, args = long_train_trial(
+        tmp_path, lambda t: t.replace("checkpoint_every_steps: 8", "checkpoint_every_steps: 100")
+    )
     proc = slmscale(wd, *args)
-    deadline = time.monotonic() + 600
-    while not list((wd / "st").glob("trial-*/checkpoint")):
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint in 600 s"
-        time.sleep(0.2)
+    wait_for(proc, lambda: list((wd / "st").glob("trial-*/checkpoint")), "a checkpoint")
     os.killpg(proc.pid, signal.SIGINT)
     rc, err = finish(proc, timeout=300)
     assert rc == 130, err[-3000:]
@@ -193,17 +203,9 @@ def test_ctrl_c_in_train_kills_the_run_and_the_rerun_resumes_it(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_a_second_train_of_a_claimed_trial_waits_then_skips_it(tmp_path):
-    text = (REPO / "tune_spaces" / "smoke.yaml").read_text()
-    text = text.replace("tokens: [4096, 8192]\nepochs: [1]", "tokens: [400000]\nepochs: [auto]")
-    wd = workdir(tmp_path, text)
-    uri = f"sqlite:///{wd / 'mlflow.db'}"
-    args = ["train", "smoke.yaml", "--index", "0", "--tracking-uri", uri, "--storage-path", "st"]
+    wd, uri, args = long_train_trial(tmp_path)
     first = slmscale(wd, *args)
-    deadline = time.monotonic() + 600
-    while not train_runs(wd):  # the first one has opened the trial's run
-        assert first.poll() is None, first.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for(first, lambda: train_runs(wd), "the first train's run")
     second = slmscale(wd, *args)
     (rc1, err1), (rc2, err2) = finish(first), finish(second)
     assert (rc1, rc2) == (0, 0), (err1[-3000:], err2[-3000:])

@@ -103,10 +103,9 @@ def _charge_job_start_up(times: list[TrialTime], jobs: dict) -> list[TrialTime]:
     times = list(times)
     for started, members in jobs.values():
         start_up = max(min(t0 for _, t0 in members) - started, 0) / 1000
+        share = start_up / len(members)
         for i, _ in members:
-            t = times[i]
-            share = start_up / len(members)
-            times[i] = replace(t, total_s=t.total_s + share, job_share_s=share)
+            times[i] = replace(times[i], total_s=times[i].total_s + share, job_share_s=share)
     return times
 
 

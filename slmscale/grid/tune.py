@@ -39,9 +39,7 @@ def _trainer(name: str, loop_config: dict, res: dict, storage_path: str):
     from ray.tune.integration.ray_train import TuneReportCallback
 
     gpus = float(res["gpus_per_worker"])
-    per_worker = {"CPU": float(res["cpus_per_worker"]), **res.get("custom", {})}
-    if gpus > 0:
-        per_worker["GPU"] = gpus
+    per_worker = _per_worker(res)
     # One worker never communicates: gloo then works whether or not torch sees the GPU Ray
     # granted (the core falls back to CPU).  Several GPU workers need NCCL.
     backend = "nccl" if gpus > 0 and res["workers"] > 1 else "gloo"
@@ -64,6 +62,14 @@ def _trainer(name: str, loop_config: dict, res: dict, storage_path: str):
     )
 
 
+def _per_worker(res: dict) -> dict[str, float]:
+    """The Ray resources one Train worker of a trial with resources `res` asks for."""
+    per_worker = {"CPU": float(res["cpus_per_worker"]), **res.get("custom", {})}
+    if float(res["gpus_per_worker"]) > 0:
+        per_worker["GPU"] = float(res["gpus_per_worker"])
+    return per_worker
+
+
 def _settle(job: TrialJob, run_id: str | None, reason: str | None, lost: bool) -> dict:
     """The trial's final result for Tune, after its Train job ended; closes a run left open.
 
@@ -73,16 +79,14 @@ def _settle(job: TrialJob, run_id: str | None, reason: str | None, lost: bool) -
     workers, a node gone: a rerun resumes it), FAILED otherwise.  A trial of a pack that the
     job never reached has no run: it is left for a rerun (KILLED in the table).
     """
-    from slmscale.tracking.runs import find_trial_runs
+    from slmscale.tracking.runs import canonical_order, find_trial_runs
 
     if run_id is None:
         runs = find_trial_runs(job.tracking_uri, job.experiment_id, job.key)
         if not runs:
             why = f"not started: {reason}" if reason else "not started"
             return {"trial_key": job.key, "status": "KILLED", "reason": why, "tokens_seen": 0}
-        run_id = min(
-            runs, key=lambda r: (r.info.status != "FINISHED", r.info.start_time)
-        ).info.run_id
+        run_id = min(runs, key=canonical_order).info.run_id
     ended = client(job.tracking_uri).get_run(run_id)
     status = ended.info.status
     if status in ("FINISHED", "FAILED"):
@@ -157,11 +161,8 @@ def trials_that_fit(jobs: list[TrialJob], resources: ResourcesSpec, total: dict)
     fits = []
     for job in jobs:
         res = job.resources or resources.model_dump()
-        workers = int(res["workers"])
-        need = {"CPU": workers * float(res["cpus_per_worker"]) + 0.01}
-        if float(res.get("gpus_per_worker", 0)) > 0:
-            need["GPU"] = workers * float(res["gpus_per_worker"])
-        need.update({k: workers * float(v) for k, v in res.get("custom", {}).items()})
+        need = {k: int(res["workers"]) * float(v) for k, v in _per_worker(res).items()}
+        need["CPU"] += 0.01  # the Tune trial's own share
         fits.append(min(int(total.get(k, 0.0) // v) for k, v in need.items() if v > 0))
     return max(1, max(fits, default=1))
 

@@ -55,7 +55,7 @@ def open_trial_run(
     c = client(tracking_uri)
     existing = find_trial_runs(tracking_uri, experiment_id, trial_key)
     if existing:
-        run = min(existing, key=_canonical_order)
+        run = min(existing, key=canonical_order)
         status = run.info.status
         if status != "FINISHED":
             c.update_run(run.info.run_id, status="RUNNING")
@@ -82,14 +82,14 @@ def open_trial_run(
     # A safety net for writers that do not share the claims folder: if another run of the key
     # appeared meanwhile, keep the first by (status, start time, id) and drop ours.
     others = find_trial_runs(tracking_uri, experiment_id, trial_key)
-    first = min(others, key=_canonical_order) if others else run
+    first = min(others, key=canonical_order) if others else run
     if first.info.run_id != run.info.run_id:
         c.delete_run(run.info.run_id)
         return open_trial_run(tracking_uri, experiment_id, trial_key, run_name, params, tags)
     return TrialRun(run.info.run_id, "NEW", resumed=False)
 
 
-def _canonical_order(run) -> tuple:
+def canonical_order(run) -> tuple:
     """The run that stands for a trial when a store holds several: a FINISHED one, else the first."""
     return (run.info.status != "FINISHED", run.info.start_time, run.info.run_id)
 
@@ -97,7 +97,7 @@ def _canonical_order(run) -> tuple:
 def trial_status(tracking_uri: str, experiment_id: str, trial_key: str) -> str | None:
     """The MLflow status of the trial's run (FINISHED/FAILED/KILLED/RUNNING), None when it has none."""
     runs = find_trial_runs(tracking_uri, experiment_id, trial_key)
-    return min(runs, key=_canonical_order).info.status if runs else None
+    return min(runs, key=canonical_order).info.status if runs else None
 
 
 def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step: int) -> None:
