@@ -122,9 +122,32 @@ def flops_per_token(shape: ModelShape, context: int | None = None) -> float:
     return f
 
 
-def training_flops(shape: ModelShape, tokens: float) -> float:
-    """C = 6 N D, the compute the laws are fitted against."""
-    return 6.0 * non_embedding_params(shape) * tokens
+def training_flops(n_params, tokens):
+    """C = 6 N D, N the non-embedding parameters: the paper's compute (Kaplan et al.; Eq. 5/6),
+    what the laws are fitted against.  Works on numbers and numpy arrays alike."""
+    return 6.0 * n_params * tokens
+
+
+def flops_full_per_token(shape: ModelShape, n_units: int, context: int) -> float:
+    """Training FLOPs per token counted in full (Porian et al. 2024): 6N, plus the output layer
+    and causal attention, which 6N leaves out.
+
+    - Output layer: a d x V matmul, 2 d V forward, 6 d V for training (the input embedding is a
+      lookup: no FLOPs).
+    - Attention: token j of a window attends to j + 1 positions; scores QK^T and the weighted
+      sum of V cost 2 x 2 x d x (j + 1) forward per layer, x 3 for training; averaged over the
+      window's positions that is 6 d (context + 1) per layer.  (MFU uses `flops_per_token`'s
+      12 L T d, the uncausal convention of PaLM and nanoGPT; this one counts what a causal
+      kernel computes.)  Relative to 6N it adds about context / (12 d): 0.67 at d = 256.
+    """
+    output = 6.0 * shape.dim * vocab_size(n_units)
+    attention = 6.0 * shape.n_layers * shape.dim * (context + 1)
+    return 6.0 * non_embedding_params(shape) + output + attention
+
+
+def flops_full(shape: ModelShape, n_units: int, context: int, tokens: float) -> float:
+    """Training FLOPs of `tokens` tokens, counted in full (see flops_full_per_token)."""
+    return flops_full_per_token(shape, n_units, context) * tokens
 
 
 def llama_config(shape: ModelShape, n_units: int, context: int = PAPER_CONTEXT, **overrides):
@@ -157,18 +180,6 @@ def build_model(shape: ModelShape, n_units: int, context: int = PAPER_CONTEXT, *
     from transformers import LlamaForCausalLM
 
     return LlamaForCausalLM(llama_config(shape, n_units, context, **overrides))
-
-
-def resolve_shape(spec: str | dict | ModelShape) -> ModelShape:
-    """A Table 1 name ('85M'), a dict of layers/dim/heads, or a ModelShape -> ModelShape."""
-    if isinstance(spec, ModelShape):
-        return spec
-    if isinstance(spec, str):
-        if spec not in PAPER_SIZES:
-            known = ", ".join(PAPER_SIZES)
-            raise KeyError(f"unknown size {spec!r} (known: {known})")
-        return PAPER_SIZES[spec]
-    return ModelShape(**spec)
 
 
 def default_batch_size(shape: ModelShape) -> int:

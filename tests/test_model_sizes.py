@@ -12,6 +12,8 @@ from slmscale.model import (
     budget_reference_params,
     build_model,
     default_batch_size,
+    flops_full,
+    flops_full_per_token,
     flops_per_token,
     llama_intermediate_size,
     non_embedding_params,
@@ -85,7 +87,31 @@ def test_flops_per_token_is_6n_plus_attention():
     n = non_embedding_params(shape)
     assert flops_per_token(shape) == 6 * n
     assert flops_per_token(shape, 2050) == 6 * n + 12 * 12 * 2050 * 768  # nanoGPT, PaLM, torchtitan
-    assert training_flops(shape, 1e9) == 6 * n * 1e9
+    assert training_flops(n, 1e9) == 6 * n * 1e9
+
+
+def test_full_flop_count_equals_a_hand_count_for_the_20m_model():
+    """Porian et al.'s full count for Table 1's 20M (6 layers, d 512, 8 heads), K = 500, T = 2050.
+
+    By hand, per token of training (forward x 3):
+    - non-embedding matmuls: 6 layers x (4 x 512^2 attention + 3 x 512 x 1536 SwiGLU) = 20,447,232
+      MACs, plus 13 RMSNorm vectors x 512 = 6,656 params: N = 20,453,888 (the paper's 20M), 6N;
+    - output layer: 512 x 503 (500 units + PAD/BOS/EOS) = 257,536 MACs: 6 x 257,536;
+    - causal attention: position j attends to j + 1 positions, QK^T and AV cost 2 x 2 x 512 x
+      (j + 1) forward per layer; the mean of j + 1 over 2,050 positions is 1,025.5, so
+      6 layers x 4 x 512 x 1,025.5 x 3 = 37,804,032.
+    """
+    shape = PAPER_SIZES["20M"]
+    n = non_embedding_params(shape)
+    assert n == 6 * (4 * 512 * 512 + 3 * 512 * 1536 + 2 * 512) + 512 == 20_453_888
+    attention = sum(6 * 2 * 2 * 512 * (j + 1) * 3 for j in range(2050)) / 2050
+    assert attention == 37_804_032
+    hand = 6 * 20_453_888 + 6 * 512 * 503 + attention
+    assert flops_full_per_token(shape, 500, 2050) == hand
+    assert flops_full(shape, 500, 2050, 1e9) == hand * 1e9
+    # What 6N leaves out in attention is about context / (12 d) of it (0.31 here: the SwiGLU
+    # width makes N a little more than 12 d^2 per layer).
+    assert attention / (6 * n) == pytest.approx(2050 / (12 * 512), rel=0.1)
 
 
 def test_paper_batch_sizes_and_budget_reference():
