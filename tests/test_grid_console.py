@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import logging
+import os
+import pty
+import re
+import struct
+import subprocess
+import sys
+import termios
+
+import pyte
+import pytest
 
 from slmscale import cli, console
 from slmscale.grid.table import TrialTable
@@ -88,3 +99,84 @@ def test_platform_loggers_are_quiet_by_default_and_verbose_keeps_them(monkeypatc
     assert os.environ["RAY_BACKEND_LOG_LEVEL"] == "fatal"
     assert console.ray_logging_level() == logging.ERROR
     capsys.readouterr()
+
+
+# -- a real terminal: the table's bytes through a pseudo-terminal into a terminal emulator ------
+
+_DRIVE_125_TRIALS = """
+import sys
+from slmscale.grid.table import TrialTable
+t = TrialTable(title="grid demo", min_interval=3600.0)  # only state changes redraw
+keys = [f"k{i}" for i in range(125)]
+for i, k in enumerate(keys):
+    t.add(k, f"demo-{1 + i % 11}M-D{35 * (1 + i // 11)}k-e{1 + i % 3}", 1000 * (1 + i), work=1.0 + i)
+t.draw(force=True)
+for i, k in enumerate(keys):  # two at a time, as the demo's packs run
+    t.update(k, state="RUNNING")
+    t.update(k, tokens=500 * (1 + i), loss=3.0)
+    if i % 2:
+        prev = keys[i - 1]
+        end = "FAILED" if i % 40 == 1 else "FINISHED"
+        t.update(prev, state=end, tokens=1000 * i, loss=2.0, note="non-finite loss" if end == "FAILED" else None)
+        t.update(k, state="FINISHED", tokens=1000 * (1 + i), loss=1.9)
+t.update(keys[-1], state="FINISHED", tokens=125000, loss=1.8)
+t.draw(force=True)
+"""
+
+
+class _Scrollback(pyte.Screen):
+    """A terminal that keeps what scrolls off its top (pyte's HistoryScreen, 5x faster)."""
+
+    def __init__(self, columns: int, lines: int) -> None:
+        super().__init__(columns, lines)
+        self.scrolled: list[str] = []
+
+    def index(self) -> None:
+        top, bottom = self.margins or (0, self.lines - 1)
+        if self.cursor.y == bottom:
+            row = self.buffer[top]
+            self.scrolled.append("".join(row[x].data for x in range(self.columns)).rstrip())
+        super().index()
+
+
+def _through_a_pty(code: str, columns: int, lines: int) -> bytes:
+    """Everything a child writes to stderr on a `columns` x `lines` pseudo-terminal."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=slave, stdout=slave, stderr=slave, close_fds=True
+    )
+    os.close(slave)
+    out = bytearray()
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert child.wait(timeout=300) == 0, out[-2000:].decode(errors="replace")
+    return bytes(out)
+
+
+@pytest.mark.parametrize(("columns", "lines"), [(120, 40), (60, 12)])
+def test_a_125_trial_grid_never_outgrows_the_terminal(columns, lines):
+    raw = _through_a_pty(_DRIVE_125_TRIALS, columns, lines)
+    text = raw.decode()
+    frames = re.split(r"\x1b\[\d+F\x1b\[J", text)
+    assert len(frames) > 125  # one redraw per state change at least
+    tallest = max(f.count("\n") for f in frames)
+    assert tallest <= lines - 1, f"a frame of {tallest} lines on a {lines}-line terminal"
+
+    screen = _Scrollback(columns, lines)
+    pyte.Stream(screen).feed(text)
+    assert not screen.scrolled, f"{len(screen.scrolled)} lines scrolled off: {screen.scrolled[:3]}"
+    shown = [line.rstrip() for line in screen.display]
+    headers = [line for line in shown if line.startswith("grid demo: ")]
+    assert len(headers) == 1 and headers[0].startswith(
+        "grid demo: 121/125 done, 0 running, 4 failed"
+    )
+    assert any("slmscale status" in line for line in shown) or columns < 80
+    assert all(len(line) < columns for line in shown)

@@ -1,9 +1,17 @@
 """The grid's console: where the grid stands, in one place, without flooding the terminal.
 
-On a terminal the table is redrawn in place (the way Ray Tune's reporter does): a header with
-done / running / failed / left, elapsed and an ETA for the whole grid, then one line per trial.
-When stderr is not a terminal (a log file, `ray job logs`, CI) nothing is redrawn: each change of a
-trial's state is one plain line with the same header counts, so a log reads top to bottom.
+On a terminal the picture is redrawn in place (the way Ray Tune's reporter does) and never
+exceeds the terminal's height: a header with done / running / failed / left, elapsed and an ETA
+for the whole grid, then the running trials and the latest changes, as many as fit.  Why the
+height matters: a redraw moves the cursor up over the previous picture, and the cursor cannot
+move above the top of the screen.  A 127-line table on a 40-line terminal left every redraw's
+top in the scrollback (523 stale copies after one demo).  Lines are cut at the terminal's width
+for the same reason (a wrapped line is two rows).  A small grid that fits is shown whole;
+`slmscale status SPEC` prints every trial of any grid.
+
+When stderr is not a terminal (a log file, `ray job logs`, CI) nothing is redrawn: each change of
+a trial's state is one plain line with the same header counts, so a log reads top to bottom, and
+the final picture is the whole table once.
 
 `TrialTable` is plain Python (tested without Ray); `tune_callback` adapts it to a Ray Tune
 Callback.
@@ -11,6 +19,9 @@ Callback.
 
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,6 +30,11 @@ from slmscale.progress import format_seconds
 
 #: States that end a trial; everything else is pending or running.
 ENDED = ("FINISHED", "FAILED", "KILLED", "SKIPPED")
+
+#: Where a trial table too tall for the terminal sends the reader for the rest.
+FULL_TABLE_HINT = "`slmscale status SPEC` lists every trial"
+
+_COLUMNS = f"{'trial':<36} {'state':<9} {'tokens':>21} {'loss':>7} {'eta':>8}"
 
 
 @dataclass
@@ -31,12 +47,22 @@ class _Row:
     loss: float | None = None
     started: float | None = None
     note: str = ""
+    changed: int = 0  # order of the row's last state change (latest changes first)
 
     @property
     def fraction(self) -> float:
         if self.state == "FINISHED":
             return 1.0
         return min(1.0, self.tokens / self.total) if self.total else 0.0
+
+    def line(self, now: float) -> str:
+        frac = self.fraction
+        eta = "-"
+        if self.state == "RUNNING" and self.started and 0 < frac < 1:
+            eta = format_seconds((now - self.started) * (1 - frac) / frac)
+        loss = f"{self.loss:.3f}" if self.loss is not None else "-"
+        done = f"{self.tokens:,}/{self.total:,}"
+        return f"{self.name:<36} {self.state:<9} {done:>21} {loss:>7} {eta:>8} {self.note}"
 
 
 @dataclass
@@ -48,9 +74,12 @@ class TrialTable:
     #: None: decide from the stream (`isatty`).
     live: bool | None = None
     title: str = "grid"
+    #: (columns, lines) of the terminal; None: asked of the stream at every redraw (resizes).
+    size: tuple[int, int] | None = None
     _last: float = 0.0
     _drawn_lines: int = 0
     _t0: float = field(default_factory=time.monotonic)
+    _changes: itertools.count = field(default_factory=itertools.count)
 
     def add(self, key: str, name: str, total: int, work: float | None = None) -> None:
         self.rows[key] = _Row(name, total, float(work if work is not None else total))
@@ -74,6 +103,8 @@ class TrialTable:
         for attr, value in (("state", state), ("tokens", tokens), ("loss", loss), ("note", note)):
             if value is not None:
                 setattr(row, attr, value)
+        if changed:
+            row.changed = next(self._changes) + 1
         if self._live:
             self.draw(force=changed)
         elif changed:
@@ -117,22 +148,50 @@ class TrialTable:
         return f"{self.title}: {', '.join(parts)} | {tail}"
 
     def render(self) -> str:
-        lines = [self.header(), f"{'trial':<36} {'state':<9} {'tokens':>21} {'loss':>7} {'eta':>8}"]
+        """The whole table: the header, then one line per trial in grid order."""
         now = time.monotonic()
-        for row in self.rows.values():
-            frac = row.fraction
-            eta = "-"
-            if row.state == "RUNNING" and row.started and 0 < frac < 1:
-                eta = format_seconds((now - row.started) * (1 - frac) / frac)
-            loss = f"{row.loss:.3f}" if row.loss is not None else "-"
-            done = f"{row.tokens:,}/{row.total:,}"
-            lines.append(f"{row.name:<36} {row.state:<9} {done:>21} {loss:>7} {eta:>8} {row.note}")
+        lines = [self.header(), _COLUMNS, *(r.line(now) for r in self.rows.values())]
         return "\n".join(line.rstrip() for line in lines)
+
+    def render_live(self, lines: int) -> str:
+        """At most `lines` lines: the header, the running trials, then the latest changes.
+
+        A grid that fits is shown whole, in grid order.  Otherwise running trials come first
+        (earliest started first), then ended trials, latest change first, and a last line says
+        how many are not shown and where they are.
+        """
+        budget = lines - 2  # the header and the column names
+        if len(self.rows) <= budget:
+            return self.render()
+        if budget < 2:  # a terminal a few lines high: the counts alone
+            return self.header()
+        running = sorted(
+            (r for r in self.rows.values() if r.state == "RUNNING"), key=lambda r: r.started or 0
+        )
+        ended = sorted(
+            (r for r in self.rows.values() if r.state in ENDED), key=lambda r: -r.changed
+        )
+        shown = (running + ended)[: budget - 1]  # one line for what is not shown
+        now = time.monotonic()
+        rest = len(self.rows) - len(shown)
+        body = [self.header(), _COLUMNS, *(r.line(now) for r in shown)]
+        body.append(f"... {rest} more trials not shown; {FULL_TABLE_HINT}")
+        return "\n".join(line.rstrip() for line in body)
 
     def _log_line(self, row: _Row) -> None:
         loss = f" loss {row.loss:.3f}" if row.loss is not None and row.state in ENDED else ""
         note = f" ({row.note})" if row.note else ""
         print(f"{self.header()} | {row.name}: {row.state}{loss}{note}", file=self._out, flush=True)
+
+    def terminal_size(self) -> tuple[int, int]:
+        """(columns, lines) of the terminal the table is drawn on."""
+        if self.size is not None:
+            return self.size
+        try:
+            size = os.get_terminal_size(self._out.fileno())
+        except (AttributeError, ValueError, OSError):
+            size = shutil.get_terminal_size()
+        return size.columns, size.lines
 
     def draw(self, force: bool = False) -> None:
         """Redraw in place on a terminal (at most every `min_interval` s unless forced)."""
@@ -144,7 +203,10 @@ class TrialTable:
         if not force and now - self._last < self.min_interval:
             return
         self._last = now
-        text = self.render()
+        columns, lines = self.terminal_size()
+        # One line stays free for the cursor after the last newline (else the screen scrolls).
+        text = self.render_live(max(1, lines - 1))
+        text = "\n".join(line[: max(1, columns - 1)] for line in text.split("\n"))
         # Move to the start of the previous drawing and clear to the end of the screen.
         clear = f"\x1b[{self._drawn_lines}F\x1b[J" if self._drawn_lines else ""
         print(clear + text, file=self._out, flush=True)
