@@ -10,8 +10,11 @@ A directory of Parquet shards plus `_meta.json` and `_rejects.parquet` (see DESI
 
 Side files start with `_` (work folders with `.`) because that is what Parquet readers skip: so
 `pd.read_parquet(units)`, `pyarrow.dataset.dataset(units)` and `ray.data.read_parquet(units)` read
-exactly the shards, unchanged.  (Datasets made before this named them `meta.json` and
-`rejects.parquet`; `meta_path` / `read_rejects` still read those.)
+exactly the shards, unchanged.
+
+Identity.  What a dataset *is* (what trial keys and token-store keys hash) is `dataset_digest`:
+the tokenizer's identity (encoder, k-means content, K, dedup, ...) and the content of its rows,
+never where the inputs, the k-means file or the dataset itself sat (slmscale.units_digest).
 
 Pure core: pyarrow and json only.  Writers go through `write_table_atomic` so a crash never
 leaves a half-written shard under its final name.
@@ -31,19 +34,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from slmscale.errors import UserError
+from slmscale.hashing import sha256_file, sha256_json  # noqa: F401  (sha256_file: re-exported)
 
 META_FILE = "_meta.json"
 REJECTS_FILE = "_rejects.parquet"
-LEGACY_META_FILE = "meta.json"  # before side files were named for Parquet readers to skip
-LEGACY_REJECTS_FILE = "rejects.parquet"
 SHARD_GLOB = "shard-*.parquet"
 
 
 def meta_path(root: str | Path) -> Path:
-    """Where a units dataset's meta lives (`_meta.json`, or `meta.json` in older datasets)."""
-    root = Path(root)
-    new, old = root / META_FILE, root / LEGACY_META_FILE
-    return old if not new.is_file() and old.is_file() else new
+    """Where a units dataset's meta lives."""
+    return Path(root) / META_FILE
 
 
 def is_units_dataset(root: str | Path) -> bool:
@@ -100,14 +100,6 @@ TOKENIZER_IDENTITY_KEYS = (
 # Units datasets written before `precision` was recorded were computed in fp32 unless their
 # encoder_id names a path (those never match a content-based id anyway).
 IDENTITY_DEFAULTS = {"precision": "fp32"}
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_disk_full(exc: BaseException) -> bool:
@@ -200,9 +192,24 @@ def tokenizer_fingerprint(meta: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def dataset_digest(root: str | Path) -> str:
+    """What a units dataset is, in 16 hex: its tokenizer identity and its rows' content.
+
+    The same units made in another folder, from inputs elsewhere, with the k-means file moved,
+    or the dataset copied to a cluster, get the same digest; other units or another tokenizer
+    get another.  Cheap: the shards' content digests are recorded in `_meta.json` when the
+    dataset is written (`slmscale.units_digest`); older datasets are hashed once per process.
+    """
+    from slmscale.units_digest import recorded_shard_digests
+
+    meta = load_meta(root)
+    shards = recorded_shard_digests(root, meta)
+    return sha256_json({"tokenizer": tokenizer_identity(meta), "shards": shards}, 16)
+
+
 def meta_hash(root: str | Path) -> str:
-    """SHA-256 (16 hex) of meta.json: changes whenever the dataset's content changes."""
-    return sha256_file(meta_path(root))[:16]
+    """The dataset's content digest (`dataset_digest`); the name predates it (grid callers)."""
+    return dataset_digest(root)
 
 
 def tokenizer_name(meta: dict) -> str:
@@ -273,6 +280,4 @@ def iter_units(root: str | Path, **kwargs) -> Iterator[tuple[str, list[int]]]:
 
 def read_rejects(root: str | Path) -> pa.Table:
     path = Path(root) / REJECTS_FILE
-    if not path.is_file():
-        path = Path(root) / LEGACY_REJECTS_FILE
     return pq.read_table(path) if path.is_file() else REJECTS_SCHEMA.empty_table()

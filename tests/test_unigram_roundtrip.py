@@ -10,6 +10,8 @@ from slmscale.audio.unigram import compress, decode_units
 from slmscale.cli import main
 from slmscale.errors import UserError
 from slmscale.units import (
+    META_FILE,
+    REJECTS_FILE,
     REJECTS_SCHEMA,
     UNITS_SCHEMA,
     read_rejects,
@@ -56,10 +58,10 @@ def make_units(root, n_utts=120, seed=0):
             {"source": ["/x/bad.flac"], "dataset": ["ls"], "error": ["empty file"]},
             schema=REJECTS_SCHEMA,
         ),
-        root / "rejects.parquet",
+        root / REJECTS_FILE,
     )
     write_json_atomic(
-        root / "meta.json",
+        root / META_FILE,
         {
             "encoder": "hubert",
             "encoder_id": "tiny",

@@ -6,9 +6,6 @@ are named the way pyarrow, pandas and Ray Data skip; `datasets` is shown in docs
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
@@ -70,14 +67,3 @@ def test_ray_data_reads_the_folder_as_the_shards(units):
     finally:
         ray.shutdown()
     assert len(rows) == 68 and all(r["units"] is not None for r in rows)
-
-
-def test_datasets_made_before_the_rename_still_open(units, tmp_path):
-    legacy = tmp_path / "legacy"
-    shutil.copytree(units, legacy, ignore=shutil.ignore_patterns("_token_stores", ".tokenize"))
-    (legacy / "_meta.json").rename(legacy / "meta.json")
-    (legacy / "_rejects.parquet").rename(legacy / "rejects.parquet")
-    assert units_io.meta_path(legacy).name == "meta.json"
-    assert units_io.load_meta(legacy) == json.loads((units / "_meta.json").read_text())
-    assert units_io.meta_hash(legacy) == units_io.meta_hash(units)
-    assert units_io.read_rejects(legacy).num_rows == 1

@@ -25,8 +25,8 @@ from slmscale.units import (
     META_FILE,
     REJECTS_FILE,
     UNITS_SCHEMA,
+    dataset_digest,
     load_meta,
-    meta_hash,
     read_rejects,
     sha256_file,
     shard_paths,
@@ -34,6 +34,7 @@ from slmscale.units import (
     write_json_atomic,
     write_table_atomic,
 )
+from slmscale.units_digest import SHARD_DIGESTS, shard_digests
 
 BASE = 0x4E00
 MAX_UNITS = 0x9FFF - BASE + 1
@@ -110,13 +111,44 @@ def _encode_table(t: pa.Table, sp) -> pa.Table:
     )
 
 
-def compress(units_dir: str | Path, out_dir: str | Path, vocab: int = 5000) -> dict:
-    """Units dataset -> unigram units dataset at `out_dir` (+ `unigram.model`); returns a summary."""
+def encode_dataset(src: Path, out: Path, model_bytes: bytes, progress=None) -> dict:
+    """Encode every shard of the k-means units at `src` into `out` with the SentencePiece model
+    `model_bytes` (written as `out/unigram.model`); the meta is written last.  Returns it.
+
+    The one writer of unigram units: `slmscale unigram` (a model trained on `src`) and the demo's
+    benchmarks (a model trained on another dataset) make identical meta keys."""
     import sentencepiece as spm
 
     from slmscale.audio.shards import count_units
 
-    src, out = Path(units_dir), Path(out_dir)
+    meta = load_meta(src)
+    model_path = out / "unigram.model"
+    write_bytes_atomic(model_path, model_bytes)
+    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+    paths = shard_paths(src)
+    for path in paths:
+        t = pq.read_table(path, schema=UNITS_SCHEMA)
+        write_table_atomic(_encode_table(t, sp), out / path.name)
+        if progress is not None:
+            progress.update(1)
+    write_table_atomic(read_rejects(src), out / REJECTS_FILE)
+    new_meta = {
+        **meta,
+        "n_units": sp.get_piece_size(),
+        "vocab_size": sp.get_piece_size(),
+        "unigram_model": str(model_path.resolve()),
+        "unigram_sha256": sha256_file(model_path),
+        "source_units": {"path": str(src.resolve()), "meta_hash": dataset_digest(src)},
+        "package_version": __version__,
+        "counts": count_units(out, len(paths)) if paths else {},
+        SHARD_DIGESTS: shard_digests(out),
+    }
+    write_json_atomic(out / META_FILE, new_meta)
+    return new_meta
+
+
+def check_source(src: Path, out: Path) -> dict:
+    """The meta of k-means units that can be unigram-encoded into `out` (a UserError if not)."""
     meta = load_meta(src)
     if meta.get("unigram_sha256"):
         raise UserError(f"--units {src}: already unigram units; give the k-means units dataset")
@@ -125,32 +157,19 @@ def compress(units_dir: str | Path, out_dir: str | Path, vocab: int = 5000) -> d
         raise UserError(f"--units {src}: K={k} is more than unigram supports ({MAX_UNITS})")
     if src.resolve() == out.resolve():
         raise UserError(f"--out {out}: must differ from --units")
+    return meta
+
+
+def compress(units_dir: str | Path, out_dir: str | Path, vocab: int = 5000) -> dict:
+    """Units dataset -> unigram units dataset at `out_dir` (+ `unigram.model`); returns a summary."""
+    src, out = Path(units_dir), Path(out_dir)
+    meta = check_source(src, out)
     if vocab > 65535:
         raise UserError(f"--vocab {vocab}: ids must fit uint16")
-    model_bytes = train_unigram(src, k, vocab)
-    model_path = out / "unigram.model"
-    write_bytes_atomic(model_path, model_bytes)
-    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
-    paths = shard_paths(src)
-    with Progress(len(paths), "unigram: encoding shards", " shards") as progress:
-        for path in paths:
-            t = pq.read_table(path, schema=UNITS_SCHEMA)
-            write_table_atomic(_encode_table(t, sp), out / path.name)
-            progress.update(1)
-    rejects = read_rejects(src)
-    write_table_atomic(rejects, out / REJECTS_FILE)
-    counts = count_units(out, len(paths)) if paths else {}
-    new_meta = {
-        **meta,
-        "n_units": sp.get_piece_size(),
-        "vocab_size": sp.get_piece_size(),
-        "unigram_model": str(model_path.resolve()),
-        "unigram_sha256": sha256_file(model_path),
-        "source_units": {"path": str(src.resolve()), "meta_hash": meta_hash(src)},
-        "package_version": __version__,
-        "counts": counts,
-    }
-    write_json_atomic(out / META_FILE, new_meta)
+    model_bytes = train_unigram(src, int(meta["n_units"]), vocab)
+    n_shards = len(shard_paths(src))
+    with Progress(n_shards, "unigram: encoding shards", " shards") as progress:
+        new_meta = encode_dataset(src, out, model_bytes, progress)
     return {"out": str(out), "meta": new_meta, "source_counts": meta.get("counts", {})}
 
 

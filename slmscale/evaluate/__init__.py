@@ -14,6 +14,7 @@ from slmscale.evaluate.benchmark import (
     score_benchmarks,
 )
 from slmscale.evaluate.formats import BenchmarkPairs, Pair, load_pairs
+from slmscale.evaluate.identity import benchmark_digest, pairs_digest
 from slmscale.evaluate.metrics import DEFAULT_SCORE, SCORE_MODES, metric_name, pair_outcome
 from slmscale.evaluate.scoring import SequenceScores, score_sequences
 from slmscale.evaluate.speed import measure_pairs_per_second
@@ -26,10 +27,12 @@ __all__ = [
     "Pair",
     "PreparedBenchmark",
     "SequenceScores",
+    "benchmark_digest",
     "check_benchmarks",
     "load_pairs",
     "measure_pairs_per_second",
     "metric_name",
+    "pairs_digest",
     "pair_outcome",
     "score_benchmarks",
     "score_sequences",
