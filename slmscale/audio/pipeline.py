@@ -46,6 +46,7 @@ from slmscale.audio.unit_encoder import EncoderSpec, UnitEncoder
 from slmscale.errors import UserError
 from slmscale.progress import Progress, format_seconds
 from slmscale.units import META_FILE, sha256_file, write_json_atomic
+from slmscale.units_digest import SHARD_DIGESTS, shard_digests
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -383,6 +384,7 @@ def _finish(plan, meta, specs, test_fraction, shard_size, skipped, writer, t0) -
         test_fraction=test_fraction,
         inputs=[asdict(s) for s in specs],
     )
+    meta[SHARD_DIGESTS] = shard_digests(plan.out)  # the dataset's identity (units.dataset_digest)
     write_json_atomic(plan.out / META_FILE, meta)
     seconds = sum(c["seconds"] for d in counts.values() for c in d.values())
     return {
