@@ -1,10 +1,12 @@
 """`slmscale demo` with both ablations on the tiny world: the audiobook corpus and its grid, the
-unigram tokenizer (benchmarks encoded with the corpus's model) and its grid, Figures 3 and 5 in
-the report, and the time breakdown read back from the runs."""
+unigram tokenizer (benchmarks encoded with the corpus's model) and its grid, each in its own
+experiment, compared by `slmscale report --compare` (Figures 3 and 5 in the report), and the
+time breakdown read back from the runs."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -42,7 +44,6 @@ models:
 """
 MAIN = "name: demo_tiny\nunits: [{path: units/demo}]" + MODELS + "tokens: [2000, 6000]\n"
 BOOK = "name: demo_tiny_book\nunits: [{path: units/audiobook}]" + MODELS + "tokens: [6000]\n"
-# Fewer unigram runs than k-means runs: the report's main fit takes the tokenizer with most runs.
 UNI = (
     "name: demo_tiny_uni\nunits: [{path: units/demo_unigram}]"
     + "\n".join(MODELS.splitlines()[:4])
@@ -95,29 +96,34 @@ def test_tiny_demo_with_both_ablations(tmp_path):
         assert tokenizer_fingerprint(load_meta(units / f"{b}_unigram")) == fp
         assert tokenizer_fingerprint(load_meta(units / b)) != fp
 
-    # every trial of the three grids finished, the audiobook runs in their own experiment
+    # every trial of the three grids finished, each grid in its own experiment
     c = client(result.tracking_uri)
     finished = {}
-    for exp_name in ("demo_tiny", "demo_tiny_book"):
+    for exp_name in ("demo_tiny", "demo_tiny_book", "demo_tiny_uni"):
         exp = c.get_experiment_by_name(exp_name)
         runs = c.search_runs([exp.experiment_id], "tags.`slmscale.kind` = 'train'")
         assert all(r.info.status == "FINISHED" for r in runs)
         finished[exp_name] = runs
-    assert len(finished["demo_tiny"]) == 6 + 4  # k-means grid + unigram grid
-    assert len(finished["demo_tiny_book"]) == 3
-    tokenizers = {r.data.params["tokenizer"] for r in finished["demo_tiny"]}
-    assert len(tokenizers) == 2
+    counts = {k: len(v) for k, v in finished.items()}
+    assert counts == {"demo_tiny": 6, "demo_tiny_book": 3, "demo_tiny_uni": 4}
+    tokenizers = {e: {r.data.params["tokenizer"] for r in v} for e, v in finished.items()}
+    assert tokenizers["demo_tiny"] == tokenizers["demo_tiny_book"] != tokenizers["demo_tiny_uni"]
+    assert result.compared == ["demo_tiny_book", "demo_tiny_uni"]
 
-    # the report carries Figures 3 and 5 with their sections, in markdown and HTML
-    md = (result.report_dir / "report.md").read_text()
-    html = (result.report_dir / "report.html").read_text()
+    # the report compares them exactly as `slmscale report --compare` does for any study
+    rep = result.report_dir
+    md, html = (rep / "report.md").read_text(), (rep / "report.html").read_text()
     for fig in ("fig3_data_ablation", "fig5_tokenizer_envelopes"):
-        assert (result.report_dir / f"{fig}.png").is_file()
+        assert (rep / f"{fig}.png").is_file()
         assert f"({fig}.png)" in md
     assert "Figure 3: data ablation" in md and "Figure 3: data ablation" in html
     assert md.index("Figure 3: data ablation") < md.index("## Figure 4")
-    assert md.index("Figure 5 (continued)") < md.index("## Fit quality")
-    assert "unigram48" in md
+    assert md.index("## Figure 5: tokenizers compared") < md.index("## Fit quality")
+    assert "| unigram48 | demo_tiny_uni | 4 |" in md
+    comp = json.loads((rep / "comparison.json").read_text())
+    assert comp["data_ablation"]["arms"] == ["demo_tiny", "demo_tiny_book"]
+    assert len(comp["data_ablation"]["rows"]) == 2 * 3  # 3 sizes at the shared budget
+    assert (rep / "fit-demo_tiny_uni.json").is_file()
 
     # the time breakdown is read back from the runs: one row per trial, training <= total
     times = trial_times(result.tracking_uri, result.experiments)

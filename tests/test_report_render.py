@@ -84,7 +84,7 @@ def test_report_renders_every_figure(inputs, capsys):
     assert md.count("](fig") == len(FIGS)
     assert html.count('src="data:image/png;base64,') == len(FIGS) and "](fig" not in html
     assert "paper: speech | 1.73 | 13.9 | 39.8" in md  # Table 4, the paper's row beside ours
-    assert "sblimp_acc | " in md and "Leave-largest-size-out: refit without N = 1.542e+08" in md
+    assert "sblimp_acc | " in md and "Leave-largest-size-out: refit without N = 1.542e8" in md
     doc = json.loads((out / "fit.json").read_text())
     assert doc["law"] == "data_constrained" and set(doc["params"]) == {
         "E",

@@ -7,9 +7,11 @@
     grid           the scaling grid, scored on the benchmarks            slmscale grid
     grid_audiobook the data ablation's audiobook runs (Figure 3)         slmscale grid
     grid_unigram   the tokenizer ablation's runs on unigram units        slmscale grid
-    report         fit the laws, write the report, add Figures 3 and 5   slmscale report
+    report         fit the laws, write the report with Figures 3 and 5   slmscale report --compare
 
 `--quick` runs world, kmeans, tokenize, grid and report only (no ablations; the report says so).
+The ablations are compared exactly as a user's study would be: `slmscale report --experiment
+demo --compare demo_audiobook demo_unigram` (each grid its own experiment).
 
 Every stage goes through the public CLI (`slmscale.cli.main`) exactly as a user would type it,
 with MLflow in `<workdir>/mlflow.db` and every output under `<workdir>`.  A rerun reuses what is
@@ -47,15 +49,13 @@ AUDIOBOOK_SPEC, UNIGRAM_SPEC = "demo_audiobook.yaml", "demo_unigram.yaml"
 MIN_MULTI_EPOCH_RUNS = 3  # two R* from fewer multi-epoch points would be a guess
 DEFAULT_WORKDIR = "slmscale-demo"
 DB_FILE = "mlflow.db"
-# Ray Train V2's controller poll (platform notes: 0.25 s cut a single fit from 17 s to 8 s).
-HEALTH_CHECK_ENV, HEALTH_CHECK_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1"
 # Settings for the Ray session of the grids, set before its ray.init so every Ray process (Tune
 # trial actors, Train controllers, Train workers) inherits them.  Each trial here trains for
 # seconds, so what Ray Train does around it is most of its time: its JSON log files (one pair
-# per controller and worker process), its preemption watcher (a poll per worker group), and the
-# controller's 2 s health-check poll.  None of them is needed on one machine at this scale.
+# per controller and worker process) and its preemption watcher (a poll per worker group).
+# Neither is needed on one machine at this scale.  (The controller's health-check poll is the
+# grid's own setting, slmscale.grid.tune.HEALTH_CHECK_S, for every grid alike.)
 RAY_SETTINGS = {
-    HEALTH_CHECK_ENV: HEALTH_CHECK_S,
     "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
     "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
     "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
@@ -103,6 +103,7 @@ class DemoResult:
     report_dir: Path | None = None
     experiment: str = ""
     tracking_uri: str = ""
+    compared: list[str] = field(default_factory=list)  # the ablations' experiments (--compare)
 
 
 def cli(argv: list[str], stage: str) -> None:
@@ -332,43 +333,42 @@ def stage_report(
     bootstrap: int,
     grid_reused: bool,
     law: str = "chinchilla",
-    audiobook_experiment: str | None = None,
-    quick: bool = False,
+    compare: list[str] | None = None,
 ) -> bool:
-    """Fit and write the report, then add the ablations' Figures 3 and 5; reused when the
-    grids trained nothing new since it was written."""
-    from slmscale.demo.ablations import add_to_report
-
+    """`slmscale report`, the ablations' experiments compared (Figures 3 and 5) when there are
+    some; reused when the grids trained nothing new since it was written."""
     made = layout.report(experiment)
     reused = grid_reused and (made / "report.md").is_file() and (made / "fit.json").is_file()
     if reused:
         print(f"report: reusing {made} (no new runs since it was written)")
     else:
-        cli(
-            [
-                "report",
-                "--experiment", experiment,
-                "--tracking-uri", layout.tracking_uri,
-                "--bootstrap", str(bootstrap),
-                "--law", law,
-                "--out", str(made),
-            ],
-            "report",
-        )  # fmt: skip
-        note = "this demo run left the ablations out (`slmscale demo --quick`)" if quick else None
-        add_to_report(
-            made,
-            layout.tracking_uri,
-            stories_exp=experiment,
-            audiobook_exp=audiobook_experiment,
-            tokenizer_exp=experiment,
-            unigram_note=note,
-        )
+        argv = ["report", "--experiment", experiment, "--tracking-uri", layout.tracking_uri]
+        argv += ["--bootstrap", str(bootstrap), "--law", law, "--out", str(made)]
+        if compare:
+            argv += ["--compare", *compare]
+        cli(argv, "report")
     if report_dir.resolve() != made.resolve():
         if report_dir.exists():
             shutil.rmtree(report_dir)
         shutil.copytree(made, report_dir)
     return reused
+
+
+def closing_lines(result: DemoResult, ui: str = "http://127.0.0.1:5000") -> list[str]:
+    """The demo's last lines: the report, how to start the MLflow UI, the grid's saved view."""
+    from slmscale.tracking.grid_run import grid_view_id, view_url
+    from slmscale.tracking.store import client
+
+    lines = [
+        f"report:  {result.report_dir / 'report.html'}",
+        f"         {result.report_dir / 'report.md'}",
+        f"browse the runs:  mlflow ui --backend-store-uri {result.tracking_uri}",
+    ]
+    exp = client(result.tracking_uri).get_experiment_by_name(result.experiment)
+    if exp is not None:
+        link = view_url(ui, exp.experiment_id, grid_view_id(result.experiment))
+        lines.append(f"then open the grid's view:  {link}")
+    return lines
 
 
 def _timed(result: DemoResult, name: str, fn: Callable[[], bool]) -> None:
@@ -417,30 +417,29 @@ def run_demo(
             _timed(result, "unigram", lambda: stage_unigram(layout, unigram_vocab))
         spec_path, result.experiment = write_resolved_spec(layout, spec_file)
         _timed(result, "grid", lambda: stage_grid(layout, spec_path, result.experiment))
-        audiobook_exp = None
         result.grid_stages = {"grid": result.experiment}
         result.experiments = [result.experiment]
         if ablations:
-            # The audiobook runs in their own experiment (they must not enter the main fit);
-            # the unigram runs beside the main grid's, so `slmscale report` fits Eq. 4 on each
-            # tokenizer (Table 4 rows, Figure 5).
-            book_path, audiobook_exp = write_resolved_spec(
+            # Each ablation grid in its own experiment, as a user's study would be: the report
+            # compares them with the main one (`slmscale report --compare`).
+            book_path, book_exp = write_resolved_spec(
                 layout, audiobook_spec or REPO_SPECS / AUDIOBOOK_SPEC
             )
-            uni_path, uni_grid = write_resolved_spec(
+            uni_path, uni_exp = write_resolved_spec(
                 layout, unigram_spec or REPO_SPECS / UNIGRAM_SPEC
             )
-            result.grid_stages.update({"grid_audiobook": audiobook_exp, "grid_unigram": uni_grid})
-            result.experiments.append(audiobook_exp)
+            result.grid_stages.update({"grid_audiobook": book_exp, "grid_unigram": uni_exp})
+            result.experiments += [book_exp, uni_exp]
+            result.compared = [book_exp, uni_exp]
             _timed(
                 result,
                 "grid_audiobook",
-                lambda: stage_grid(layout, book_path, audiobook_exp, "grid_audiobook"),
+                lambda: stage_grid(layout, book_path, book_exp, "grid_audiobook"),
             )
             _timed(
                 result,
                 "grid_unigram",
-                lambda: stage_grid(layout, uni_path, result.experiment, "grid_unigram"),
+                lambda: stage_grid(layout, uni_path, uni_exp, "grid_unigram"),
             )
         report_dir = Path(report_dir or layout.report(result.experiment))
         boot = BOOTSTRAP["quick" if quick else "full"]
@@ -455,8 +454,7 @@ def run_demo(
                 boot,
                 grids_reused,
                 fit_law(spec_path),
-                audiobook_experiment=audiobook_exp,
-                quick=not ablations,
+                compare=result.compared,
             ),
         )
     result.report_dir = report_dir

@@ -10,98 +10,171 @@ import base64
 import html
 from pathlib import Path
 
-from slmscale import paper
 from slmscale.laws.design import identification_blocks
 from slmscale.laws.study import Study
+from slmscale.report import tables
+from slmscale.report.numbers import not_identified_names, num, verdict, with_interval
+from slmscale.report.seeds import seed_blocks
 
 
-def _f(v, digits: int = 4) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float | int) and not isinstance(v, bool):
-        return f"{v:.{digits}g}"
-    return str(v)
+def _caveats(doc: dict) -> str:
+    """The few lines a reader needs before any number: data, identification, extrapolation."""
+    sizes = (doc.get("fitted_range") or {}).get("params")
+    n_runs = len(doc.get("runs_used", [])) + len(
+        (doc.get("data_constrained") or {}).get("runs_used", [])
+    )
+    parts = [f"Caveats: {n_runs} runs"]
+    if sizes:
+        parts.append(f"model sizes {num(sizes[0], 3)}-{num(sizes[1], 3)} parameters")
+    flops = (doc.get("fitted_range") or {}).get("flops")
+    if flops:
+        parts.append(
+            f"compute {num(flops[0], 3)}-{num(flops[1], 3)} FLOPs (beyond it is extrapolation)"
+        )
+    parts.append(f"compute counted as {_flops_words(doc)}")
+    flagged = not_identified_names(doc)
+    parts.append(
+        f"not identified: {', '.join(flagged)}" if flagged else "every constant identified"
+    )
+    if "bootstrap" not in doc:
+        parts.append("no intervals (--bootstrap 0)")
+    return "; ".join(parts) + "."
 
 
-def _ci(ci) -> str:
-    if not ci or ci == [None, None]:
-        return "-"
-    lo, hi = ci
-    return f"[{_f(lo)}, {'inf' if hi is None else _f(hi)}]"
+def _flops_words(doc: dict) -> str:
+    d = doc.get("flops_definition") or "6nd"
+    if d == "full":
+        return "the full count (6ND plus attention over the context and the output layer)"
+    return "6ND (6 x non-embedding parameters x tokens, the paper's)"
 
 
-def _table4(doc: dict) -> tuple[list[str], list[list[str]]]:
-    keys = ["E", "A", "B", "alpha", "beta", "R_star_N", "R_star_D"]
-    rows = [["ours (" + doc["law"] + ")", *(_f(doc["params"].get(k)) for k in keys)]]
-    rows.append(["ours 95% CI", *(_ci(doc["ci95"].get(k)) for k in keys)])
-    for name, tok in doc.get("tokenizers", {}).items():
-        if tok["params"]:
-            rows.append([f"ours, tokenizer {name}", *(_f(tok["params"].get(k)) for k in keys)])
-    for name, vals in paper.TABLE4.items():
-        rows.append([f"paper: {name}", *(_f(vals.get(k)) for k in keys)])
-    return ["", *keys], rows
+def _intro_blocks(doc: dict) -> list:
+    if "bootstrap" in doc:
+        ci_note = (
+            f"95% intervals of every number: one bootstrap over runs "
+            f"({doc['bootstrap']['n']} replicates; {doc['bootstrap']['resample']}; "
+            f"{doc['bootstrap'].get('interval', 'percentile')})."
+        )
+    else:
+        ci_note = "No bootstrap was run (--bootstrap 0): no intervals."
+    if doc.get("interval_method"):
+        ci_note += f" Intervals of the law's constants: {doc['interval_method']}."
+    flagged = not_identified_names(doc)
+    rule = doc.get("identification_rule", "")
+    ident = (
+        f"Not identified by these runs: {', '.join(flagged)}; a value so marked is an artefact "
+        "of the runs (or of the search box), not a measurement, and a value on the search-box "
+        "edge is printed as a bound. Each constant's checks are in the verdicts table below. "
+        f"Rule: {rule}."
+        if flagged
+        else f"Every constant with an interval is identified by the rule: {rule}."
+    )
+    return [("p", ci_note), ("p", ident)]
 
 
-def _with_ci(v, ci, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    return f"{_f(v, digits)} {_ci(ci)}" if ci and ci != [None, None] else _f(v, digits)
+def _eq6_line(doc: dict) -> str:
+    co, ci = doc["compute_optimal"], doc.get("ci95") or {}
+
+    def c(k, digits=3):
+        return with_interval(co[k], ci.get(k), verdict(doc, k), digits)
+
+    return (
+        f"Eq. 6: N_opt = G (C/6)^a, D_opt = (C/6)^b / G with G = {c('G', 4)}, a = {c('a')}, "
+        f"b = {c('b')} (paper: a and b both about 0.5)."
+    )
 
 
-def _table3(doc: dict) -> tuple[list[str], list[list[str]]]:
-    head = [
-        "metric",
-        "transform",
-        "speech (ours)",
-        "text ref. (ours)",
-        "ratio text/speech (ours)",
-        "speech (paper)",
-        "text (paper)",
-        "ratio (paper)",
+def _envelope_line(doc: dict) -> str:
+    env = doc["envelope"]
+    law = env["law"] or {}
+    gamma = with_interval(
+        law.get("gamma"), env.get("gamma_ci95"), verdict(doc, "envelope_gamma"), 4
+    )
+    return (
+        f"Frontier of minimal test loss per FLOP over {env['n_points']} points ({env['basis']}): "
+        f"{env['n_frontier']} points; L = {num(law.get('k'))} C^gamma with gamma = {gamma} (R^2 "
+        f"in log space {num(law.get('r2_log'))}; interval: bootstrap over runs, all eval points "
+        f"of a run together). Compute: {_flops_words(doc)}."
+    )
+
+
+def _quality_blocks(doc: dict) -> list:
+    q = doc["quality"]
+    lo = q["leave_largest_size_out"]
+    text = (
+        f"Eq. 4 on {len(q['residuals'])} single-epoch runs: R^2 = {num(q['r2'])}, RMSE of log "
+        f"residuals = {num(q['rmse_log'])}, max |relative error| = {num(q['max_abs_rel_error'])}."
+    )
+    if "skipped" in lo:
+        lo_text = f"Leave-largest-size-out: skipped ({lo['skipped']})."
+    else:
+        lo_text = (
+            f"Leave-largest-size-out: refit without N = {num(lo['held_out_params'])} "
+            f"({lo['n_held_out']} runs) predicts them with mean |relative error| "
+            f"{num(lo['mean_abs_rel_error'])} (max {num(lo['max_abs_rel_error'])}, mean "
+            f"signed {num(lo['mean_rel_error'])})."
+        )
+    return [
+        ("p", text),
+        ("p", R2_TEXT),
+        ("p", lo_text),
+        ("fig", "fig_residuals", "Residuals of Eq. 4"),
     ]
-    rows = []
-    for r in doc["table3"]:
-        ci = r.get("ci95") or {}
-        if r.get("speech_at_chance"):
-            rows.append(
-                [
-                    r["metric"],
-                    "-",
-                    "at chance: no exponent",
-                    "-",
-                    "-",
-                    _f(r["gamma_speech_paper"], 3),
-                    _f(r["gamma_text_paper"], 3),
-                    _f(r["ratio_paper"], 3),
-                ]
+
+
+R2_TEXT = (
+    "What R^2 can and cannot tell: R^2 measures how much of the spread of the losses the "
+    "fitted surface follows. It is high whenever losses fall smoothly with N and D, which "
+    "they do for a whole ridge of (A, alpha) and (B, beta) pairs: on the paper's grid with "
+    "1% noise alpha ranges 0.02-0.51 across noise draws while R^2 stays 0.98-0.99. So a high "
+    "R^2 says the law describes these runs; it does not say the constants are identified, "
+    "nor that the law extrapolates. Identification is read from the verdicts (interval over "
+    "the runs and simulation at the fitted law), extrapolation from the leave-largest-size-out "
+    "error."
+)
+
+
+def _rstar_blocks(doc: dict) -> list:
+    if "data_constrained" not in doc:
+        return []
+    return [
+        (
+            "p",
+            "R* intervals: " + doc["data_constrained"]["ci95_method"] + ". The objective is a "
+            "flat ridge in (R*_N, R*_D); its profile (Eq. 4 frozen at its estimate) is drawn "
+            "below.",
+        ),
+        ("fig", "fig_rstar_profile", "Objective of Eq. 7/8 over (R*_N, R*_D)"),
+    ]
+
+
+def _run_list_blocks(doc: dict) -> list:
+    """Excluded runs, outliers and duplicates the laws named, runs missing a metric."""
+    blocks: list = [
+        ("h2", "Excluded runs"),
+        ("table", ["run_id", "reason"], [[e["run_id"], e["reason"]] for e in doc["excluded"]]),
+    ]
+    for key, title in (("outliers", "Outliers"), ("duplicates", "Duplicated runs")):
+        items = doc.get(key)
+        if items:
+            blocks += [
+                ("h2", f"{title} (named by the fit)"),
+                (
+                    "table",
+                    ["run_id", "reason"],
+                    [[e["run_id"], e.get("reason", "")] for e in items],
+                ),
+            ]
+    missing = doc.get("runs_missing_metrics") or {}
+    if missing:
+        blocks.append(
+            (
+                "table",
+                ["metric", "runs missing it (left out of that metric's fits)"],
+                [[m, ", ".join(r)] for m, r in missing.items()],
             )
-            continue
-        rows.append(
-            [
-                r["metric"],
-                "raw accuracy",
-                _with_ci(r["gamma_speech_ours"], ci.get("gamma_speech_ours")),
-                _with_ci(r["gamma_text_reference"], ci.get("gamma_text_reference")),
-                _with_ci(r["ratio_ours"], ci.get("ratio_ours")),
-                _f(r["gamma_speech_paper"], 3),
-                _f(r["gamma_text_paper"], 3),
-                _f(r["ratio_paper"], 3),
-            ]
         )
-        er = r.get("error_rate") or {}
-        rows.append(
-            [
-                r["metric"],
-                "error rate",
-                _with_ci(er.get("gamma_speech_ours"), ci.get("error_rate.gamma_speech_ours")),
-                _with_ci(er.get("gamma_text_reference"), ci.get("error_rate.gamma_text_reference")),
-                _with_ci(er.get("ratio_ours"), ci.get("error_rate.ratio_ours")),
-                "-",
-                "-",
-                "-",
-            ]
-        )
-    return head, rows
+    return blocks
 
 
 def _table3_note(doc: dict) -> str:
@@ -114,118 +187,26 @@ def _table3_note(doc: dict) -> str:
         "recomputed; only BLiMP has a published Pythia counterpart (no cloze results). "
         "Raw accuracy starts at chance, so its log-log slope shrinks as accuracy rises (Pythia's "
         "first checkpoint, at ~7e17 FLOPs, already scores > 0.7 on BLiMP); the error-rate exponent "
-        "does not have "
-        "that bias, which is why both are shown."
+        "does not have that bias, which is why both are shown."
     )
     if at_chance:
         text += (
-            f" Never beat chance (best run below chance + 0.02), so no exponent: "
-            f"{', '.join(sorted(at_chance))}."
+            " At chance (its best runs do not beat chance by the laws' test), so no exponent, "
+            f"no envelope line and no comparison: {', '.join(sorted(at_chance))}."
         )
     return text
 
 
-def _quality_blocks(doc: dict) -> list:
-    q = doc["quality"]
-    lo = q["leave_largest_size_out"]
-    text = (
-        f"Eq. 4 on {len(q['residuals'])} single-epoch runs: R^2 = {_f(q['r2'])}, RMSE of log residuals = "
-        f"{_f(q['rmse_log'])}, max |relative error| = {_f(q['max_abs_rel_error'])}."
-    )
-    if "skipped" in lo:
-        lo_text = f"Leave-largest-size-out: skipped ({lo['skipped']})."
-    else:
-        lo_text = (
-            f"Leave-largest-size-out: refit without N = {_f(lo['held_out_params'])} "
-            f"({lo['n_held_out']} runs) predicts them with mean |relative error| "
-            f"{_f(lo['mean_abs_rel_error'])} (max {_f(lo['max_abs_rel_error'])}, mean "
-            f"signed {_f(lo['mean_rel_error'])})."
-        )
-    r2_text = (
-        "What R^2 can and cannot tell: R^2 measures how much of the spread of the losses the "
-        "fitted surface follows. It is high whenever losses fall smoothly with N and D, which "
-        "they do for a whole ridge of (A, alpha) and (B, beta) pairs: on the paper's grid with "
-        "1% noise alpha ranges 0.02-0.51 across noise draws while R^2 stays 0.98-0.99. So a high "
-        "R^2 says the law describes these runs; it does not say the constants are identified, "
-        "nor that the law extrapolates. Identification is read from the bootstrap intervals "
-        "(the not-identified list above), extrapolation from the leave-largest-size-out error."
-    )
-    return [
-        ("p", text),
-        ("p", r2_text),
-        ("p", lo_text),
-        ("fig", "fig_residuals", "Residuals of Eq. 4"),
-    ]
+def build_blocks(study: Study, figures: list[str], title: str, arms: list | None = None) -> list:
+    """The whole report as blocks; `arms` (slmscale.report.arms) add Figures 3 and 5."""
+    from slmscale.report.ablation_blocks import fig3_blocks, fig5_blocks
+    from slmscale.report.arms import arms_of_study, data_ablation_rows, data_arms, tokenizer_arms
 
-
-def _tokenizer_blocks(doc: dict) -> list:
-    if not doc.get("tokenizers"):
-        return [
-            (
-                "p",
-                f"One tokenizer in these runs ({doc.get('tokenizer') or 'unnamed'}): nothing to "
-                "compare (the paper's Figure 5 sets raw units against unigram-compressed ones); "
-                "the figure shows this tokenizer's loss envelope.",
-            )
-        ]
-    rows = [
-        [
-            n,
-            str(t["n_runs"]),
-            *(_f((t["params"] or {}).get(k)) for k in ("E", "A", "B", "alpha", "beta")),
-            _f((t["envelope"] or {}).get("gamma")),
-            t["reason"] or "",
-        ]
-        for n, t in doc["tokenizers"].items()
-    ]
-    head = ["tokenizer", "runs", "E", "A", "B", "alpha", "beta", "envelope gamma", "note"]
-    return [("table", head, rows)]
-
-
-def _caveats(doc: dict) -> str:
-    """The few lines a reader needs before any number: data, identification, extrapolation."""
-    sizes = (doc.get("fitted_range") or {}).get("params")
-    n_runs = len(doc.get("runs_used", [])) + len(
-        (doc.get("data_constrained") or {}).get("runs_used", [])
-    )
-    parts = [f"Caveats: {n_runs} runs"]
-    if sizes:
-        parts.append(f"model sizes {_f(sizes[0], 3)}-{_f(sizes[1], 3)} parameters")
-    flops = (doc.get("fitted_range") or {}).get("flops")
-    if flops:
-        parts.append(
-            f"compute {_f(flops[0], 3)}-{_f(flops[1], 3)} FLOPs (beyond it is extrapolation)"
-        )
-    flagged = doc.get("not_identified") or []
-    parts.append(
-        f"not identified: {', '.join(flagged)}" if flagged else "every constant identified"
-    )
-    if "bootstrap" not in doc:
-        parts.append("no intervals (--bootstrap 0)")
-    return "; ".join(parts) + "."
-
-
-def build_blocks(study: Study, figures: list[str], title: str) -> list:
     doc = study.doc
-    co, env = doc["compute_optimal"], doc["envelope"]
-    ci = doc["ci95"]
-    if "bootstrap" in doc:
-        ci_note = (
-            f"95% intervals of every number: one bootstrap over runs "
-            f"({doc['bootstrap']['n']} replicates; {doc['bootstrap']['resample']}; "
-            f"{doc['bootstrap'].get('interval', 'percentile')})."
-        )
-    else:
-        ci_note = "No bootstrap was run (--bootstrap 0): no intervals."
-    flagged = doc.get("not_identified") or []
-    ident = (
-        f"Not identified by these runs: {', '.join(flagged)}. Rule: "
-        f"{doc.get('identification_rule', '')}. A value so marked is an artefact of the runs "
-        "(or of the search box), not a measurement."
-        if flagged
-        else "Every constant with an interval is identified by the rule: "
-        f"{doc.get('identification_rule', '')}."
-    )
+    if arms is None:
+        arms = arms_of_study(doc["source"].get("label") or "runs", study, False)
+        arms[0].main = True
+    tok_arms, d_arms = tokenizer_arms(arms), data_arms(arms)
     blocks: list = [
         ("h1", title),
         ("p", _caveats(doc)),
@@ -233,90 +214,37 @@ def build_blocks(study: Study, figures: list[str], title: str) -> list:
             "p",
             f"Source: {doc['source'].get('label')}. Law: {doc['law']}; Huber delta "
             f"{doc['huber_delta']}; {len(doc['runs_used'])} single-epoch runs used; "
-            f"{len(doc['excluded'])} excluded.",
+            f"{len(doc['excluded'])} excluded."
+            + (f" Law chosen: {doc['law_choice']}." if doc.get("law_choice") else ""),
         ),
         ("h2", "Table 4: scaling-law constants (Eq. 4 and Eq. 7), ours beside the paper's"),
-        ("table", *_table4(doc)),
-        ("p", ci_note),
-        ("p", ident),
-        (
-            "p",
-            f"Eq. 6: N_opt = G (C/6)^a, D_opt = (C/6)^b / G with G = {_with_ci(co['G'], ci.get('G'), 4)}, "
-            f"a = {_with_ci(co['a'], ci.get('a'))}, b = {_with_ci(co['b'], ci.get('b'))} "
-            "(paper: a and b both about 0.5).",
-        ),
-    ]
-    if "data_constrained" in doc:
-        blocks += [
-            (
-                "p",
-                "R* intervals: " + doc["data_constrained"]["ci95_method"] + ". The "
-                "objective is a flat ridge in (R*_N, R*_D); its profile (Eq. 4 frozen at its "
-                "estimate) is drawn below.",
-            ),
-            ("fig", "fig_rstar_profile", "Objective of Eq. 7/8 over (R*_N, R*_D)"),
-        ]
-    law = env["law"]
-    blocks += [
+        ("table", *tables.table4(doc, tok_arms)),
+        *_intro_blocks(doc),
+        ("table", *tables.verdict_table(doc)),
+        ("p", _eq6_line(doc)),
+        *_rstar_blocks(doc),
+        *seed_blocks(doc, study.table),
         ("h2", "Figure 1: loss envelope"),
-        (
-            "p",
-            f"Frontier of minimal test loss per FLOP over {env['n_points']} points "
-            f"({env['basis']}): {env['n_frontier']} points; L = {_f(law and law['k'])} "
-            f"C^{_with_ci(law and law['gamma'], env.get('gamma_ci95'), 4)} (R^2 in log space "
-            f"{_f(law and law['r2_log'])}; interval: bootstrap over runs, all eval points of a "
-            "run together).",
-        ),
+        ("p", _envelope_line(doc)),
         ("fig", "fig1_loss_envelope", "Loss against compute; black: envelope"),
+        ("fig", "fig1_loss_envelope_full", "The same with the full FLOP count"),
         ("h2", "Figure 2 and Table 3: downstream envelopes against compute"),
-        ("table", *_table3(doc)),
+        ("table", *tables.table3(doc)),
         ("p", _table3_note(doc)),
         ("fig", "fig2_downstream_envelope", "Downstream metrics against compute"),
+        *fig3_blocks(d_arms, data_ablation_rows(d_arms), figures),
         ("h2", "The Eq. 4 fit per model size"),
-        (
-            "p",
-            "The observed final losses against the fitted law, one line per model size. (The "
-            "paper's Figure 3, a data ablation, appears when the study runs one: `slmscale "
-            "demo` adds it below.)",
-        ),
+        ("p", "The observed final losses against the fitted law, one line per model size."),
         ("fig", "fig3_law_fit", "Eq. 4 fit per model size"),
         ("h2", "Figure 4: downstream metrics against test loss"),
-        (
-            "table",
-            ["metric", "slope", "intercept", "Pearson r", "loss range", "runs", "saturated runs"],
-            [
-                [
-                    m,
-                    _f(d["linear"]["slope"]),
-                    _f(d["linear"]["intercept"]),
-                    _f(d["linear"]["pearson_r"], 3),
-                    f"[{_f(d['linear']['loss_min'])}, {_f(d['linear']['loss_max'])}]",
-                    str(d["linear"]["n_points"]),
-                    str(d["linear"]["n_saturated"]),
-                ]
-                for m, d in doc["downstream"].items()
-                if d["linear"]
-            ],
-        ),
+        ("table", *tables.figure4_table(doc)),
         ("fig", "fig4_loss_vs_metric", "Metric against test loss; line over the unsaturated range"),
-        ("h2", "Figure 5: tokenizers"),
-        *_tokenizer_blocks(doc),
-        ("fig", "fig5_tokenizers", "Loss envelopes per tokenizer"),
+        *fig5_blocks(tok_arms, doc, figures),
         ("h2", "Fit quality"),
         *_quality_blocks(doc),
         *identification_blocks(doc, study.single, study.multi),  # slmscale design, on these runs
-        ("h2", "Excluded runs"),
-        ("table", ["run_id", "reason"], [[e["run_id"], e["reason"]] for e in doc["excluded"]]),
+        *_run_list_blocks(doc),
     ]
-    missing = doc.get("runs_missing_metrics") or {}
-    if missing:
-        blocks.append(
-            (
-                "table",
-                ["metric", "runs missing it (left out of that metric's fits)"],
-                [[m, ", ".join(r)] for m, r in missing.items()],
-            )
-        )
     return [b for b in blocks if b[0] != "fig" or b[1] in figures]
 
 

@@ -1,22 +1,22 @@
-"""Figures of the report: analogues of the paper's Figures 1-5, plus residuals and the R* profile.
+"""Figures of the report from the main study: the paper's Figures 1, 2 and 4, the Eq. 4 fit per
+model size, the loss envelope per tokenizer, the residuals and the R* profile.
 
 Each `fig_*` takes a `Study` and returns a matplotlib Figure (or None when there is nothing to
-draw); `save_all` writes PNG and SVG with fixed metadata so reruns give the same files.
+draw); `save_all` writes them (slmscale.report.style: widths, plain axes, legends off the data,
+chance lines).  Numbers in titles are written with their verdicts (slmscale.report.numbers).
+The ablations' Figures 3 and 5 are in slmscale.report.ablation_figures.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from slmscale.laws.study import Study  # noqa: E402
-
-plt.rcParams.update({"svg.hashsalt": "slmscale", "figure.dpi": 100, "font.size": 9})
+from slmscale.laws.study import Study
+from slmscale.report import style
+from slmscale.report.numbers import num, verdict, with_interval
+from slmscale.report.style import plt
 
 
 def _sizes_colors(N):
@@ -25,7 +25,7 @@ def _sizes_colors(N):
     return sizes, {s: cmap(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
 
 
-def _size_label(n: float, names: dict | None = None) -> str:
+def size_label(n: float, names: dict | None = None) -> str:
     """The model's size name when the runs give one (e.g. `demo-27k`), else N in M/B/k."""
     if names and names.get(n):
         return names[n]
@@ -42,93 +42,109 @@ def _names(t) -> dict:
     return {n: next(iter(v)) for n, v in out.items() if len(v) == 1 and next(iter(v))}
 
 
+def _exponent_text(doc: dict, key: str, value, digits: int = 3) -> str:
+    ci = (doc.get("ci95") or {}).get(key)
+    return with_interval(value, ci, verdict(doc, key), digits)
+
+
 def fig1_loss_envelope(study: Study):
     env, t = study.envelope, study.single
     n_of = dict(zip(t.run_id, t.N, strict=True))
     sizes, color = _sizes_colors(t.N)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 4))
     for rid in sorted(set(env["run_id"])):
         m = env["run_id"] == rid
         order = np.argsort(env["C"][m])
         ax.plot(env["C"][m][order], env["L"][m][order], color=color[n_of[rid]], lw=0.8, alpha=0.7)
     names = _names(t)
     for s in sizes:
-        ax.plot([], [], color=color[s], label=_size_label(s, names))
+        ax.plot([], [], color=color[s], label=size_label(s, names))
     f = env["frontier"]
     ax.scatter(env["C"][f], env["L"][f], s=10, color="black", zorder=3, label="envelope")
-    if env["law"]:
+    law = env["law"]
+    title = f"Figure 1: loss envelope ({env['basis']})"
+    if law:
         c = np.geomspace(env["C"].min(), env["C"].max(), 50)
-        ax.plot(c, env["law"](c), "k--", label=f"L = {env['law'].k:.3g} C^{env['law'].gamma:.3f}")
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="compute C (FLOPs)",
-        ylabel="test loss",
-        title=f"Figure 1: loss envelope ({env['basis']})",
-    )
-    ax.legend(fontsize=7)
+        ax.plot(c, law(c), "k--", label="power law of the envelope")
+        g = _exponent_text(study.doc, "envelope_gamma", law.gamma)
+        title += f"\nL = {num(law.k, 3)} C^gamma, gamma = {g}"
+    flops = study.doc.get("flops_definition")
+    xlabel = "compute C (FLOPs" + (f", {flops})" if flops else ")")
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="test loss", title=title)
+    style.plain_log_ticks(ax)
+    style.legend_beside(ax)
     return fig
 
 
-def _metric_panels(study: Study):
-    """One panel per downstream metric: (fig, [(ax, metric, data)]), or None without metrics."""
-    metrics = sorted(study.downstream)
-    if not metrics:
-        return None
-    cols = 1 if len(metrics) == 1 else 2
-    rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
-    flat = list(axes.ravel())
-    for ax in flat[len(metrics) :]:
-        ax.set_visible(False)
-    return fig, [(ax, m, study.downstream[m]) for ax, m in zip(flat, metrics, strict=False)]
-
-
-def _gamma_line(ax, C, y, frontier, gq, color, label: str) -> None:
+def _gamma_line(ax, C, y, frontier, gq, color, label: str) -> np.ndarray:
     """Draw gamma_q's line (raw accuracy) over the pre-saturation envelope, as Table 3 fits it.
 
     The envelope in order of compute is `frontier`; its last `n_saturated` points are the
-    plateau the rule left out (drawn hollow).
+    plateau the rule left out: returned, so the caller draws them hollow (not as envelope dots).
     """
     if not gq or not len(frontier):
-        return
+        return np.array([], int)
     n_sat = int(gq["raw"]["n_saturated"][0])
     line = frontier[: len(frontier) - n_sat]
-    if len(line) < 2:
-        return
-    slope, icpt = np.polyfit(np.log(C[line]), np.log(y[line]), 1)
-    c = np.geomspace(C[line].min(), C[line].max(), 50)
-    ax.plot(c, np.exp(icpt) * c**slope, color=color, ls="--", label=f"{label} = {slope:.3f}")
-    if n_sat:
-        sat = frontier[len(frontier) - n_sat :]
+    sat = frontier[len(frontier) - n_sat :] if n_sat else np.array([], int)
+    if len(line) >= 2:
+        slope, icpt = np.polyfit(np.log(C[line]), np.log(y[line]), 1)
+        c = np.geomspace(C[line].min(), C[line].max(), 50)
+        ax.plot(c, np.exp(icpt) * c**slope, color=color, ls="--", label=label)
+    return sat
+
+
+def _envelope_dots(ax, C, y, frontier, sat, color, label: str, plateau_label: str) -> None:
+    """Envelope points filled, plateau points (left out of the line) hollow, as the legend says."""
+    on_line = np.setdiff1d(frontier, sat)
+    ax.scatter(C[on_line], y[on_line], s=14, color=color, zorder=3, label=label)
+    if len(sat):
         ax.scatter(
-            C[sat], y[sat], s=22, facecolors="none", edgecolors=color, label="plateau (left out)"
-        )
+            C[sat], y[sat], s=26, facecolors="none", edgecolors=color, zorder=3,
+            label=plateau_label,
+        )  # fmt: skip
+
+
+def _downstream_panel(ax, study: Study, m: str, d: dict) -> None:
+    doc = study.doc
+    chance = d.get("chance", 0.5)
+    ax.scatter(d["C"], d["y"], s=8, alpha=0.4, color="tab:blue", label="speech runs (ours)")
+    if d.get("at_chance"):
+        test = ((doc.get("downstream") or {}).get(m) or {}).get("chance_test") or {}
+        p = f", p = {num(test['p_value'], 2)}" if test.get("p_value") is not None else ""
+        ax.set_title(f"{m}: at chance{p}; no gamma_q, no envelope line", fontsize=8)
+    else:
+        f = d["frontier"]
+        sat = _gamma_line(ax, d["C"], d["y"], f, d.get("gamma_q"), "black", "gamma_q line (speech)")
+        _envelope_dots(ax, d["C"], d["y"], f, sat, "black", "envelope", "plateau (left out)")
+        g = (d.get("gamma_q") or {}).get("raw", {}).get("gamma")
+        g_text = _exponent_text(doc, f"gamma_q.{m}", float(g[0])) if g is not None else "-"
+        ax.set_title(f"{m}: gamma_q = {g_text}", fontsize=8)
+    ref = study.reference.get(m)
+    if ref:
+        ax.scatter(ref["C"], ref["y"], s=6, color="tab:red", alpha=0.3, label="text reference")
+        if not ref.get("at_chance"):
+            f = ref["frontier"]
+            sat = _gamma_line(
+                ax, ref["C"], ref["y"], f, ref.get("gamma_q"), "tab:red", "gamma_q line (text)"
+            )
+            if len(sat):
+                ax.scatter(ref["C"][sat], ref["y"][sat], s=22, facecolors="none",
+                           edgecolors="tab:red", label="text plateau (left out)")  # fmt: skip
+    style.chance_line(ax, chance)
+    ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=m)
+    style.plain_log_ticks(ax)
 
 
 def fig2_downstream_envelope(study: Study):
-    panels = _metric_panels(study)
-    if panels is None:
+    metrics = sorted(study.downstream)
+    if not metrics:
         return None
-    fig, pairs = panels
-    for ax, m, d in pairs:
-        ax.scatter(d["C"], d["y"], s=8, alpha=0.5, label="speech runs (ours)")
-        f = d["frontier"]
-        ax.scatter(d["C"][f], d["y"][f], s=14, color="black", label="envelope")
-        if d.get("at_chance"):
-            ax.set_title(f"{m}: never beats chance, no gamma_q", fontsize=8)
-        _gamma_line(ax, d["C"], d["y"], f, d.get("gamma_q"), "black", "gamma_q (raw)")
-        ref = study.reference.get(m)
-        if ref:
-            ax.scatter(ref["C"], ref["y"], s=6, color="tab:red", alpha=0.3, label="text reference")
-            gq = None if ref.get("at_chance") else ref.get("gamma_q")
-            _gamma_line(
-                ax, ref["C"], ref["y"], ref["frontier"], gq, "tab:red", "text gamma_q (raw)"
-            )
-        ax.set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel=m)
-        ax.legend(fontsize=6)
+    fig, axes = style.panels(len(metrics))
+    for ax, m in zip(axes, metrics, strict=True):
+        _downstream_panel(ax, study, m, study.downstream[m])
     fig.suptitle("Figure 2: downstream envelope against compute (lines: Table 3's gamma_q)")
-    fig.tight_layout()
+    style.figure_legend(fig, axes)
     return fig
 
 
@@ -136,45 +152,61 @@ def fig3_law_fit(study: Study):
     t, p = study.single, study.chinchilla.params
     sizes, color = _sizes_colors(t.N)
     names = _names(t)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 4))
     for s in sizes:
         m = t.N == s
-        ax.scatter(t.D[m], t.loss[m], color=color[s], s=14, label=_size_label(s, names))
+        ax.scatter(t.D[m], t.loss[m], color=color[s], s=14, label=size_label(s, names))
         d = np.geomspace(t.D[m].min(), t.D[m].max(), 40)
         ax.plot(d, p.predict(s, d), color=color[s], lw=1)
     ax.set(
         xscale="log",
+        yscale="log",
         xlabel="training tokens D",
         ylabel="final test loss",
         title="Eq. 4 fit: observed (dots) and L_hat(N, D) (lines)",
     )
-    ax.legend(fontsize=7)
+    style.plain_log_ticks(ax)
+    style.legend_beside(ax)
     return fig
 
 
+def _slope_text(study: Study, m: str, rel) -> str:
+    from slmscale.report.intervals import slope_interval
+
+    ci = slope_interval(study.doc, m)
+    return f"slope {num(rel.slope, 3)}" + (f" [{num(ci[0], 3)}, {num(ci[1], 3)}]" if ci else "")
+
+
 def fig4_loss_vs_metric(study: Study):
-    panels = _metric_panels(study)
-    if panels is None:
+    metrics = sorted(study.downstream)
+    if not metrics:
         return None
-    fig, pairs = panels
-    for ax, m, d in pairs:
-        ax.scatter(d["loss"], d["y"], s=10, alpha=0.7)
+    fig, axes = style.panels(len(metrics))
+    for ax, m in zip(axes, metrics, strict=True):
+        d = study.downstream[m]
+        ax.scatter(d["loss"], d["y"], s=10, alpha=0.6, color="tab:blue", label="runs")
         rel = d["linear"]
-        if rel:
+        if d.get("at_chance"):
+            ax.set_title(f"{m}: at chance, no line", fontsize=8)
+        elif rel:
             x = np.linspace(rel.loss_min, rel.loss_max, 20)
-            ax.plot(x, rel(x), "k-", label=f"r = {rel.pearson_r:.3f} ({rel.n_points} runs)")
+            ax.plot(x, rel(x), "k-", label="linear relation (unsaturated runs)")
             if rel.plateau is not None:
-                ax.axvline(rel.loss_min, color="gray", ls=":", label="saturation")
-            ax.legend(fontsize=7)
+                ax.axvline(rel.loss_min, color="gray", ls="-.", lw=0.8, label="saturation")
+            title = (
+                f"{m}: {_slope_text(study, m, rel)}, r = {rel.pearson_r:.3f} ({rel.n_points} runs)"
+            )
+            ax.set_title(title, fontsize=8)
+        style.chance_line(ax, d.get("chance", 0.5))
         ax.set(xlabel="test loss", ylabel=m)
     fig.suptitle("Figure 4: downstream metric against test loss")
-    fig.tight_layout()
+    style.figure_legend(fig, axes)
     return fig
 
 
 def fig5_tokenizers(study: Study):
     groups = study.tokenizers or {"(one tokenizer)": {"envelope": study.envelope}}
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 4))
     for i, (name, g) in enumerate(sorted(groups.items())):
         env, col = g["envelope"], plt.get_cmap("tab10")(i)
         ax.scatter(env["C"], env["L"], s=4, color=col, alpha=0.3)
@@ -186,9 +218,10 @@ def fig5_tokenizers(study: Study):
         yscale="log",
         xlabel="compute C (FLOPs)",
         ylabel="test loss",
-        title="Figure 5: tokenizers compared (loss envelopes)",
+        title="Figure 5: loss envelope per tokenizer",
     )
-    ax.legend(fontsize=7)
+    style.plain_log_ticks(ax)
+    style.legend_beside(ax)
     return fig
 
 
@@ -197,13 +230,13 @@ def fig_residuals(study: Study):
     res = np.log(t.loss) - np.log(p.predict(t.N, t.D))
     sizes, color = _sizes_colors(t.N)
     names = _names(t)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for s in sizes:
         m = t.N == s
-        ax.scatter(t.D[m] / t.N[m], res[m], color=color[s], s=12, label=_size_label(s, names))
+        ax.scatter(t.D[m] / t.N[m], res[m], color=color[s], s=12, label=size_label(s, names))
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xscale="log", xlabel="D / N", ylabel="log L - log L_hat", title="Eq. 4 residuals")
-    ax.legend(fontsize=7)
+    style.legend_beside(ax)
     return fig
 
 
@@ -211,16 +244,19 @@ def fig_rstar_profile(study: Study):
     dc = study.data_constrained
     if dc is None:
         return None
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(5.5, 4))
     g = dc.grid_log10
     z = np.log10(dc.surface / max(dc.surface.min(), 1e-300))
     cs = ax.contourf(
         g, g, z.T, levels=np.linspace(0, min(z.max(), 2.0), 21), cmap="magma_r", extend="max"
     )
     fig.colorbar(cs, ax=ax, label="log10(objective / minimum)")
-    ax.plot(np.log10(dc.R_star_N), np.log10(dc.R_star_D), "c*", ms=12, label="fit")
-    ax.set(xlabel="log10 R*_N", ylabel="log10 R*_D", title="Eq. 7/8 objective profile (R*)")
-    ax.legend(fontsize=7)
+    ax.plot(np.log10(dc.R_star_N), np.log10(dc.R_star_D), "c*", ms=12)
+    ax.set(
+        xlabel="log10 R*_N",
+        ylabel="log10 R*_D",
+        title="Eq. 7/8 objective profile (R*); star: the fit",
+    )
     return fig
 
 
@@ -237,89 +273,11 @@ FIGURES = {
 
 def save_all(study: Study, out_dir: Path) -> list[str]:
     """Write every figure that has data as PNG and SVG; returns the names written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     names = []
     for name, make in FIGURES.items():
         fig = make(study)
         if fig is None:
             continue
-        fig.tight_layout()  # no clipped axis labels or titles
-        fig.savefig(out_dir / f"{name}.png", metadata={"Software": None})
-        fig.savefig(out_dir / f"{name}.svg", metadata={"Date": None, "Creator": None})
-        plt.close(fig)
+        style.save(fig, out_dir, name)
         names.append(name)
     return names
-
-
-# ---- the paper's ablations (drawn from plain data: slmscale.demo.ablations builds it) ----------
-
-
-def save_figure(fig, out_dir: Path, name: str) -> None:
-    """One figure as PNG and SVG with the same fixed metadata as `save_all`."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / f"{name}.png", metadata={"Software": None})
-    fig.savefig(out_dir / f"{name}.svg", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
-
-
-def fig3_data_ablation(rows: list[dict]):
-    """Paper Figure 3: cloze accuracy by model size, one bar per training corpus.
-
-    `rows`: {corpus, model_size, params, topic_cloze_acc, story_cloze_acc} per (size, corpus).
-    """
-    metrics = [("topic_cloze_acc", "TopicCloze"), ("story_cloze_acc", "StoryCloze")]
-    corpora = sorted({r["corpus"] for r in rows}, key=lambda c: (c != "stories", c))
-    sizes = sorted({(r["params"], r["model_size"]) for r in rows})
-    fig, axes = plt.subplots(1, len(metrics), figsize=(9, 3.5), squeeze=False)
-    width = 0.8 / max(len(corpora), 1)
-    x = np.arange(len(sizes))
-    for ax, (m, label) in zip(axes[0], metrics, strict=True):
-        for j, corpus in enumerate(corpora):
-            by = {r["model_size"]: r.get(m, np.nan) for r in rows if r["corpus"] == corpus}
-            ax.bar(x + (j - (len(corpora) - 1) / 2) * width, [by.get(s, np.nan) for _, s in sizes],
-                   width, label=corpus, color=plt.get_cmap("tab10")(j))  # fmt: skip
-        ax.axhline(0.5, color="grey", ls=":", lw=0.8, label="chance")
-        ax.set_xticks(x, [f"{s}\n({_size_label(n)})" for n, s in sizes], fontsize=7)
-        ax.set(ylabel="accuracy", title=label, ylim=(0.3, 1.0))
-        ax.legend(fontsize=7)
-    fig.suptitle("Figure 3: data ablation, equal tokens of each corpus")
-    fig.tight_layout()
-    return fig
-
-
-def fig5_tokenizer_envelopes(groups: dict):
-    """Paper Figure 5: loss envelope and downstream envelopes against compute per tokenizer.
-
-    `groups`: tokenizer -> {C, L (eval points), run_C, metrics: name -> final value per run}.
-    """
-    from slmscale.laws.powerlaw import frontier
-
-    metrics = sorted({m for g in groups.values() for m in g["metrics"]})
-    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(3.3 * (1 + len(metrics)), 3.3))
-    axes = np.atleast_1d(axes)
-    for i, (name, g) in enumerate(sorted(groups.items())):
-        col = plt.get_cmap("tab10")(i)
-        if len(g["C"]):
-            axes[0].scatter(g["C"], g["L"], s=4, color=col, alpha=0.25)
-            f = frontier(g["C"], g["L"])
-            order = np.argsort(g["C"][f])
-            axes[0].plot(g["C"][f][order], g["L"][f][order], color=col, label=name)
-        for ax, m in zip(axes[1:], metrics, strict=True):
-            y, C = g["metrics"].get(m), g["run_C"]
-            if y is None or not np.isfinite(y).any():
-                continue
-            ok = np.isfinite(y)
-            ax.scatter(C[ok], y[ok], s=8, color=col, alpha=0.4)
-            f = frontier(C[ok], y[ok], maximize=True)
-            order = np.argsort(C[ok][f])
-            ax.plot(C[ok][f][order], y[ok][f][order], color=col, label=name)
-    axes[0].set(xscale="log", yscale="log", xlabel="compute C (FLOPs)", ylabel="test loss",
-                title="loss envelope")  # fmt: skip
-    for ax, m in zip(axes[1:], metrics, strict=True):
-        ax.axhline(0.5, color="grey", ls=":", lw=0.8)
-        ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel=m, title=f"{m} envelope")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.suptitle("Figure 5: k-means units against unigram-compressed units")
-    fig.tight_layout()
-    return fig
