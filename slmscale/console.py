@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
+import tempfile
 import warnings
+from contextlib import contextmanager
 
 #: Python loggers that are informative to library authors, not to users of a grid.
 NOISY_LOGGERS = {
@@ -68,3 +72,66 @@ def is_quiet() -> bool:
 def ray_logging_level() -> int:
     """The level to pass to `ray.init`: Ray resets its own logger there."""
     return logging.ERROR if _quiet else logging.INFO
+
+
+def init_ray(**kwargs) -> None:
+    """`ray.init`, quiet unless `-v`: the one way slmscale starts (or joins) Ray.
+
+    Ray sets up its logger inside `ray.init`, before it starts a local instance, so the level
+    has to be passed in: raised beforehand it is reset, and the token-auth warning and "Started
+    a local Ray instance" reach the terminal.
+    """
+    import ray
+
+    kwargs.setdefault("logging_level", ray_logging_level())
+    if not _quiet:
+        ray.init(**kwargs)
+        return
+    with _stderr_without(BACKEND_LEVEL_NOTICE):
+        ray.init(**kwargs)
+
+
+#: The one line Ray's C++ core prints whenever RAY_BACKEND_LOG_LEVEL is set (at INFO, before the
+#: level takes effect).  The variable has to be set: it keeps the driver's C++ errors about
+#: actors (e.g. Ray Data's "constructor arguments in the object store and max_restarts > 0")
+#: off the terminal.
+BACKEND_LEVEL_NOTICE = re.compile(rb"logging\.cc:\d+: Set ray log level from environment variable")
+
+
+@contextmanager
+def _stderr_without(pattern: re.Pattern):
+    """Run the block with file descriptor 2 in a temporary file, then write back every line but
+    those matching `pattern` (C++ writes to the descriptor, past Python's `sys.stderr`).
+
+    Processes Ray starts meanwhile (GCS, raylet, monitors) write to their own log files.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().splitlines(True) if not pattern.search(line)]
+            if kept:
+                os.write(2, b"".join(kept))
+
+
+def quiet_ray_data() -> None:
+    """Ray Data's console output down to errors (call after `import ray.data`).
+
+    Ray Data configures its own logger when imported (after `quiet_platform_logs` ran): INFO
+    lines per dataset ("Starting execution of Dataset ...", "execution finished") and a warning
+    that progress bars are off.  Its log file in the Ray session folder keeps all of it.
+    """
+    if not _quiet:
+        return
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.setLevel(logging.ERROR)

@@ -150,6 +150,9 @@ def _run_ray(plan, spec, centroids, dedup, writer, on_seconds, on_result, sizing
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
+    from slmscale.console import quiet_ray_data
+
+    quiet_ray_data()
     DataContext.get_current().enable_progress_bars = False
     counter = ray.remote(num_cpus=0)(_SecondsCounter).remote()
     rows = item_rows(plan, plan.pending())
@@ -299,9 +302,11 @@ def tokenize(
     if engine == "ray":
         import ray
 
+        from slmscale.console import init_ray
+
         owns_ray = not ray.is_initialized()
         if owns_ray:
-            ray.init(include_dashboard=False, log_to_driver=False)
+            init_ray(include_dashboard=False, log_to_driver=False)
     try:
         sizing = _sizing(engine, probe, encoder_spec, num_actors, num_gpus, batch_seconds)
         if engine == "ray" or sizing.batch_seconds != encoder_spec.batch_seconds:
