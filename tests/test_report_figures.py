@@ -61,7 +61,9 @@ def arms(study):
     btable, _ = validate_runs(book, "book")
     out = arms_of_study("main", study, True)
     out[0].main = True
-    out += arms_without_fit("book", btable, "5 runs of one size") + arms_of_study("uni", other, True)
+    out += arms_without_fit("book", btable, "5 runs of one size") + arms_of_study(
+        "uni", other, True
+    )
     for a in out:
         a.n_items = {r: {"sblimp_acc": 400, "story_cloze_acc": 200} for r in a.table.run_id}
     return out
@@ -154,3 +156,22 @@ def test_figures_fit_the_report_width(study, arms, tmp_path):
         h, w = mpimg.imread(tmp_path / f"{name}.png").shape[:2]
         assert w <= 100 * style.MAX_WIDTH_IN, (name, w)  # shown 1:1 in a 62em report
         assert min(w, h) >= 300, (name, w, h)
+
+
+def test_figure_1_drawn_with_both_flop_counts_when_the_runs_carry_both(study):
+    import copy
+
+    two = copy.copy(study)
+    two.single = copy.copy(study.single)
+    t = two.single
+    t.flops_full = 6.0 * t.N * t.D * (1.0 + 2e6 / t.N)  # attention: relatively more when small
+    fig = figures.fig1_loss_envelope(two)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_xlabel() for ax in axes] == [
+        "compute C (FLOPs, 6ND)",
+        "compute C (FLOPs, full count)",
+    ]
+    x6 = np.concatenate([ln.get_xdata() for ln in axes[0].lines[: len(t)]])
+    xf = np.concatenate([ln.get_xdata() for ln in axes[1].lines[: len(t)]])
+    assert xf.min() == pytest.approx(x6.min() * (1 + 2e6 / t.N.min()))  # shifted per run
+    assert figures.fig1_loss_envelope(study).axes[0].get_xlabel() == "compute C (FLOPs, 6ND)"

@@ -175,12 +175,23 @@ def data_ablation_rows(arms: list[Arm]) -> list[dict]:
                 vals = t.metrics[m][idx]
                 if not np.isfinite(vals).any():
                     continue
-                counts = [arm.n_items.get(t.run_id[i], {}).get(m) for i in idx]
+                counts = [_items(arm, i, m) for i in idx]
                 n = sum(counts) if all(c for c in counts) else None
                 acc = float(np.nanmean(vals))
                 row["metrics"][m] = {"acc": acc, "n_items": n, "ci95": binomial_ci(acc, n)}
             rows.append(row)
     return rows
+
+
+def _items(arm: Arm, i: int, metric: str) -> int | None:
+    """Items run i scored on `metric`: its eval details, else the runs table's count."""
+    n = arm.n_items.get(arm.table.run_id[i], {}).get(metric)
+    if n:
+        return int(n)
+    col = (getattr(arm.table, "n_items", None) or {}).get(metric)
+    if col is not None and np.isfinite(col[i]) and col[i] > 0:
+        return int(col[i])
+    return None
 
 
 def data_ablation_claims(arms: list[Arm], rows: list[dict]) -> dict[str, str]:

@@ -227,7 +227,6 @@ def build_blocks(study: Study, figures: list[str], title: str, arms: list | None
         ("h2", "Figure 1: loss envelope"),
         ("p", _envelope_line(doc)),
         ("fig", "fig1_loss_envelope", "Loss against compute; black: envelope"),
-        ("fig", "fig1_loss_envelope_full", "The same with the full FLOP count"),
         ("h2", "Figure 2 and Table 3: downstream envelopes against compute"),
         ("table", *tables.table3(doc)),
         ("p", _table3_note(doc)),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from slmscale.laws.powerlaw import envelope_law, frontier
 from slmscale.laws.study import Study
 from slmscale.report import style
 from slmscale.report.numbers import num, verdict, with_interval
@@ -47,32 +48,72 @@ def _exponent_text(doc: dict, key: str, value, digits: int = 3) -> str:
     return with_interval(value, ci, verdict(doc, key), digits)
 
 
+def _other_count(study: Study):
+    """(name, C of the envelope's points) under the FLOP count the fit did not use, when every
+    run has both (the full count: 6ND plus attention and the output layer); else None."""
+    t, env = study.single, study.envelope
+    full = getattr(t, "flops_full", None)
+    if full is None or not len(t) or not np.isfinite(full).all():
+        return None
+    six = 6.0 * t.N * t.D
+    used = study.doc.get("flops_definition") or "6nd"
+    ratio = dict(zip(t.run_id, six / full if used == "full" else full / six, strict=True))
+    scale = np.array([ratio.get(str(r), np.nan) for r in env["run_id"]])
+    return ("6ND" if used == "full" else "full count"), env["C"] * scale
+
+
+def _loss_panel(ax, study: Study, C, color, n_of, law, title: str) -> None:
+    env = study.envelope
+    for rid in sorted(set(env["run_id"])):
+        m = env["run_id"] == rid
+        order = np.argsort(C[m])
+        ax.plot(C[m][order], env["L"][m][order], color=color[n_of[rid]], lw=0.8, alpha=0.7)
+    if law is not None:
+        f = frontier(C, env["L"])
+        ax.scatter(C[f], env["L"][f], s=10, color="black", zorder=3, label="envelope")
+        c = np.geomspace(C.min(), C.max(), 50)
+        ax.plot(c, law(c), "k--", label="power law of the envelope")
+    ax.set(xscale="log", yscale="log", ylabel="test loss", title=title)
+    style.plain_log_ticks(ax)
+
+
 def fig1_loss_envelope(study: Study):
+    """Figure 1; with a second panel under the other FLOP count when the runs carry both."""
     env, t = study.envelope, study.single
     n_of = dict(zip(t.run_id, t.N, strict=True))
     sizes, color = _sizes_colors(t.N)
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    for rid in sorted(set(env["run_id"])):
-        m = env["run_id"] == rid
-        order = np.argsort(env["C"][m])
-        ax.plot(env["C"][m][order], env["L"][m][order], color=color[n_of[rid]], lw=0.8, alpha=0.7)
     names = _names(t)
-    for s in sizes:
-        ax.plot([], [], color=color[s], label=size_label(s, names))
-    f = env["frontier"]
-    ax.scatter(env["C"][f], env["L"][f], s=10, color="black", zorder=3, label="envelope")
+    used = "full count" if study.doc.get("flops_definition") == "full" else "6ND"
+    other = _other_count(study)
+    fig, axes = style.panels(2) if other else plt.subplots(figsize=(6.4, 4))
+    axes = axes if other else [axes]
     law = env["law"]
-    title = f"Figure 1: loss envelope ({env['basis']})"
+    title = f"{used} (the fit's)"
     if law:
-        c = np.geomspace(env["C"].min(), env["C"].max(), 50)
-        ax.plot(c, law(c), "k--", label="power law of the envelope")
         g = _exponent_text(study.doc, "envelope_gamma", law.gamma)
         title += f"\nL = {num(law.k, 3)} C^gamma, gamma = {g}"
-    flops = study.doc.get("flops_definition")
-    xlabel = "compute C (FLOPs" + (f", {flops})" if flops else ")")
-    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="test loss", title=title)
-    style.plain_log_ticks(ax)
-    style.legend_beside(ax)
+    _loss_panel(axes[0], study, env["C"], color, n_of, law, title)
+    axes[0].set_xlabel(f"compute C (FLOPs, {used})")
+    if other:
+        name, C = other
+        _, law2 = envelope_law(C, env["L"])
+        _loss_panel(
+            axes[1],
+            study,
+            C,
+            color,
+            n_of,
+            law2,
+            f"{name}\n(exponent fitted with --flops {'6nd' if name == '6ND' else 'full'})",
+        )
+        axes[1].set_xlabel(f"compute C (FLOPs, {name})")  # fmt: skip
+    for s in sizes:
+        axes[0].plot([], [], color=color[s], label=size_label(s, names))
+    fig.suptitle(f"Figure 1: loss envelope ({env['basis']})")
+    if other:
+        style.figure_legend(fig, axes, ncol=6)
+    else:
+        style.legend_beside(axes[0])
     return fig
 
 
