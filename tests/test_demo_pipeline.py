@@ -44,7 +44,7 @@ resources: {workers: 1, cpus_per_worker: 0.9, max_concurrent_trials: 2, max_fail
 @pytest.mark.skipif(bool(MISSING), reason=f"pipeline stages not built yet: {', '.join(MISSING)}")
 def test_tiny_demo_runs_every_stage(tmp_path):
     from slmscale.config import load_grid_spec
-    from slmscale.demo.run import DemoLayout, run_demo, tokenize_jobs
+    from slmscale.demo.run import DemoLayout, closing_lines, run_demo, tokenize_jobs
     from slmscale.grid.expand import expand_grid, resolve_data
     from slmscale.tracking import client
     from slmscale.units import read_rejects, read_units
@@ -90,9 +90,15 @@ def test_tiny_demo_runs_every_stage(tmp_path):
     assert loss[("t-large", 16000)] < loss[("t-small", 16000)]
     assert loss[("t-large", 16000)] < loss[("t-large", 2000)]
 
-    # the report and fit.json written
+    # the report and fit.json written; the last lines name them, the UI and the grid's view
     assert (result.report_dir / "report.md").is_file()
     assert list(Path(result.report_dir).rglob("fit.json"))
+    lines = closing_lines(result)
+    assert str(result.report_dir / "report.html") in lines[0]
+    assert f"mlflow ui --backend-store-uri {result.tracking_uri}" in lines[2]
+    assert lines[3].endswith(
+        f"/#/experiments/{exp.experiment_id}/runs?viewStateShareKey=slmscale-grid-demo_tiny"
+    )
 
     # a rerun reuses every stage
     again = run_demo(work, world=PRESETS["tiny"], spec_file=spec_file, tokenize_engine="local")

@@ -291,9 +291,12 @@ def to_html(blocks: list, fig_dir: Path, title: str) -> str:
                 f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
                 f"<figcaption>{e(b[2])}</figcaption></figure>"
             )
+    # 62em (~990 px) holds the widest figure (style.MAX_WIDTH_IN, 960 px) at its own size: no
+    # figure is shrunk, so its 9 pt text stays readable; figures keep no side margins.
     style = (
-        "body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:"
-        "collapse}td,th{border:1px solid #ccc;padding:2px 6px}img{max-width:100%}"
+        "body{font-family:sans-serif;max-width:62em;margin:auto;padding:0 8px}"
+        "table{border-collapse:collapse;font-size:0.9em}td,th{border:1px solid #ccc;"
+        "padding:2px 6px}figure{margin:1em 0}img{max-width:100%}"
     )
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title>'
