@@ -22,8 +22,10 @@ The test set is the `test` split of the sources with `in_test`, packed the same 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +33,10 @@ from slmscale import tokenstore
 from slmscale import units as units_io
 from slmscale.errors import UserError
 from slmscale.tokenstore import ENV_CACHE, TokenStore, allocate, ensure_store  # noqa: F401
+from slmscale.trial import DataSource
+
+if TYPE_CHECKING:
+    from slmscale.trial import Trial
 
 TEST_SPLIT = tokenstore.TEST_SPLIT
 IGNORE_INDEX = -100  # label of padding positions (torch cross-entropy's default ignore index)
@@ -39,57 +45,24 @@ IGNORE_INDEX = -100  # label of padding positions (torch cross-entropy's default
 TOKEN_DTYPE = np.uint16
 
 
-@dataclass(frozen=True)
-class SourceData:
-    """One source of a trial's `data` list, as the store reads it."""
-
-    path: str
-    weight: float | None
-    in_test: bool
-    datasets: list[str] | None
-
-    def to_dict(self) -> dict:
-        return {"path": self.path, "weight": self.weight, "datasets": self.datasets}
-
-
-def load_sources(data: list[dict]) -> list[SourceData]:
-    """The sources of a trial config's `data` list (path, weight, in_test, datasets), checked
-    to exist; nothing is read beyond meta.json."""
-    out = []
-    for src in data:
-        path = src["path"]
-        if not units_io.is_units_dataset(path):
-            raise UserError(f"{path}: units dataset not found; run `slmscale tokenize` first")
-        w = src.get("weight")
-        out.append(
-            SourceData(
-                path,
-                None if w is None else float(w),
-                bool(src.get("in_test", True)),
-                src.get("datasets"),
-            )
-        )
-    return out
-
-
-def build_pool(
-    sources: list[SourceData],
-    unique_tokens: int,
-    n_units: int,
-    seed: int,
-    cache_dir: str | Path | None = None,
-) -> np.ndarray:
-    """The U_D unique training tokens fixed by the seed: the first U_D tokens of the store
-    (built under a file lock if it is not ready; a read-only memory-mapped view)."""
-    store = ensure_store([s.to_dict() for s in sources], n_units, seed, cache_dir)
-    return store.prefix(unique_tokens)
-
-
 class TokenStream:
-    """The training stream: `passes` over the pool's chunks, reshuffled each pass, cut at D."""
+    """The training stream: `passes` over the pool's chunks, reshuffled each pass, cut at D.
 
-    def __init__(self, pool: np.ndarray, tokens: int, context: int, seed: int) -> None:
+    With `first_pass_in_order` the first pass reads the pool in store order (later passes are
+    shuffled as usual), so the stream's first D tokens are the store's first D whatever U_D is:
+    what lets WSD runs of different budgets share one trunk (slmscale.train.schedule).
+    """
+
+    def __init__(
+        self,
+        pool: np.ndarray,
+        tokens: int,
+        context: int,
+        seed: int,
+        first_pass_in_order: bool = False,
+    ) -> None:
         self.pool, self.tokens, self.context, self.seed = pool, int(tokens), int(context), seed
+        self.first_pass_in_order = first_pass_in_order
         self.unique = len(pool)
         self.n_chunks = math.ceil(self.unique / context)
         self._pass: int | None = None
@@ -99,7 +72,10 @@ class TokenStream:
     def _load_pass(self, p: int) -> None:
         if self._pass == p:
             return
-        order = np.random.default_rng([self.seed, 2, p]).permutation(self.n_chunks)
+        if p == 0 and self.first_pass_in_order:
+            order = np.arange(self.n_chunks)
+        else:
+            order = np.random.default_rng([self.seed, 2, p]).permutation(self.n_chunks)
         lengths = np.minimum(self.context, self.unique - order * self.context)
         self._order = order
         self._starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
@@ -165,29 +141,59 @@ class TrialData:
     tokenizer_fingerprint: str | None
 
 
-def load_trial_data(config: dict, cache_dir: str | Path | None = None) -> TrialData:
-    """The data of a resolved trial config (see slmscale.grid.expand: data, tokens, U_D, seed).
+def load_trial_data(trial: Trial, cache_dir: str | Path | None = None) -> TrialData:
+    """The data of a trial (slmscale.trial.Trial): its stream of D tokens over U_D, its test set."""
+    return open_data(
+        trial.data,
+        n_units=trial.n_units,
+        seed=trial.seed,
+        unique_tokens=trial.unique_tokens,
+        tokens=trial.tokens,
+        context=trial.context,
+        max_test_tokens=trial.eval.max_test_tokens,
+        first_pass_in_order=trial.schedule.kind == "wsd",
+        cache_dir=cache_dir,
+    )
+
+
+def open_data(
+    sources: Sequence[DataSource],
+    *,
+    n_units: int,
+    seed: int,
+    unique_tokens: int,
+    tokens: int,
+    context: int,
+    max_test_tokens: int | None = None,
+    first_pass_in_order: bool = False,
+    cache_dir: str | Path | None = None,
+) -> TrialData:
+    """A stream of `tokens` over the first `unique_tokens` of the sources' token store.
 
     The pool is a prefix of the token store under `cache_dir` (default:
     `tokenstore.default_store_dir`), which is built first if it is not ready: safe to call from
     every rank at once (one builds, the others wait).  With a ready store no shard is read.
     """
-    sources = load_sources(config["data"])
+    for src in sources:
+        if not units_io.is_units_dataset(src.path):
+            raise UserError(f"{src.path}: units dataset not found; run `slmscale tokenize` first")
     metas = {s.path: units_io.load_meta(s.path) for s in sources}
     units_io.check_same_tokenizer(metas)
-    n_units = int(config["n_units"])
-    store = ensure_store([s.to_dict() for s in sources], n_units, int(config["seed"]), cache_dir)
-    pool = store.prefix(int(config["unique_tokens"]))
-    stream = TokenStream(pool, int(config["tokens"]), int(config["context"]), int(config["seed"]))
-    test = test_windows(
-        store.test([s.in_test for s in sources]),
-        int(config["context"]),
-        config.get("eval", {}).get("max_test_tokens"),
-    )
+    store_sources = [
+        {"path": s.path, "weight": s.weight, "datasets": _list(s.datasets)} for s in sources
+    ]
+    store = ensure_store(store_sources, int(n_units), int(seed), cache_dir)
+    pool = store.prefix(int(unique_tokens))
+    stream = TokenStream(pool, tokens, context, seed, first_pass_in_order)
+    test = test_windows(store.test([s.in_test for s in sources]), int(context), max_test_tokens)
     if not test:
         raise UserError(
             "data: no test utterances (split 'test') in the sources with in_test; "
             "the test loss needs a held-out split"
         )
     fingerprint = units_io.tokenizer_fingerprint(next(iter(metas.values()))) if metas else None
-    return TrialData(stream, test, n_units, fingerprint)
+    return TrialData(stream, test, int(n_units), fingerprint)
+
+
+def _list(values) -> list | None:
+    return list(values) if values is not None else None

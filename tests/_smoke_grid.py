@@ -31,23 +31,29 @@ def three_smoke_jobs(tmp_path: Path, monkeypatch, resources: str):
     return plan, jobs, uri
 
 
-def run_with_a_kill_and_a_raise(tmp_path: Path, plan, jobs, uri: str):
+def run_with_a_kill_and_a_raise(tmp_path: Path, plan, jobs, uri: str, inject_faults):
     """Run the three jobs on a local Ray: the second's worker is SIGKILLed before step 30 once
     (wall-clock checkpoints at every flush), the third raises before step 5.
 
     Returns (grid summary, {trial key: its MLflow run}).
     """
     import io
+    from dataclasses import replace
 
     import ray
 
     from slmscale.grid.tune import run_grid
     from slmscale.tracking import client
 
-    _, jb, jc = jobs
-    jb.options = {**jb.options, "checkpoint_every_steps": None, "checkpoint_every_minutes": 0.0}
-    jb.faults = {"kill_at_step": 30, "kill_marker": str(tmp_path / "killed-once")}
-    jc.faults = {"raise_at_step": 5}
+    ja, jb, jc = jobs
+    every_flush = replace(jb.options, checkpoint_every_steps=None, checkpoint_every_minutes=0.0)
+    jobs = [ja, replace(jb, options=every_flush), jc]
+    inject_faults(
+        {
+            jb.key: {"kill_at_step": 30, "kill_marker": str(tmp_path / "killed-once")},
+            jc.key: {"raise_at_step": 5},
+        }
+    )
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         summary = run_grid(jobs, plan.spec.resources, grid_name="smoke", stream=io.StringIO())

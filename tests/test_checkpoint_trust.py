@@ -10,24 +10,26 @@ import sys
 from pathlib import Path
 
 import pytest
+import slmscale_faults
 import torch
+from slmscale_faults import InjectedFault
 from test_train_core import smoke_trials  # noqa: F401 - the smoke grid fixture
 
-from slmscale.train import FaultInjection, InjectedFault, RuntimeOptions, train_one_trial
+from slmscale.train import RuntimeOptions, train_one_trial
 from slmscale.train import checkpoint as ckpt
 
 OPTS = RuntimeOptions(checkpoint_every_steps=8, log_every_steps=4, deterministic=True)
 
 
 def _config(trials):
-    return next(t for t in trials if t.epochs == 2).config  # 32 steps
+    return next(t for t in trials if t.epochs == 2)  # 32 steps
 
 
 def _crash_at(config, root: Path, step: int) -> None:
-    with pytest.raises(InjectedFault):
-        train_one_trial(
-            config, checkpoint_dir=root, options=OPTS, faults=FaultInjection(raise_at_step=step)
-        )
+    with pytest.MonkeyPatch.context() as m:
+        slmscale_faults.install({"*": {"raise_at_step": step}}, m.setattr)
+        with pytest.raises(InjectedFault):
+            train_one_trial(config, checkpoint_dir=root, options=OPTS)
 
 
 def _resume(config, root: Path):
@@ -154,10 +156,10 @@ def test_scratch_of_a_killed_worker_is_swept(tmp_path):
 
 
 def test_ray_restore_walks_back_through_stored_checkpoints(smoke_trials, tmp_path):  # noqa: F811
-    """The Ray worker's candidates: Ray's latest, then the older ckpt-* beside it in storage."""
+    """The Ray worker's candidates: the trial's ckpt-* beside Ray's latest, newest first."""
     import ray.train
 
-    from slmscale.grid.trainworker import _stored_candidates
+    from slmscale.grid.trainworker import _own_checkpoints
 
     config = _config(smoke_trials)
     local = tmp_path / "local"
@@ -170,34 +172,17 @@ def test_ray_restore_walks_back_through_stored_checkpoints(smoke_trials, tmp_pat
     assert names[0].startswith("ckpt-0000000008") and len(names) == 3  # 8, 16, 24
     latest = storage / names[-1]
     (latest / ckpt.STATE_FILE).write_bytes(b"torn upload")
-    found = list(_stored_candidates(ray.train.Checkpoint(str(latest))))
+    (storage / "ckpt-0000000030-abcd1234-otherpacked1").mkdir()  # another trial's, newer
+    found = list(_own_checkpoints(ray.train.Checkpoint(str(latest)), "-abcd1234"))
     assert [p.name for p in found] == names[::-1]
     warnings = []
     seen = []
     train_one_trial(  # restore through the core, as the worker does
         config,
         reporter=lambda m, s: seen.append(s),
-        resume_from=_stored_candidates(ray.train.Checkpoint(str(latest))),
+        resume_from=_own_checkpoints(ray.train.Checkpoint(str(latest)), "-abcd1234"),
         options=OPTS,
         warn=warnings.append,
     )
     assert str(latest / ckpt.STATE_FILE) in warnings[0]
     assert 16 * 256 < min(seen) <= 20 * 256
-
-
-def test_code_failure_ledger_counts_attempts_and_is_cleared(tmp_path):
-    """The worker's ledger of code failures: one entry per attempt, cleared by the driver."""
-    from slmscale.grid.runner import TrialJob
-    from slmscale.grid.trainworker import clear_code_failures, code_failures, record_code_failure
-
-    job = TrialJob("k1", "r", "g", {}, {}, 1, "sqlite://", "0", str(tmp_path / "st"))
-    assert code_failures(job) == []
-    record_code_failure(job, "attempt-a", "InjectedFault: rank 1")
-    record_code_failure(job, "attempt-a", "InjectedFault: rank 0")  # same attempt: one entry
-    record_code_failure(job, "attempt-b", "non-finite train loss (nan) at step 3")
-    got = code_failures(job)
-    assert [f["attempt"] for f in got] == ["attempt-a", "attempt-b"]
-    assert got[-1]["reason"].startswith("non-finite")
-    assert (tmp_path / "st" / "trial-k1" / "slmscale-failures").is_dir()
-    clear_code_failures(job)
-    assert code_failures(job) == []

@@ -22,8 +22,9 @@ from _units_data import (
 )
 
 from slmscale import tokenstore
-from slmscale.corpus import build_pool, load_sources, load_trial_data
+from slmscale.corpus import open_data
 from slmscale.model import special_token_ids
+from slmscale.trial import DataSource
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,11 @@ def _store(data, seed, tmp_path):
     return tokenstore.ensure_store(data, N_UNITS, seed, tmp_path / "stores")
 
 
+def _pool(data, unique, seed, cache_dir=None):
+    """A trial's U_D unique tokens: the first `unique` tokens of the store."""
+    return tokenstore.ensure_store(data, N_UNITS, seed, cache_dir).prefix(unique)
+
+
 @pytest.mark.parametrize("batch_rows", [4096, 7])
 @pytest.mark.parametrize(
     ("datasets", "fraction", "seed"), [(None, 0.5, 0), (None, 0.999, 7), (["b"], 0.3, 3)]
@@ -50,7 +56,7 @@ def test_one_source_prefix_equals_the_old_pool(
     store = _store(data, seed, tmp_path)
     for unique in {int(store.n_tokens * fraction), int(store.n_tokens * fraction) - 1}:
         expected = reference_pool(data, unique, N_UNITS, seed)
-        pool = build_pool(load_sources(data), unique, N_UNITS, seed, cache_dir=tmp_path / "stores")
+        pool = _pool(data, unique, seed, cache_dir=tmp_path / "stores")
         assert isinstance(pool, np.memmap) and pool.dtype == np.uint16
         assert len(pool) == len(expected) == unique
         assert pool.tobytes() == expected.tobytes()
@@ -87,7 +93,7 @@ def test_pool_ends_mid_utterance(two_sources, tmp_path):
     order = np.random.default_rng([4, 1, 0]).permutation(len(utts))
     k = next(k for k in range(1, len(order)) if len(utts[order[k]]) > 4)
     unique = sum(len(utts[j]) + 2 for j in order[:k]) + 5  # BOS, 4 units of utterance k
-    pool = build_pool(load_sources(data), unique, N_UNITS, 4, cache_dir=tmp_path)
+    pool = _pool(data, unique, 4, cache_dir=tmp_path)
     assert np.array_equal(pool[-4:], utts[order[k]][:4])
     assert pool[-5] == special_token_ids(N_UNITS)["bos"]
     assert pool.tobytes() == reference_pool(data, unique, N_UNITS, 4).tobytes()
@@ -107,12 +113,12 @@ def test_test_split_is_packed_in_shard_order_for_in_test_sources(two_sources, tm
 def test_default_store_dir_follows_env_else_beside_the_units(two_sources, tmp_path, monkeypatch):
     data = [{"path": str(two_sources[1])}]
     monkeypatch.setenv(tokenstore.ENV_CACHE, str(tmp_path / "cache"))
-    pool = build_pool(load_sources(data), 50, N_UNITS, 0)
+    pool = _pool(data, 50, 0)
     assert os.path.dirname(os.path.dirname(str(pool.filename))) == str(
         tmp_path / "cache" / "stores"
     )
     monkeypatch.delenv(tokenstore.ENV_CACHE)
-    pool = build_pool(load_sources(data), 50, N_UNITS, 0)
+    pool = _pool(data, 50, 0)
     beside = two_sources[1] / tokenstore.STORES_DIR
     assert os.path.dirname(os.path.dirname(str(pool.filename))) == str(beside)
 
@@ -124,13 +130,12 @@ def test_trial_data_from_many_shards_stays_small(tmp_path, monkeypatch):
     n_tokens = write_units(big, shards=80, rows_per_shard=40, length=(200, 400), seed=3)
     write_units(small, shards=1, rows_per_shard=12, seed=4)
     data = [{"path": str(big), "in_test": False}, {"path": str(small), "weight": None}]
-    config = {"data": data, "n_units": N_UNITS, "tokens": 0, "context": 64, "seed": 0}
-    load_trial_data(config | {"unique_tokens": 10, "tokens": 10}, cache_dir=tmp_path / "warm")
+    sources = [DataSource.from_dict(d) for d in data]
+    config = {"n_units": N_UNITS, "unique_tokens": 10, "tokens": 10, "context": 64, "seed": 0}
+    open_data(sources, **config, cache_dir=tmp_path / "warm")
     tracemalloc.start()
     try:
-        trial = load_trial_data(
-            config | {"unique_tokens": 10, "tokens": 10}, cache_dir=tmp_path / "c"
-        )
+        trial = open_data(sources, **config, cache_dir=tmp_path / "c")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -45,7 +45,7 @@ def _open(uri, exp, plan, description="Two tiny models, for CI."):
         "smoke",
         spec_text="name: smoke\n",
         overrides=["seed=1"],
-        trial_rows=trial_rows(plan.spec, plan.trials),
+        trial_rows=trial_rows(plan.spec, plan.data, plan.trials),
         description=description,
     )
 

@@ -24,22 +24,25 @@ from _units_data import N_UNITS, write_units
 
 from slmscale import tokenstore
 from slmscale import units as units_io
-from slmscale.corpus import load_trial_data
+from slmscale.corpus import open_data
 from slmscale.errors import UserError
+from slmscale.trial import DataSource
 
 TIMEOUT = 600  # generous: the machine is shared and loaded
 
 
-def _config(data, unique, seed=0, context=32):
-    return {
-        "data": data,
-        "n_units": N_UNITS,
-        "unique_tokens": unique,
-        "tokens": 2 * unique,
-        "context": context,
-        "seed": seed,
-        "eval": {},
-    }
+def _open(data, unique, seed=0, context=32, cache_dir=None, n_units=N_UNITS):
+    """A trial's data: two passes over the first `unique` tokens of the sources' store."""
+    sources = [DataSource.from_dict(d) for d in data]
+    return open_data(
+        sources,
+        n_units=n_units,
+        seed=seed,
+        unique_tokens=unique,
+        tokens=2 * unique,
+        context=context,
+        cache_dir=cache_dir,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +57,8 @@ def three_sources(tmp_path_factory):
 
 def test_two_budgets_read_nested_prefixes(three_sources, tmp_path):
     data = [{"path": str(p)} for p in three_sources]
-    small = load_trial_data(_config(data, 3_000), cache_dir=tmp_path)
-    large = load_trial_data(_config(data, 40_000), cache_dir=tmp_path)
+    small = _open(data, 3_000, cache_dir=tmp_path)
+    large = _open(data, 40_000, cache_dir=tmp_path)
     a, b = small.stream.pool, large.stream.pool
     assert len(a) == 3_000 and len(b) == 40_000
     assert np.array_equal(a, b[:3_000])  # every smaller budget is a subset of every larger one
@@ -146,11 +149,11 @@ def test_trial_start_with_a_ready_store_reads_no_parquet_shard(
 ):
     data = [{"path": str(p)} for p in three_sources]
     reads = _ShardReads(monkeypatch)
-    built = load_trial_data(_config(data, 5_000), cache_dir=tmp_path)  # builds: reads shards
+    built = _open(data, 5_000, cache_dir=tmp_path)  # builds: reads shards
     assert reads.paths, "the counter must see the build's reads"
     reads.paths.clear()
     for unique in (5_000, 20_000, 500):
-        trial = load_trial_data(_config(data, unique), cache_dir=tmp_path)
+        trial = _open(data, unique, cache_dir=tmp_path)
         assert len(trial.stream.pool) == unique and trial.test
     assert reads.paths == []
     assert np.array_equal(built.stream.pool[:500], trial.stream.pool)
@@ -360,7 +363,7 @@ def test_tokenize_builds_the_store_and_the_first_trial_reads_no_shard(
     store = tokenstore.open_store(data, 20, 0)
     assert store is not None and store.n_tokens > 0
     reads = _ShardReads(monkeypatch)
-    trial = load_trial_data(_config(data, store.n_tokens, context=16) | {"n_units": 20})
+    trial = _open(data, store.n_tokens, context=16, n_units=20)
     assert reads.paths == [] and len(trial.stream.pool) == store.n_tokens and trial.test
 
 

@@ -1,22 +1,18 @@
-"""The training core without Ray or MLflow: schedule, exact token accounting, resume, NaN."""
+"""The training core without Ray or MLflow: schedules, exact token accounting, resume, NaN."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from slmscale_faults import InjectedFault
 
 from slmscale.config import load_grid_spec
-from slmscale.corpus import TokenStream, allocate, build_pool, load_sources
+from slmscale.corpus import TokenStream, allocate, load_trial_data
 from slmscale.grid.expand import expand_grid, resolve_data
-from slmscale.train import (
-    FaultInjection,
-    InjectedFault,
-    RuntimeOptions,
-    lr_at,
-    train_one_trial,
-)
+from slmscale.train import RuntimeOptions, lr_at, train_one_trial
 from slmscale.train.synthetic import write_synthetic_units
 
 SMOKE = "tune_spaces/smoke.yaml"
@@ -38,10 +34,7 @@ def smoke_trials(tmp_path_factory):
         trials = expand_grid(spec, resolve_data(spec))
     finally:
         os.chdir(cwd)
-    for t in trials:
-        for src in t.config["data"]:
-            src["path"] = str(root / src["path"])
-    return trials
+    return [t.with_paths(lambda p: str(root / p)) for t in trials]
 
 
 def test_lr_schedule_endpoints_exact():
@@ -66,8 +59,7 @@ def test_allocate_by_weight_with_overflow():
 
 def test_stream_covers_pool_exactly(smoke_trials):
     trial = next(t for t in smoke_trials if t.epochs == 2)
-    sources = load_sources(trial.config["data"])
-    pool = build_pool(sources, trial.unique_tokens, trial.config["n_units"], seed=0)
+    pool = load_trial_data(trial).stream.pool
     assert len(pool) == trial.unique_tokens
     stream = TokenStream(pool, trial.tokens, trial.context, seed=0)
     idx = np.concatenate([stream.indices(w * 64, (w + 1) * 64) for w in range(stream.n_windows)])
@@ -76,33 +68,32 @@ def test_stream_covers_pool_exactly(smoke_trials):
     assert sorted(first) == list(range(trial.unique_tokens))  # pass 1: every pool token once
     assert sorted(second) == list(range(trial.unique_tokens))  # pass 2: again...
     assert not np.array_equal(first, second)  # ...in a fresh order
-    again = build_pool(load_sources(trial.config["data"]), trial.unique_tokens, 20, seed=0)
+    again = load_trial_data(trial).stream.pool
     assert np.array_equal(pool, again)  # the seed fixes the unique tokens
 
 
 def test_uneven_budget_stops_at_exactly_d(smoke_trials):
-    config = dict(smoke_trials[0].config, tokens=1000, unique_tokens=700)
-    result = train_one_trial(config, options=RuntimeOptions(deterministic=True))
+    trial = replace(smoke_trials[0], tokens=1000, unique_tokens=700)
+    result = train_one_trial(trial, options=RuntimeOptions(deterministic=True))
     assert result.status == "FINISHED"
     assert result.tokens_trained == 1000  # 3 full steps of 256 and a partial one of 232
     assert result.unique_tokens_seen == 700
     assert result.steps == math.ceil(1000 / (4 * 64))
 
 
-def test_kill_and_resume_gives_the_same_final_loss(smoke_trials, tmp_path):
-    config = next(t for t in smoke_trials if t.epochs == 2).config
+def test_kill_and_resume_gives_the_same_final_loss(smoke_trials, tmp_path, monkeypatch):
+    trial = next(t for t in smoke_trials if t.epochs == 2)
     opts = RuntimeOptions(checkpoint_every_steps=8, log_every_steps=4, deterministic=True)
-    full = train_one_trial(config, options=opts)
-    with pytest.raises(InjectedFault):
-        train_one_trial(
-            config,
-            checkpoint_dir=tmp_path / "ckpt",
-            options=opts,
-            faults=FaultInjection(raise_at_step=21),
-        )
+    full = train_one_trial(trial, options=opts)
+    with monkeypatch.context() as m:
+        import slmscale_faults
+
+        slmscale_faults.install({"*": {"raise_at_step": 21}}, m.setattr)
+        with pytest.raises(InjectedFault):
+            train_one_trial(trial, checkpoint_dir=tmp_path / "ckpt", options=opts)
     seen = []
     resumed = train_one_trial(
-        config,
+        trial,
         reporter=lambda m, step: seen.append(step),
         checkpoint_dir=tmp_path / "ckpt",
         options=opts,
@@ -113,12 +104,9 @@ def test_kill_and_resume_gives_the_same_final_loss(smoke_trials, tmp_path):
     assert full.test_loss_final < math.log(20)  # and it learned something
 
 
-def test_nan_loss_fails_the_trial_with_a_reason(smoke_trials):
-    result = train_one_trial(
-        smoke_trials[0].config,
-        options=RuntimeOptions(deterministic=True),
-        faults=FaultInjection(nan_at_step=3),
-    )
+def test_nan_loss_fails_the_trial_with_a_reason(smoke_trials, inject_faults):
+    inject_faults({smoke_trials[0].key: {"nan_at_step": 3}})
+    result = train_one_trial(smoke_trials[0], options=RuntimeOptions(deterministic=True))
     assert result.status == "FAILED"
     assert "non-finite train loss" in result.reason and "step 3" in result.reason
     assert result.steps == 4

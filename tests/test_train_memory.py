@@ -92,7 +92,7 @@ def test_paper_dry_run_fits_every_trial_in_its_declared_memory():
 
     repo = Path(__file__).resolve().parents[1]
     plan = load_plan(str(repo / "tune_spaces" / "paper.yaml"))
-    rows = trial_rows(plan.spec, plan.trials)
+    rows = trial_rows(plan.spec, plan.data, plan.trials)
     assert len(rows) == 55
     for r in rows:
         assert r["micro_batch"] >= 1 and not r["activation_checkpointing"], r

@@ -9,19 +9,22 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 
 import pytest
+import slmscale_faults
 import torch.multiprocessing as mp
 from test_train_core import smoke_trials  # noqa: F401 - the smoke grid fixture
 
 from slmscale.tracking.schema import M_TEST_LOSS, M_TRAIN_LOSS
-from slmscale.train import FaultInjection, RuntimeOptions, train_one_trial
+from slmscale.train import RuntimeOptions, train_one_trial
 from slmscale.train import checkpoint as ckpt
+from slmscale.trial import Benchmark
 
 
-def _uneven(trials) -> dict:
+def _uneven(trials):
     """5 sequences per step over 2 workers (3 + 2), and a last step of 2.5 windows."""
-    return dict(trials[0].config, tokens=4000, unique_tokens=4000, batch_size=5)
+    return replace(trials[0], tokens=4000, unique_tokens=4000, batch_size=5)
 
 
 def _curve(config, **kw):
@@ -99,19 +102,17 @@ def test_one_and_two_gloo_workers_give_the_same_loss_curve(smoke_trials, tmp_pat
 def test_injected_oom_halves_the_micro_batch_and_keeps_the_batch(
     smoke_trials,  # noqa: F811
     tmp_path,
+    monkeypatch,
 ):
-    config = dict(smoke_trials[0].config, batch_size=4)
+    config = replace(smoke_trials[0], batch_size=4)
     warnings = []
     opts = RuntimeOptions(
         log_every_steps=1, deterministic=True, micro_batch_size=4, checkpoint_every_steps=8
     )
-    losses, result = _curve(
-        config,
-        options=opts,
-        faults=FaultInjection(oom_above_micro_batch=1, oom_from_step=3),
-        warn=warnings.append,
-        checkpoint_dir=tmp_path,
-    )
+    with monkeypatch.context() as m:
+        faults = {"oom_above_micro_batch": 1, "oom_from_step": 3}
+        slmscale_faults.install({"*": faults}, m.setattr)
+        losses, result = _curve(config, options=opts, warn=warnings.append, checkpoint_dir=tmp_path)
     ref, ref_result = _curve(
         config, options=RuntimeOptions(log_every_steps=1, deterministic=True, micro_batch_size=1)
     )
@@ -126,23 +127,23 @@ def test_injected_oom_halves_the_micro_batch_and_keeps_the_batch(
     assert state["progress"]["micro_batch"] == 1
 
 
-def test_activation_checkpointing_when_one_sequence_does_not_fit(smoke_trials):  # noqa: F811
-    config = dict(smoke_trials[0].config, batch_size=4)
+def test_activation_checkpointing_when_one_sequence_does_not_fit(
+    smoke_trials,  # noqa: F811
+    monkeypatch,
+):
+    config = replace(smoke_trials[0], batch_size=4)
     warnings = []
     opts = RuntimeOptions(log_every_steps=1, deterministic=True, micro_batch_size=1)
-    losses, result = _curve(
-        config,
-        options=opts,
-        faults=FaultInjection(oom_above_micro_batch=0),
-        warn=warnings.append,
-    )
+    with monkeypatch.context() as m:
+        slmscale_faults.install({"*": {"oom_above_micro_batch": 0}}, m.setattr)
+        losses, result = _curve(config, options=opts, warn=warnings.append)
     ref, _ = _curve(config, options=opts)
     assert result.status == "FINISHED" and "activation checkpointing on" in warnings[0]
     assert max(abs(a - b) for a, b in zip(losses, ref, strict=True)) < 1e-6
 
 
 def test_wall_clock_checkpoints_land_on_logging_steps(smoke_trials, tmp_path):  # noqa: F811
-    config = next(t for t in smoke_trials if t.epochs == 2).config  # 32 steps
+    config = next(t for t in smoke_trials if t.epochs == 2)  # 32 steps
     saved = []
     opts = RuntimeOptions(checkpoint_every_minutes=0.0, log_every_steps=4, deterministic=True)
     train_one_trial(
@@ -165,7 +166,7 @@ def test_wall_clock_checkpoints_land_on_logging_steps(smoke_trials, tmp_path):  
 def test_periodic_test_loss_costs_at_most_two_percent(smoke_trials):  # noqa: F811
     from slmscale.train import loop
 
-    config = next(t for t in smoke_trials if t.epochs == 2).config
+    config = next(t for t in smoke_trials if t.epochs == 2)
     data = loop.load_trial_data(config)
     whole = sum(len(w) for w in data.test)
     seen = []
@@ -212,9 +213,8 @@ def _scoring_worker(rank: int, world: int, config: dict, init: str, out: str) ->
 @pytest.mark.timeout(900)
 def test_benchmark_scoring_is_spread_over_ranks(smoke_trials, tmp_path):  # noqa: F811
     names = ["sblimp", "swuggy", "topic_cloze"]
-    config = dict(
-        smoke_trials[0].config,
-        benchmarks=[{"name": n, "units": "u", "root": "r"} for n in names],
+    config = replace(
+        smoke_trials[0], benchmarks=tuple(Benchmark(name=n, units="u", root="r") for n in names)
     )
     out, init = str(tmp_path / "rank"), f"file://{tmp_path / 'pg'}"
     ctx = mp.get_context("spawn")

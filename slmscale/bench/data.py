@@ -31,7 +31,7 @@ from slmscale import units as units_io
 from slmscale.bench.context import Context, profile_top
 from slmscale.bench.results import Figure, judge
 from slmscale.bench.steps import cached_step
-from slmscale.corpus import load_trial_data, pad_batch
+from slmscale.corpus import open_data, pad_batch
 from slmscale.model import special_token_ids
 from slmscale.train.bench import StepTiming
 
@@ -79,12 +79,25 @@ def _write_shard(path: Path, tokens: int, seed: int) -> None:
     units_io.write_table_atomic(table, path)
 
 
+def _open(root: Path, unique: int, tokens: int, context: int):
+    """A trial's data as the training loop opens it (slmscale.corpus.open_data)."""
+    from slmscale.trial import DataSource
+
+    return open_data(
+        [DataSource.at(str(root))],
+        n_units=N_UNITS,
+        seed=0,
+        unique_tokens=unique,
+        tokens=tokens,
+        context=context,
+        cache_dir=root / "_token_stores",
+    )
+
+
 def read_all_batches(root: Path, tokens: int, context: int, batch: int) -> dict:
     """Time one pass of the loader over `tokens` training tokens; tokens/s end to end."""
     t0 = time.perf_counter()
-    cfg = {"data": [{"path": str(root)}], "n_units": N_UNITS, "unique_tokens": tokens}
-    cfg |= {"tokens": tokens, "context": context, "seed": 0, "eval": {}}
-    data = load_trial_data(cfg, cache_dir=root / "_token_stores")
+    data = _open(root, tokens, tokens, context)
     t_loaded = time.perf_counter()
     pad = special_token_ids(N_UNITS)["pad"]
     stream, produced = data.stream, 0
@@ -109,9 +122,7 @@ LARGE_FACTOR = 64  # the large corpus of the start-to-first-batch row: 64 x data
 def first_batch_seconds(root: Path, unique: int, context: int, batch: int) -> float:
     """A trial start as the training loop does it: its data, then its first padded batch."""
     t0 = time.perf_counter()
-    cfg = {"data": [{"path": str(root)}], "n_units": N_UNITS, "unique_tokens": unique}
-    cfg |= {"tokens": unique, "context": context, "seed": 0, "eval": {}}
-    data = load_trial_data(cfg, cache_dir=root / "_token_stores")
+    data = _open(root, unique, unique, context)
     stream = data.stream
     windows = [stream.window(w) for w in range(min(batch, stream.n_windows))]
     inputs, labels = pad_batch(windows, special_token_ids(N_UNITS)["pad"])

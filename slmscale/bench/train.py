@@ -71,8 +71,8 @@ def periodic_eval_row(ctx: Context, tokens: int = 32_768) -> Figure:
             "bench",
         )
         (trial,) = expand_grid(spec, resolve_data(spec))
-        data = load_trial_data(trial.config)
-        result = train_one_trial(trial.config, data=data, options=RuntimeOptions(device="cpu"))
+        data = load_trial_data(trial)
+        result = train_one_trial(trial, data=data, options=RuntimeOptions(device="cpu"))
         whole = sum(len(w) for w in data.test)
     n_periodic = (trial.steps - 1) // max(1, -(-trial.steps // 20))
     before = n_periodic * whole / 3.0 / trial.tokens

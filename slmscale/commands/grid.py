@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from slmscale.grid.dryrun import render_json, render_table
@@ -67,11 +68,9 @@ def prepare_jobs(args, plan_: GridPlan):
     storage = args.storage_path or default_storage_path(plan_.spec)
     if "://" not in storage:  # Ray's storage layer takes absolute paths or URIs only
         storage = str(Path(storage).resolve())
-    jobs = make_jobs(plan_, tracking_uri, "", storage)  # every check before touching MLflow
+    make_jobs(plan_, tracking_uri, "", storage)  # every check before touching MLflow
     experiment_id = get_or_create_experiment(tracking_uri, args.experiment or plan_.spec.name)
-    for job in jobs:
-        job.experiment_id = experiment_id
-    return tracking_uri, storage, jobs
+    return tracking_uri, storage, make_jobs(plan_, tracking_uri, experiment_id, storage)
 
 
 def open_grid_parent(args, plan_: GridPlan, tracking_uri: str, experiment_id: str) -> str:
@@ -88,7 +87,7 @@ def open_grid_parent(args, plan_: GridPlan, tracking_uri: str, experiment_id: st
         plan_.spec.name,
         spec_text=spec_text,
         overrides=list(getattr(args, "overrides", []) or []),
-        trial_rows=trial_rows(plan_.spec, plan_.trials),
+        trial_rows=trial_rows(plan_.spec, plan_.data, plan_.trials),
         description=plan_.spec.description,
     )
 
@@ -120,7 +119,7 @@ def run(args) -> int:
     if args.dry_run:
         spec, data, trials = plan_.spec, plan_.data, plan_.trials
         print(
-            render_json(spec, trials) if args.format == "json" else render_table(spec, data, trials)
+            render_json(spec, data, trials) if args.format == "json" else render_table(spec, data, trials)
         )
         return 0
     from slmscale.grid.claims import Claims, claims_dir
@@ -132,8 +131,7 @@ def run(args) -> int:
     with Claims(claims_dir(tracking_uri, storage, jobs[0].experiment_id)) as claims:
         claims.claim(f"grid-{plan_.spec.name}")
         parent = open_grid_parent(args, plan_, tracking_uri, jobs[0].experiment_id)
-    for job in jobs:
-        job.parent_run_id = parent
+    jobs = [replace(job, parent_run_id=parent) for job in jobs]
     outcome = drive(
         jobs, plan_.spec.resources, max_concurrent=args.max_concurrent, grid_name=plan_.spec.name
     )

@@ -94,7 +94,9 @@ def _block_budgets(info: ValidationInfo) -> list[int]:
 
 def _tokens_value(value: float) -> float:
     if int(round(value)) < 1:
-        raise ValueError(f"a budget of {value:g} tokens rounds to {int(round(value))}; give at least 1")
+        raise ValueError(
+            f"a budget of {value:g} tokens rounds to {int(round(value))}; give at least 1"
+        )
     return value
 
 
@@ -170,6 +172,9 @@ class GridBlock(StrictModel):
     d_over_n: list[RatioBudget] | None = None
     tokens: list[TokensBudget] | None = None
     epochs: list[Epochs] = Field(default_factory=lambda: [1.0], min_length=1)
+    # Repeat every point of this block with these seeds (each its own trial and run), to
+    # measure run-to-run noise; None: the grid's `seed` only.
+    seeds: list[int] | None = Field(default=None, min_length=1)
     resources: WorkerResources | None = None  # this block's trials (below resources.per_size)
 
     @model_validator(mode="after")
@@ -215,6 +220,18 @@ class OptimizerSpec(StrictModel):
     warmup_fraction: float = Field(default=0.01, ge=0, le=1)
 
 
+class ScheduleSpec(StrictModel):
+    """The learning-rate schedule: the paper's cosine (one run per budget), or warmup-stable-
+    decay, where the runs of a model size branch off one constant-LR trunk and cool down over
+    their last `cooldown_fraction` of steps (docs/grid.md "Schedules")."""
+
+    model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
+
+    kind: Literal["cosine", "wsd"] = "cosine"
+    cooldown_fraction: float = Field(default=0.2, gt=0, le=1)
+    cooldown_shape: Literal["1-sqrt", "linear"] = "1-sqrt"
+
+
 class EvalSpec(StrictModel):
     """When the test loss is measured: every `interval_steps`, or `n_evals` times per run."""
 
@@ -236,6 +253,30 @@ class BenchmarkSpec(StrictModel):
     root: str  # the benchmark as distributed (gold.csv / pair layout)
     split: str = "dev"
     score: Literal["sum", "mean"] | None = None  # None: the benchmark's reference default
+
+
+class TrialResources(StrictModel):
+    """One trial's resolved Ray resources (what its Train job asks for); frozen and hashable."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    device_memory_gb: float | None = None
+    max_failures: int = 2
+    custom: dict[str, float] = Field(default_factory=dict)
+
+    def per_worker(self) -> dict[str, float]:
+        """The Ray resources one Train worker asks for (CPU, GPU when any, custom)."""
+        out = {"CPU": float(self.cpus_per_worker), **self.custom}
+        if self.gpus_per_worker > 0:
+            out["GPU"] = float(self.gpus_per_worker)
+        return out
+
+    def group(self) -> str:
+        """Trials with equal resources may share a Train job (slmscale.grid.packs)."""
+        return self.model_dump_json()
 
 
 class ResourcesSpec(StrictModel):
@@ -261,19 +302,22 @@ class ResourcesSpec(StrictModel):
     # (slmscale.grid.packs).  1: every grid point is its own Train job.
     trials_per_job: int = Field(default=1, ge=1)
 
-    def for_trial(self, size: str, block: WorkerResources | None = None) -> dict:
-        """The resolved resources of one trial (plain dict: it travels to Ray)."""
-        out = self.model_dump(exclude={"per_size"})
+    def for_trial(self, size: str, block: WorkerResources | None = None) -> TrialResources:
+        """The resolved resources of one trial: `per_size` > its block's > these."""
+        out = self.model_dump(include=set(TrialResources.model_fields))
         for layer in (block, self.per_size.get(size)):
             if layer is not None:
                 out.update({k: v for k in RESOURCE_FIELDS if (v := getattr(layer, k)) is not None})
-        return out
+        return TrialResources(**out)
 
 
 class TrainSpec(StrictModel):
     model_config = ConfigDict(allow_inf_nan=False)  # NaN and inf are never a setting
 
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # A trial that asks for GPUs fails at once when torch on its worker sees none; true lets it
+    # train on the CPU instead (every run records its device either way).
+    allow_cpu_fallback: bool = False
     compile: bool | Literal["auto"] = "auto"  # auto: torch.compile on CUDA, eager on CPU
     # Checkpoint every this many optimizer steps; unset: every `checkpoint_every_minutes` of
     # wall-clock time (a preempted trial loses at most that much).
@@ -329,12 +373,14 @@ class GridSpec(StrictModel):
     d_over_n: list[RatioBudget] | None = None
     tokens: list[TokensBudget] | None = None
     epochs: list[Epochs] = Field(default_factory=lambda: [1.0], min_length=1)
+    seeds: list[int] | None = Field(default=None, min_length=1)  # the main grid's (see GridBlock)
     extra: list[GridBlock] = Field(default_factory=list)
 
     batch_size: dict[str, int] | int | None = None  # by size name, or one for all
     context: int = Field(default=2050, gt=1)
     seed: int = 0
     optimizer: OptimizerSpec = OptimizerSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
     eval: EvalSpec = EvalSpec()
     train: TrainSpec = TrainSpec()
     benchmarks: list[BenchmarkSpec] = Field(default_factory=list)
@@ -343,9 +389,7 @@ class GridSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check(self):
-        GridBlock(
-            models=self.models, d_over_n=self.d_over_n, tokens=self.tokens, epochs=self.epochs
-        )
+        self.blocks()  # the main grid validates as a block
         names = [m.name for b in self.blocks() for m in b.models]
         shapes: dict[str, ModelShape] = {}
         for block in self.blocks():
@@ -372,7 +416,11 @@ class GridSpec(StrictModel):
 
     def blocks(self) -> list[GridBlock]:
         main = GridBlock(
-            models=self.models, d_over_n=self.d_over_n, tokens=self.tokens, epochs=self.epochs
+            models=self.models,
+            d_over_n=self.d_over_n,
+            tokens=self.tokens,
+            epochs=self.epochs,
+            seeds=self.seeds,
         )
         return [main, *self.extra]
 

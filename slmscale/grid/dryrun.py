@@ -8,7 +8,8 @@ import math
 from slmscale import tokenstore
 from slmscale import units as units_io
 from slmscale.config.grid import GridSpec
-from slmscale.grid.expand import DataInfo, Trial, gpu_hours
+from slmscale.grid.expand import DataInfo, gpu_hours, row
+from slmscale.trial import Trial
 
 
 def _si(x: float) -> str:
@@ -23,26 +24,26 @@ def _floor2(x: float) -> str:
     return f"{math.floor(x * 100 + 1e-9) / 100:.2f}"
 
 
-def trial_rows(spec: GridSpec, trials: list[Trial]) -> list[dict]:
+def trial_rows(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> list[dict]:
     from slmscale.grid.plan import memory_plan, trial_resources
 
     rows = []
     for t in trials:
-        row = t.row()
+        r = row(t, data)
         if spec.throughput is not None:
-            row["gpu_hours"] = gpu_hours(t, spec.throughput.mfu, spec.throughput.peak_flops)
+            r["gpu_hours"] = gpu_hours(t, spec.throughput.mfu, spec.throughput.peak_flops)
         res = trial_resources(spec, t)
-        mem = memory_plan(spec, t, int(t.config["n_units"]))
-        row.update(
-            workers=res["workers"],
-            gpus_per_worker=res["gpus_per_worker"],
-            cpus_per_worker=res["cpus_per_worker"],
+        mem = memory_plan(spec, t, t.n_units)
+        r.update(
+            workers=res.workers,
+            gpus_per_worker=res.gpus_per_worker,
+            cpus_per_worker=res.cpus_per_worker,
             micro_batch=mem.micro_batch,
             activation_checkpointing=mem.checkpointing,
             predicted_memory_gib=mem.predicted_gib,
             device_memory_gb=mem.device_memory_gb,
         )
-        rows.append(row)
+        rows.append(r)
     return rows
 
 
@@ -58,8 +59,8 @@ def _resource_cells(r: dict) -> list[str]:
     return [f"{r['workers']}x{gpus}", mb, mem]
 
 
-def render_json(spec: GridSpec, trials: list[Trial]) -> str:
-    return json.dumps(trial_rows(spec, trials), indent=2)
+def render_json(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
+    return json.dumps(trial_rows(spec, data, trials), indent=2)
 
 
 def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
@@ -70,7 +71,7 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
     if has_gpu:
         head.append("GPU-h")
     lines = []
-    rows = trial_rows(spec, trials)
+    rows = trial_rows(spec, data, trials)
     for r in rows:
         cells = [
             r["trial_key"],
@@ -145,7 +146,7 @@ def _source_sizes(spec: GridSpec, data: DataInfo) -> list[tuple[float | None, fl
     meta.json counts when present, else the declared available_tokens (None: unknown)."""
     sizes = []
     for src, decl in zip(data.sources, spec.units, strict=True):
-        if src.meta_hash is None:
+        if src.digest is None:
             sizes.append((decl.available_tokens, 0.0))
             continue
         train = test = 0.0

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slmscale.config import load_grid_spec
-from slmscale.config.grid import GridSpec
+from slmscale.config.grid import GridSpec, TrialResources
 from slmscale.errors import UserError
-from slmscale.grid.expand import DataInfo, Trial, expand_grid, resolve_data
+from slmscale.grid.expand import DataInfo, expand_grid, resolve_data
 from slmscale.grid.runner import TrialJob
 from slmscale.paths import output_root
 from slmscale.train.memory import choose_micro_batch, training_memory
+from slmscale.train.options import RuntimeOptions
+from slmscale.trial import Trial
 
 
 @dataclass
@@ -38,14 +40,14 @@ def load_plan(spec_path: str, overrides: Sequence[str] = ()) -> GridPlan:
 
 def check_data_present(data: DataInfo) -> None:
     for i, src in enumerate(data.sources):
-        if src.meta_hash is None:
+        if src.digest is None:
             raise UserError(
                 f"units[{i}]: units dataset {src.path!r} not found; training needs the data "
                 "(run `slmscale tokenize` first; available_tokens only serves --dry-run)"
             )
 
 
-def trial_resources(spec: GridSpec, trial: Trial) -> dict:
+def trial_resources(spec: GridSpec, trial: Trial) -> TrialResources:
     """The trial's Ray resources: `resources.per_size` > its block's `resources` > the grid's."""
     blocks = spec.blocks()
     block = blocks[trial.block].resources if trial.block < len(blocks) else None
@@ -67,7 +69,7 @@ def memory_plan(spec: GridSpec, trial: Trial, n_units: int) -> MemoryPlan:
     """The micro-batch a trial trains with: the spec's, or the largest that fits the memory
     declared for its workers (slmscale.train.memory); UserError when nothing fits."""
     res = trial_resources(spec, trial)
-    workers, memory = int(res["workers"]), res["device_memory_gb"]
+    workers, memory = res.workers, res.device_memory_gb
     per_worker = math.ceil(trial.batch_size / workers)
     wanted = spec.train.activation_checkpointing
     ckpt = None if wanted == "auto" else bool(wanted)
@@ -92,22 +94,8 @@ def memory_plan(spec: GridSpec, trial: Trial, n_units: int) -> MemoryPlan:
     )
 
 
-def micro_batch_for(spec: GridSpec, trial: Trial, n_units: int) -> int | None:
-    """The micro-batch a trial trains with (see memory_plan)."""
-    return memory_plan(spec, trial, n_units).micro_batch
-
-
-def _absolute_paths(config: dict) -> dict:
-    """The trial config with absolute units paths: Ray workers run in other directories.
-
-    The trial key does not change: present data is keyed by content (expand.trial_identity).
-    """
-    data = [{**src, "path": str(Path(src["path"]).resolve())} for src in config["data"]]
-    return {**config, "data": data}
-
-
 def units_dataset_label(data: DataInfo) -> str:
-    return ";".join(f"{s.path}@{s.meta_hash}" for s in data.sources)
+    return ";".join(f"{s.path}@{s.digest}" for s in data.sources)
 
 
 def default_storage_path(spec: GridSpec) -> str:
@@ -135,40 +123,47 @@ def run_names(trials: list[Trial]) -> dict[str, str]:
     return {k: (f"{n}-{k[:6]}" if seen[n] > 1 else n) for k, n in names.items()}
 
 
+def runtime_options(spec: GridSpec, memory: MemoryPlan, resources: TrialResources):
+    """How a trial trains (never what): the spec's `train` section and the memory plan."""
+    gpu = resources.gpus_per_worker > 0
+    return RuntimeOptions(
+        checkpoint_every_steps=spec.train.checkpoint_every_steps,
+        checkpoint_every_minutes=spec.train.checkpoint_every_minutes,
+        log_every_steps=spec.train.log_every_steps,
+        deterministic=spec.train.deterministic,
+        compile=None if spec.train.compile == "auto" else spec.train.compile,
+        micro_batch_size=memory.micro_batch,
+        activation_checkpointing=memory.checkpointing,
+        periodic_eval_cost=spec.eval.periodic_cost,
+        device="cuda" if gpu and not spec.train.allow_cpu_fallback else None,
+    )
+
+
 def make_jobs(
     plan: GridPlan, tracking_uri: str, experiment_id: str, storage_path: str
 ) -> list[TrialJob]:
-    """Check the plan can train here, then describe every trial as a TrialJob."""
-    from slmscale.tracking.runs import trial_params
+    """Check the plan can train here, then describe every trial as a TrialJob.
 
+    Data paths become absolute (Ray workers run in other folders); the keys do not change, as
+    present data is identified by content (slmscale.trial)."""
     check_data_present(plan.data)
     spec, jobs = plan.spec, []
     names = run_names(plan.trials)
+    label = units_dataset_label(plan.data)
     for t in plan.trials:
+        resources = trial_resources(spec, t)
         memory = memory_plan(spec, t, plan.data.n_units)
-        options = {
-            "checkpoint_every_steps": spec.train.checkpoint_every_steps,
-            "checkpoint_every_minutes": spec.train.checkpoint_every_minutes,
-            "log_every_steps": spec.train.log_every_steps,
-            "deterministic": spec.train.deterministic,
-            "compile": None if spec.train.compile == "auto" else spec.train.compile,
-            "micro_batch_size": memory.micro_batch,
-            "activation_checkpointing": memory.checkpointing,
-            "periodic_eval_cost": spec.eval.periodic_cost,
-        }
         jobs.append(
             TrialJob(
-                key=t.key,
+                trial=t.with_paths(lambda p: str(Path(p).resolve())),
                 run_name=names[t.key],
                 grid=spec.name,
-                config=_absolute_paths(t.config),
-                params=trial_params(t, units_dataset_label(plan.data)),
-                tokens=t.tokens,
+                units_label=label,
                 tracking_uri=tracking_uri,
                 experiment_id=experiment_id,
                 storage_path=storage_path,
-                options=options,
-                resources=trial_resources(spec, t),
+                options=runtime_options(spec, memory, resources),
+                resources=resources,
             )
         )
     return jobs

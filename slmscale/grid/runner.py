@@ -1,46 +1,47 @@
 """One trial, tracked: MLflow run identity around the pure training core (edge, no Ray here).
 
-Both `slmscale train` (in process) and the Ray Train worker (slmscale.grid.tune) go through
-`start_run` -> `run_worker` -> `finish`.  A `TrialJob` is a plain dict-able description of
-a trial that travels to Ray workers: the resolved trial config plus where to track and store.
+Both `slmscale train` (in process) and the Ray Train worker (slmscale.grid.trainworker) go
+through `start_run` -> `run_worker` -> `finish`.  A `TrialJob` is what travels to a Ray worker:
+the typed trial, how to train it (runtime options, resources) and where to track and store it.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from slmscale.config.grid import TrialResources
 from slmscale.tracking.schema import M_TEST_LOSS as TEST_LOSS
+from slmscale.train.options import RuntimeOptions
+from slmscale.trial import Trial
 
 if TYPE_CHECKING:
     from slmscale.train import TrialResult
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrialJob:
-    key: str
+    trial: Trial
     run_name: str
     grid: str
-    config: dict  # the resolved trial config (its hash is `key`)
-    params: dict  # the DESIGN.md params
-    tokens: int  # D, for progress
+    units_label: str  # the units_dataset param: path@digest of each source
     tracking_uri: str
     experiment_id: str
     storage_path: str
-    options: dict = field(default_factory=dict)  # RuntimeOptions fields
-    faults: dict = field(default_factory=dict)  # FaultInjection fields (tests only)
-    resources: dict = field(default_factory=dict)  # ResourcesSpec.for_trial; empty: the grid's
+    options: RuntimeOptions = RuntimeOptions()
+    resources: TrialResources = TrialResources()
     parent_run_id: str = ""  # the grid's parent run (tracking.grid_run); trials nest under it
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def key(self) -> str:
+        return self.trial.key
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrialJob:
-        return cls(**d)
+    @property
+    def tokens(self) -> int:
+        return self.trial.tokens
 
 
 def start_run(job: TrialJob, tags: dict | None = None):
@@ -48,24 +49,44 @@ def start_run(job: TrialJob, tags: dict | None = None):
 
     `tags` are set on a new run only (e.g. the Train job of a pack, slmscale.grid.packs)."""
     from slmscale.tracking.grid_run import log_units_inputs, trial_tags
-    from slmscale.tracking.runs import log_trial_config, open_trial_run
-    from slmscale.tracking.schema import TAG_GRID, TAG_PARENT_RUN
+    from slmscale.tracking.runs import log_trial_config, open_trial_run, trial_params
+    from slmscale.tracking.schema import TAG_GRID, TAG_PARENT_RUN, TAG_SCHEDULE
 
-    tags = {TAG_GRID: job.grid, **trial_tags(job.parent_run_id), **(tags or {})}
-    run = open_trial_run(
-        job.tracking_uri, job.experiment_id, job.key, job.run_name, job.params, tags=tags
-    )
+    trial = job.trial
+    tags = {
+        TAG_GRID: job.grid,
+        TAG_SCHEDULE: trial.schedule.kind,
+        **trial_tags(job.parent_run_id),
+        **(tags or {}),
+    }
+    params = trial_params(trial, job.units_label)
+    run = open_trial_run(job.tracking_uri, job.experiment_id, job.key, job.run_name, params, tags)
     if not run.resumed:
-        log_trial_config(job.tracking_uri, run.run_id, job.config)
-        sources = [
-            {"path": src["path"], "digest": src.get("meta_hash")} for src in job.config["data"]
-        ]
+        log_trial_config(job.tracking_uri, run.run_id, trial.to_dict())
+        sources = [{"path": src.path, "digest": src.digest} for src in trial.data]
         log_units_inputs(job.tracking_uri, run.run_id, sources)
     elif job.parent_run_id and run.status != "FINISHED":  # a run made before parents existed
         from slmscale.tracking.store import client
 
         client(job.tracking_uri).set_tag(run.run_id, TAG_PARENT_RUN, job.parent_run_id)
     return run
+
+
+def record_device(job: TrialJob, run_id: str, device: str) -> None:
+    """The `device` param of the run (what it trains on); a resumed trial that moved to another
+    device keeps its first one as the param and lists every one in a tag."""
+    from slmscale.tracking.schema import PARAM_DEVICE, TAG_DEVICES
+    from slmscale.tracking.store import client
+
+    c = client(job.tracking_uri)
+    data = c.get_run(run_id).data
+    first = data.params.get(PARAM_DEVICE)
+    if first is None:
+        c.log_param(run_id, PARAM_DEVICE, device)
+    elif first != device:
+        seen = data.tags.get(TAG_DEVICES, first).split("; ")
+        if device not in seen:
+            c.set_tag(run_id, TAG_DEVICES, "; ".join([*seen, device]))
 
 
 def run_worker(
@@ -75,15 +96,19 @@ def run_worker(
     rank: int = 0,
     world_size: int = 1,
     checkpoint_dir: str | Path | None = None,
-    resume_from: str | Path | None = None,
+    resume_from=None,
     on_checkpoint=None,
     on_test_loss=None,
 ) -> TrialResult:
     """Train on this worker; rank 0 writes the metrics and the final outputs to the run."""
     from slmscale.tracking.runs import TrialLogger, log_trial_outputs
-    from slmscale.train import FaultInjection, RuntimeOptions, train_one_trial
+    from slmscale.train import train_one_trial
+    from slmscale.train.device import describe_device, resolve_device
 
+    device = resolve_device(job.options.device)  # a GPU trial without CUDA stops here
     logger = TrialLogger(job.tracking_uri, run_id) if rank == 0 else None
+    if rank == 0:
+        record_device(job, run_id, describe_device(device, world_size))
 
     def reporter(metrics: dict, step: int) -> None:
         if logger is not None:
@@ -102,16 +127,15 @@ def run_worker(
     outputs = Path(tempfile.mkdtemp(prefix=f"slmscale-{job.key}-")) if rank == 0 else None
     try:
         result = train_one_trial(
-            job.config,
+            job.trial,
             reporter=reporter,
             checkpoint_dir=checkpoint_dir,
             resume_from=resume_from,
             output_dir=outputs,
-            options=RuntimeOptions(**job.options),
+            options=job.options,
             on_checkpoint=checkpointed,
             rank=rank,
             world_size=world_size,
-            faults=FaultInjection(**job.faults),
         )
         if logger is not None:
             logger.flush()

@@ -233,7 +233,7 @@ def tune_callback(table: TrialTable):
     from ray import tune
 
     def keys(trial) -> list[str]:
-        return [job["key"] for job in trial.config["unit"]["jobs"]]
+        return trial.config["unit"]["keys"]
 
     class _Cb(tune.Callback):
         def on_trial_start(self, iteration, trials, trial, **info):

@@ -1,156 +1,222 @@
-"""Ray Tune over Ray Train: one Tune function trial per grid point, each a TorchTrainer job.
+"""Ray Tune over Ray Train, public APIs only: one Tune trial per Train job (a trial or a pack).
 
-Ray 2.60 runs Train V2, where `Tuner(TorchTrainer(...))` is refused; the supported pattern (see
-the project's platform notes) is a Tune *function* that builds a TorchTrainer and calls `fit()`.
+The pattern is Ray's own "Train inside Tune" for Train V2: a Tune *function* trainable builds a
+`TorchTrainer` and calls `fit()` (`Tuner(TorchTrainer(...))` is refused in Ray 2.60).  How the
+Train job's results reach Tune: a `ray.train.UserCallback` on the Train controller puts each
+report on a `ray.util.queue.Queue`, and the trainable's own thread takes them off and calls
+`tune.report` while `fit()` runs in a second thread.  Why not Ray's `TuneReportCallback`: it hands
+results to Tune through Tune's one-slot result queue from Tune's main thread, which deadlocks
+when the trainable returns while the last Train report is in flight (both threads block on the
+full slot; seen in the demo under load).  With every report made by the trainable's thread, in
+order, the final result of a trial comes after its Train reports, always.
 
 Identity and resume:
 - The project owns the MLflow run (slmscale.grid.runner.start_run): trial key -> one run,
   resumed by run id.  FINISHED trials are skipped before Tune starts, and counted.
-- The Train RunConfig name is `trial-<key>` under a stable storage path, so Train resumes from its
-  own latest checkpoint after a worker crash (FailureConfig) or a rerun of the whole grid.
-- A non-finite loss ends its trial FAILED (tag slmscale.failure_reason); the Tune trial itself
-  completes, so the others go on.
+- The Train run is named after the trial (`trial-<key>`) or the pack (`pack-<hash>`) under a
+  stable storage path, so Train resumes from its own checkpoints after a worker crash
+  (FailureConfig) or a rerun of the whole grid.
+- Failures (slmscale.grid.trainworker): Ray counts them.  Once a job's retries are spent, the
+  trial it was training closes FAILED (KILLED when its processes were lost, e.g. Ctrl-C: a
+  rerun resumes it) and, in a pack, the others go on in a fresh job.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from slmscale.config.grid import ResourcesSpec
+from slmscale.config.grid import ResourcesSpec, TrialResources
 from slmscale.grid.packs import make_packs, pack_name
 from slmscale.grid.runner import TrialJob, finish, start_run
 from slmscale.grid.table import TrialTable, tune_callback
-from slmscale.grid.trainworker import clear_code_failures, last_line, train_worker
+from slmscale.grid.trainworker import TrainUnit, last_line, progress, train_worker
 from slmscale.tracking.schema import TAG_FAILURE
 from slmscale.tracking.store import client
 from slmscale.train.checkpoint import sweep_scratch
 
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_S = "0.25"  # Train V2 polls every 2 s by default: most of a small trial's overhead
+POLL_S = 0.5  # how long the trainable waits for a Train report before checking on fit()
 
 
-def _trainer(name: str, loop_config: dict, res: dict, storage_path: str):
-    """A TorchTrainer running `train_worker(loop_config)` as Train run `name`."""
+def _forwarder(queue):
+    """A Train callback putting each report's rank-0 metrics on `queue` (see module doc)."""
+    import ray.train
+
+    class ForwardReports(ray.train.UserCallback):
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            queue.put(dict(metrics[0]))
+
+    return ForwardReports()
+
+
+def _trainer(unit: TrainUnit, res: TrialResources, storage_path: str, queue):
+    """A TorchTrainer running `train_worker` over `unit` as Train run `unit.name`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
-    from ray.tune.integration.ray_train import TuneReportCallback
 
-    gpus = float(res["gpus_per_worker"])
-    per_worker = _per_worker(res)
     # One worker never communicates: gloo then works whether or not torch sees the GPU Ray
-    # granted (the core falls back to CPU).  Several GPU workers need NCCL.
-    backend = "nccl" if gpus > 0 and res["workers"] > 1 else "gloo"
+    # granted.  Several GPU workers need NCCL.
+    backend = "nccl" if res.gpus_per_worker > 0 and res.workers > 1 else "gloo"
     return TorchTrainer(
         train_worker,
-        train_loop_config={**loop_config, "max_failures": res["max_failures"]},
+        train_loop_config={"unit": unit},
         torch_config=TorchConfig(backend=backend),
         scaling_config=ScalingConfig(
-            num_workers=res["workers"], use_gpu=gpus > 0, resources_per_worker=per_worker
+            num_workers=res.workers,
+            use_gpu=res.gpus_per_worker > 0,
+            resources_per_worker=res.per_worker(),
         ),
         run_config=RunConfig(
-            name=name,
+            name=unit.name,
             storage_path=storage_path,
-            # Lost workers (preemption, node failure) are retried without limit; code failures
-            # are counted against max_failures by the worker itself (grid.trainworker).
-            failure_config=FailureConfig(max_failures=-1, max_preemption_failures=-1),
+            # Ray tells a node preemption (retried without limit) from other failures: an
+            # exception, a lost worker process (retried up to max_failures).
+            failure_config=FailureConfig(max_failures=res.max_failures, max_preemption_failures=-1),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            callbacks=[TuneReportCallback()],
+            callbacks=[_forwarder(queue)],
         ),
     )
 
 
-def _per_worker(res: dict) -> dict[str, float]:
-    """The Ray resources one Train worker of a trial with resources `res` asks for."""
-    per_worker = {"CPU": float(res["cpus_per_worker"]), **res.get("custom", {})}
-    if float(res["gpus_per_worker"]) > 0:
-        per_worker["GPU"] = float(res["gpus_per_worker"])
-    return per_worker
+def _fit(trainer, queue, report) -> BaseException | None:
+    """`trainer.fit()` in a thread while this thread passes each Train report to `report`;
+    returns the error fit() raised, if any.  After fit() returns every report is queued."""
+    from ray.util.queue import Empty
+
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name="slmscale-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        try:
+            report(queue.get(timeout=POLL_S))
+        except Empty:
+            pass
+    thread.join()
+    while not queue.empty():  # what the job reported last, after this thread's last look
+        report(queue.get_nowait())
+    return outcome.get("error")
 
 
-def _settle(job: TrialJob, run_id: str | None, reason: str | None, lost: bool) -> dict:
+def _settle(job: TrialJob, reason: str | None, lost: bool) -> dict:
     """The trial's final result for Tune, after its Train job ended; closes a run left open.
 
-    The run is closed once, by its owner: rank 0 closes it (FINISHED, or FAILED on a
-    non-finite loss or after max_failures code failures); only a job that ended without
-    closing it is closed here: KILLED when its processes were lost (Ctrl-C reaching the Ray
-    workers, a node gone: a rerun resumes it), FAILED otherwise.  A trial of a pack that the
-    job never reached has no run: it is left for a rerun (KILLED in the table).
+    The run is closed once, by its owner: rank 0 closes it when training ends there (FINISHED,
+    or FAILED).  A run left RUNNING is closed here: KILLED when its processes were lost (a rerun
+    resumes it), FAILED otherwise.  A trial of a pack the job never reached has no run: it is
+    left for a rerun (KILLED in the table).
     """
     from slmscale.tracking.runs import canonical_order, find_trial_runs
 
-    if run_id is None:
-        runs = find_trial_runs(job.tracking_uri, job.experiment_id, job.key)
-        if not runs:
-            why = f"not started: {reason}" if reason else "not started"
-            return {"trial_key": job.key, "status": "KILLED", "reason": why, "tokens_seen": 0}
-        run_id = min(runs, key=canonical_order).info.run_id
-    ended = client(job.tracking_uri).get_run(run_id)
+    runs = find_trial_runs(job.tracking_uri, job.experiment_id, job.key)
+    if not runs:
+        why = f"not started: {reason}" if reason else "not started"
+        return progress(job, "KILLED", reason=why)
+    ended = client(job.tracking_uri).get_run(min(runs, key=canonical_order).info.run_id)
     status = ended.info.status
     if status in ("FINISHED", "FAILED"):
         reason = ended.data.tags.get(TAG_FAILURE)
     else:
         status = "KILLED" if lost else "FAILED"
         reason = reason or "the training job ended without closing its run"
-        finish(job, run_id, status, reason)
-    return {
-        "trial_key": job.key,
-        "status": status,
-        "reason": reason or "",
-        "tokens_seen": job.tokens,
-    }
+        finish(job, ended.info.run_id, status, reason)
+    return progress(job, status, reason=reason or "", tokens_seen=job.tokens)
 
 
 def tune_trial(config: dict) -> None:
-    """The Tune function trainable: one Train job for one trial, or for a pack of trials."""
+    """The Tune function trainable: the unit's Train job, then each trial's final result.
+
+    In a pack, a trial whose failures spent the job's retries is closed and the rest of the
+    pack goes on in a fresh job (with fresh retries); lost processes (Ctrl-C, a dead node)
+    stop the unit, leaving its unfinished trials to a rerun.
+    """
     from ray import tune
+    from ray.util.queue import Queue
 
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)  # propagated to the Train controller
-    unit, resources = config["unit"], config["resources"]
-    jobs = [TrialJob.from_dict(d) for d in unit["jobs"]]
-    res = jobs[0].resources or resources
-    run_id = None
-    loop_config: dict = {"name": unit["name"], "started": time.time(), "jobs": unit["jobs"]}
-    if not unit["packed"]:  # one trial: its run is opened here, before Ray Train starts
-        job = jobs[0]
-        run = start_run(job)
+    unit: TrainUnit = config["unit"]["work"]
+    unit = replace(unit, started=time.time())
+    if not unit.packed:  # one trial: its run is opened here, before Ray Train starts
+        run = start_run(unit.jobs[0])
         if run.status == "FINISHED":
-            tune.report({"trial_key": job.key, "status": "SKIPPED", "tokens_seen": job.tokens})
+            tune.report(progress(unit.jobs[0], "SKIPPED", tokens_seen=unit.jobs[0].tokens))
             return
-        run_id, loop_config = run.run_id, {"job": job.to_dict(), "run_id": run.run_id}
-    reason, lost = None, False
+        unit = replace(unit, run_ids={unit.jobs[0].key: run.run_id})
+    queue = Queue(actor_options={"num_cpus": 0})
+    settled: dict[str, dict] = {}
     try:
-        for job in jobs:
-            clear_code_failures(job)
-        _trainer(unit["name"], loop_config, res, jobs[0].storage_path).fit()
-    except Exception as exc:  # retries exhausted (FailureConfig): the runs record why
-        reason, lost = last_line(exc), _lost_not_failed(exc)
-    for job in jobs:
+        todo = unit
+        while todo.jobs:
+            trainer = _trainer(todo, todo.jobs[0].resources, todo.jobs[0].storage_path, queue)
+            error = _fit(trainer, queue, tune.report)
+            if error is None:
+                break
+            reason, lost = last_line(error), _lost_not_failed(error)
+            culprit = _running(todo)
+            if culprit is not None:
+                settled[culprit.key] = _settle(culprit, reason, lost)
+            if lost or culprit is None or not todo.packed:
+                for job in todo.jobs:
+                    settled.setdefault(job.key, _settle(job, reason, lost))
+                break
+            todo = replace(todo, jobs=tuple(j for j in todo.jobs if _unfinished(j, settled)))
+    finally:
+        queue.shutdown()
+    for job in unit.jobs:
         sweep_scratch(job.key)  # scratch copies of this trial's killed workers on this node
-        report_final(_settle(job, run_id, reason, lost))
-    wait_until_tune_has_every_result()
+        tune.report(settled.get(job.key) or _settle(job, None, lost=False))
 
 
-def units_of_work(todo: list[TrialJob], resources: ResourcesSpec) -> list[dict]:
+def _tune_config(unit: TrainUnit) -> dict:
+    """A unit as a Tune trial's config: plain values the driver reads (name, keys, packed; Tune
+    swaps other objects for object-store references on the driver) and the unit itself."""
+    return {"name": unit.name, "keys": unit.keys, "packed": unit.packed, "work": unit}
+
+
+def _running(unit: TrainUnit) -> TrialJob | None:
+    """The trial of `unit` whose run is RUNNING: the one the failed job was training."""
+    from slmscale.tracking.runs import trial_status
+
+    for job in unit.jobs:
+        if trial_status(job.tracking_uri, job.experiment_id, job.key) == "RUNNING":
+            return job
+    return None
+
+
+def _unfinished(job: TrialJob, settled: dict) -> bool:
+    from slmscale.tracking.runs import trial_status
+
+    if job.key in settled:
+        return False
+    return trial_status(job.tracking_uri, job.experiment_id, job.key) not in ("FINISHED", "FAILED")
+
+
+def units_of_work(todo: list[TrialJob], resources: ResourcesSpec) -> list[TrainUnit]:
     """What Tune schedules: one unit per trial, or packs of `resources.trials_per_job`."""
     if resources.trials_per_job <= 1:
-        return [{"name": f"trial-{j.key}", "packed": False, "jobs": [j.to_dict()]} for j in todo]
+        return [TrainUnit(f"trial-{j.key}", (j,), packed=False) for j in todo]
     packs = make_packs(
         todo,
         resources.trials_per_job,
         key=lambda j: j.key,
-        work=_steps,
-        resources=lambda j: j.resources,
+        work=lambda j: j.trial.steps,  # what a small trial's time goes with (grid.packs)
+        resources=lambda j: j.resources.group(),
     )
-    return [
-        {"name": pack_name([j.key for j in p]), "packed": True, "jobs": [j.to_dict() for j in p]}
-        for p in packs
-    ]
+    return [TrainUnit(pack_name([j.key for j in p]), tuple(p), packed=True) for p in packs]
 
 
-def trials_that_fit(jobs: list[TrialJob], resources: ResourcesSpec, total: dict) -> int:
+def trials_that_fit(jobs: list[TrialJob], total: dict) -> int:
     """How many of `jobs` a fixed set of resources (`total`, a local Ray) trains at once.
 
     Without a limit Tune starts every trial at once (each holds only 0.01 CPU), and the Train
@@ -160,84 +226,37 @@ def trials_that_fit(jobs: list[TrialJob], resources: ResourcesSpec, total: dict)
     """
     fits = []
     for job in jobs:
-        res = job.resources or resources.model_dump()
-        need = {k: int(res["workers"]) * float(v) for k, v in _per_worker(res).items()}
+        res = job.resources
+        need = {k: res.workers * float(v) for k, v in res.per_worker().items()}
         need["CPU"] += 0.01  # the Tune trial's own share
         fits.append(min(int(total.get(k, 0.0) // v) for k, v in need.items() if v > 0))
     return max(1, max(fits, default=1))
 
 
-def _work(job: TrialJob) -> float:
-    return 6.0 * float(job.params["n_params"]) * job.tokens
-
-
-def _steps(job: TrialJob) -> float:
-    """Optimizer steps: what a small trial's time goes with (not its FLOPs; grid.packs)."""
-    return job.tokens / (int(job.config["batch_size"]) * int(job.config["context"]))
-
-
 def _lost_not_failed(exc: BaseException) -> bool:
     """Whether the Train job ended because its processes died (not because the code failed).
 
-    Code failures are the worker's to judge (it records them and closes the run FAILED after
-    `max_failures`); an actor or worker that died under the job (SIGINT from Ctrl-C reaching the
-    process group, the OOM killer, a lost node) leaves the trial resumable.
+    An actor or worker that died under the job (SIGINT from Ctrl-C reaching the process group,
+    the OOM killer, a lost node) leaves the trial resumable; an exception in the training code
+    fails it.  Ray wraps worker failures in `ray.train.WorkerGroupError`: its per-rank errors
+    tell the two apart.
     """
     import ray.exceptions as rex
 
     lost_types = (rex.RayActorError, rex.WorkerCrashedError, rex.NodeDiedError)
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, lost_types) or type(exc).__name__ in ("ActorDiedError",):
+    stack, visited = [exc], set()
+    while stack and len(visited) < 50:
+        e = stack.pop()
+        if id(e) in visited:
+            continue
+        visited.add(id(e))
+        if isinstance(e, lost_types):
             return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+        # the chain, a WorkerGroupError's per-rank errors, a failed health check's cause
+        inner = [e.__cause__, e.__context__, getattr(e, "health_check_failure", None)]
+        inner += list(getattr(e, "worker_failures", {}).values())
+        stack += [c for c in inner if c is not None]
     return False
-
-
-def wait_until_tune_has_every_result(timeout_s: float = 60.0, settle_s: float = 0.3) -> None:
-    """Return only once Tune's main thread has taken every queued result (issue 18).
-
-    When this function returns, Tune's session puts one more result (the end of the function)
-    on its one-slot result queue from this thread.  If its main thread is at that moment
-    re-reporting an item of TuneReportCallback's queue (the final result above), both puts
-    meet on the full queue and the trial never ends (seen with py-spy on the first trial of a
-    fresh session, twice: `_TrainSession._get_result_from_queues` -> `report` -> `Queue.put`).
-    So wait until both queues are empty, twice `settle_s` apart (an item taken off the Ray
-    queue is on the result queue well within that).
-    """
-    import time
-
-    from ray.train._internal.session import get_session
-
-    session = get_session()
-    if session is None:
-        return
-
-    def drained() -> bool:
-        actor_queue = getattr(session, "_inter_actor_queue", None)
-        return (actor_queue is None or actor_queue.empty()) and session.result_queue.empty()
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if drained():
-            time.sleep(settle_s)
-            if drained():
-                return
-        time.sleep(0.05)
-
-
-def report_final(metrics: dict) -> None:
-    """The trial's last result, sent down the same channel as the Train job's own reports.
-
-    Why not `tune.report`: Train's reports reach Tune through TuneReportCallback's queue, which
-    Tune's session drains by re-reporting each item from its own thread.  A report of the Train
-    job still in that queue when `fit()` returns, raced by a direct `tune.report` here, left both
-    threads blocked on Tune's one-slot result queue: a trial that never ended (seen in the demo
-    under load).  Put behind the Train job's reports, the final result arrives after them, always.
-    """
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    TuneReportCallback().after_report(run_context=None, metrics=[metrics], checkpoint=None)
 
 
 @dataclass
@@ -272,7 +291,7 @@ def check_cluster_reach(jobs: list[TrialJob], stream=None) -> None:
     from slmscale.errors import UserError
 
     job = jobs[0]
-    units = [src["path"] for src in job.config["data"]]
+    units = [src.path for src in job.trial.data]
     problems = node_local_problems(job.tracking_uri, job.storage_path, units)
     if not problems:
         return
@@ -309,7 +328,7 @@ def run_grid(
     )
     table = TrialTable(stream=stream, title=f"grid {grid_name}")
     for j in todo:
-        table.add(j.key, j.run_name, j.tokens, work=_work(j))
+        table.add(j.key, j.run_name, j.tokens, work=j.trial.flops)
     if not todo:
         return GridSummary(len(jobs), table)
     started = not ray.is_initialized()
@@ -327,16 +346,14 @@ def run_grid(
     try:
         if joining_cluster or not started:
             check_cluster_reach(todo, stream)
+        units = units_of_work(todo, resources)
         limit = max_concurrent or resources.max_concurrent_trials
         if limit is None and started and not joining_cluster:
             # A local Ray started here: its resources are all there will be.
-            limit = trials_that_fit(todo, resources, ray.cluster_resources())
+            limit = trials_that_fit(todo, ray.cluster_resources())
         tuner = tune.Tuner(
             tune.with_resources(tune_trial, {"CPU": 0.01}),
-            param_space={
-                "unit": tune.grid_search(units_of_work(todo, resources)),
-                "resources": resources.model_dump(),
-            },
+            param_space={"unit": tune.grid_search([_tune_config(u) for u in units])},
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=limit,
                 trial_name_creator=lambda t: t.config["unit"]["name"],

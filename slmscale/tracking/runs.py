@@ -124,8 +124,7 @@ def finish_run(
 
 
 def trial_params(trial, units_dataset: str) -> dict:
-    """The DESIGN.md params of a trial (slmscale.grid.expand.Trial), keyed by schema names."""
-    opt = trial.config["optimizer"]
+    """The DESIGN.md params of a trial (slmscale.trial.Trial), keyed by schema names."""
     values = {
         "model_size": trial.model_size,
         "n_params": trial.n_params,
@@ -140,12 +139,12 @@ def trial_params(trial, units_dataset: str) -> dict:
         "context": trial.context,
         "steps": trial.steps,
         "warmup_steps": trial.warmup_steps,
-        "lr_max": opt["lr_max"],
-        "lr_min": opt["lr_min"],
-        "weight_decay": opt["weight_decay"],
-        "tokenizer": trial.config["tokenizer"],
+        "lr_max": trial.optimizer.lr_max,
+        "lr_min": trial.optimizer.lr_min,
+        "weight_decay": trial.optimizer.weight_decay,
+        "tokenizer": trial.tokenizer,
         "units_dataset": units_dataset,
-        "seed": trial.config["seed"],
+        "seed": trial.seed,
     }
     assert tuple(values) == PARAM_NAMES
     return values

@@ -97,3 +97,14 @@ TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # MLflow UI saved/shared run
 TAG_FIT_KEY = "slmscale.fit_key"  # same sources, filter, law and settings = same fit run
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # which UI the experiment opens in
 EXPERIMENT_KIND_TRAINING = "custom_model_development"  # "Model training": the runs table
+
+# --- compute two ways, the device, the schedule (issues 26, 28, 29) ---
+M_FLOPS_FULL = "flops_full"  # 6ND plus output layer and causal attention (model.flops_full)
+PARAM_DEVICE = "device"  # what the trial trained on: "cpu" or e.g. "NVIDIA H100 80GB HBM3 x 8"
+TAG_DEVICES = "slmscale.devices"  # every device a resumed trial ran on, when more than one
+TAG_SCHEDULE = "slmscale.schedule"  # "cosine" | "wsd (1-sqrt, 0.2)"
+TAG_TRUNK = "slmscale.trunk"  # a WSD run's trunk (the key its branch shares with its size)
+# --- fit runs: nesting, verdicts, seeds and compute (laws helper, issues 26/27) ---
+KIND_STUDY = "study"  # an experiment-level parent for fits that span several grids
+M_FLOPS_FULL = "flops_full"  # 6 N D plus attention over the context and the output layer
+N_ITEMS_SUFFIX = "_n_items"  # `<metric>_n_items`: items a benchmark was scored on (chance test)

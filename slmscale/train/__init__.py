@@ -1,8 +1,8 @@
 """Stage 2's training core (pure PyTorch, no Ray, no MLflow): one trial, start to finish.
 
-`train_one_trial(config, ...)` trains a resolved trial config (slmscale.grid.expand) to exactly
-D tokens with the paper's optimizer and schedule, checkpoints and resumes, and reports metrics
-through a callback; the Ray Train worker and `slmscale train` only wrap it.
+`train_one_trial(trial, ...)` trains a typed trial (slmscale.trial.Trial) to exactly D tokens
+with the paper's optimizer and schedule, checkpoints and resumes, and reports metrics through a
+callback; the Ray Train worker and `slmscale train` only wrap it.
 
 Names are loaded on first use, so importing a light submodule (schedule, throughput) does not
 import torch (keeps `slmscale --help` fast).
@@ -13,12 +13,10 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "FaultInjection": "slmscale.train.options",
-    "InjectedFault": "slmscale.train.options",
     "RuntimeOptions": "slmscale.train.options",
     "TrialResult": "slmscale.train.options",
     "evaluate_test_loss": "slmscale.train.evaluation",
-    "resolve_device": "slmscale.train.loop",
+    "resolve_device": "slmscale.train.device",
     "train_one_trial": "slmscale.train.loop",
     "lr_at": "slmscale.train.schedule",
 }

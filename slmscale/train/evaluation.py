@@ -37,8 +37,8 @@ def evaluate_test_loss(run, windows: list[np.ndarray] | None = None) -> float:
 
 
 def eval_interval(run) -> int:
-    ev = run.config.get("eval", {})
-    return ev.get("interval_steps") or max(1, math.ceil(run.steps / ev.get("n_evals", 20)))
+    plan = run.trial.eval
+    return plan.interval_steps or max(1, math.ceil(run.steps / plan.n_evals))
 
 
 def periodic_test_windows(
@@ -70,7 +70,10 @@ def score_spread(run) -> tuple[dict, dict]:
     from slmscale.config.grid import BenchmarkSpec
     from slmscale.evaluate import score_benchmarks
 
-    specs = [BenchmarkSpec(**b) for b in run.config.get("benchmarks") or []]
+    specs = [
+        BenchmarkSpec(name=b.name, units=b.units, root=b.root, split=b.split, score=b.score)
+        for b in run.trial.benchmarks
+    ]
     mine = specs[run.rank :: run.world_size]
     part: tuple[dict, dict] = ({}, {})
     if mine:

@@ -8,20 +8,27 @@ which is not the regularisation intended.  On CUDA the fused AdamW kernel is use
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
+if TYPE_CHECKING:
+    from slmscale.trial import Optimizer
 
-def build_optimizer(model: torch.nn.Module, opt: dict, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over `model` from an OptimizerSpec dict (lr is set per step by the schedule)."""
+
+def build_optimizer(
+    model: torch.nn.Module, opt: Optimizer, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW over `model` (lr is set per step by the schedule)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": opt["weight_decay"]},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": opt.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(
         groups,
-        lr=opt["lr_max"],
-        betas=(opt["beta1"], opt["beta2"]),
-        eps=opt["eps"],
+        lr=opt.lr_max,
+        betas=(opt.beta1, opt.beta2),
+        eps=opt.eps,
         fused=device.type == "cuda",
     )

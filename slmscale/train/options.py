@@ -1,4 +1,4 @@
-"""What the trainer takes besides the trial (runtime options, test faults) and what it returns.
+"""What the trainer takes besides the trial (runtime options) and what it returns.
 
 Pure core.  RuntimeOptions say how to train, never what: none of them changes a trial's key or its
 final result (tests hold the loss curve to 1e-6 across micro-batches and worker counts).
@@ -26,30 +26,12 @@ class RuntimeOptions:
     compile: bool | None = None  # None: on for CUDA, off on CPU (the CPU path stays eager)
     micro_batch_size: int | None = None  # sequences per forward pass on one worker
     activation_checkpointing: bool = False
-    device: str | None = None  # None: CUDA when torch sees it, else CPU
+    # None / "auto": CUDA when torch sees it, else CPU; "cuda": CUDA or a one-line error (a
+    # trial that asked for GPUs never trains on the CPU by surprise); "cpu" (train.device).
+    device: str | None = None
     # All periodic test-loss evaluations together cost at most this share of the trial's
     # training FLOPs (a fixed sample of the test split); the final one scores the whole split.
     periodic_eval_cost: float = DEFAULT_PERIODIC_EVAL_COST
-
-
-@dataclass(frozen=True)
-class FaultInjection:
-    """Test-only hooks: a NaN loss at `nan_at_step`, an exception before `raise_at_step`, an
-    out-of-memory error for every micro-batch above `oom_above_micro_batch` (without activation
-    checkpointing) from step `oom_from_step` on."""
-
-    nan_at_step: int | None = None
-    raise_at_step: int | None = None
-    oom_above_micro_batch: int | None = None
-    oom_from_step: int = 0
-    # SIGKILL this process before step `kill_at_step`, once: only while `kill_marker` (a file
-    # path) does not exist; it is created first (a preempted node, seen from the worker).
-    kill_at_step: int | None = None
-    kill_marker: str | None = None
-
-
-class InjectedFault(RuntimeError):
-    """Raised by FaultInjection.raise_at_step (simulates a worker dying mid-trial)."""
 
 
 @dataclass

@@ -14,14 +14,16 @@ DDP's hooks a rank that fails mid-backward leaves the others waiting in a collec
 is the overlap of that one all-reduce with the last micro-batch's backward: with several
 micro-batches per step, a small share.
 
-No host synchronisation happens here: the step's loss stays on the device (the trainer reads it at
-logging intervals), and the next step's batches are built on the host and copied from pinned
-memory without blocking while this step runs on the GPU.
+Host synchronisation: on one rank, none happens here: the step's loss stays on the device (the
+trainer reads it at logging intervals), and the next step's batches are built on the host and
+copied from pinned memory without blocking while this step runs on the GPU.  With several ranks
+there is one per step: the ranks agree whether any ran out of memory (a one-element all-reduce
+read on the host) before they reduce gradients, the price of recovering from an OOM without a
+hang.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,13 +32,8 @@ import torch.nn.functional as F
 
 from slmscale.corpus import IGNORE_INDEX, pad_batch
 from slmscale.model import special_token_ids
-from slmscale.train.schedule import lr_at
 
 BUCKET_BYTES = 64 * 2**20  # gradients all-reduced in flat buckets of about this size
-
-
-class InjectedOOM(torch.OutOfMemoryError):
-    """Raised by FaultInjection.oom_above_micro_batch (simulates a device without enough memory)."""
 
 
 @dataclass
@@ -52,7 +49,7 @@ class StepBatch:
 
 def prepare_step(run, step: int, micro_batch: int) -> StepBatch:
     """Build step `step`'s micro-batches for this rank and start their copy to the device."""
-    stream, batch = run.data.stream, int(run.config["batch_size"])
+    stream, batch = run.data.stream, run.trial.batch_size
     first, last = step * batch, min((step + 1) * batch, stream.n_windows)
     starts = np.arange(first, last, dtype=np.int64) * stream.context
     lengths = np.minimum(stream.context, stream.tokens - starts)
@@ -86,16 +83,10 @@ def nll_sum(run, model, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     )
 
 
-def _forward_backward(run, batch: StepBatch, faults) -> torch.Tensor:
+def _forward_backward(run, batch: StepBatch) -> torch.Tensor:
     loss_total = torch.zeros((), dtype=torch.float32, device=run.device)
     for inputs, labels in batch.chunks:
-        limit = faults.oom_above_micro_batch  # a device where only checkpointing fits below it
-        over = limit is not None and len(inputs) > limit and not run.activation_checkpointing
-        if over and batch.step >= faults.oom_from_step:
-            raise InjectedOOM(f"injected: micro-batch {len(inputs)} > {limit}")
         loss_sum = nll_sum(run, run.forward_model, inputs, labels)
-        if faults.nan_at_step == batch.step:
-            loss_sum = loss_sum * float("nan")
         (loss_sum / max(batch.n_targets, 1)).backward()
         loss_total += loss_sum.detach()
     return loss_total
@@ -155,42 +146,34 @@ def _shrink(run, batch: StepBatch, reason: str, warn) -> StepBatch:
     run.oom_retries += 1
     warn(
         f"out of memory at step {batch.step} ({reason}): retrying the step with {what}; "
-        f"gradient accumulation keeps the batch at {run.config['batch_size']} sequences"
+        f"gradient accumulation keeps the batch at {run.trial.batch_size} sequences"
     )
     return prepare_step(run, batch.step, run.micro_batch)
 
 
-def train_step(run, batch: StepBatch, faults, warn=None) -> tuple[torch.Tensor, StepBatch]:
+def train_step(run, batch: StepBatch) -> tuple[torch.Tensor, StepBatch]:
     """Forward/backward over `batch`, sum gradients over ranks, clip, AdamW.
 
     Returns this rank's summed NLL of the step (a device tensor: no sync) and the batch the
     step finally ran with (smaller micro-batches after an out-of-memory error).
     """
-    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-    opt = run.config["optimizer"]
-    lr = lr_at(
-        batch.step,
-        steps=run.steps,
-        warmup_steps=run.warmup,
-        lr_max=opt["lr_max"],
-        lr_min=opt["lr_min"],
-    )
+    lr = run.trial.lr_at(batch.step)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     while True:
         reason = None
         try:
-            loss_total = _forward_backward(run, batch, faults)
+            loss_total = _forward_backward(run, batch)
         except torch.OutOfMemoryError as exc:
             reason = (str(exc).splitlines() or ["CUDA out of memory"])[0][:200]
             loss_total = None
         if not _any_rank(run, reason is not None):
             break
-        batch = _shrink(run, batch, reason or "on another rank", warn)
+        batch = _shrink(run, batch, reason or "on another rank", run.warn)
     params = [p for p in run.model.parameters() if p.requires_grad]
     if run.world_size > 1:
         all_reduce_gradients(params)
-    clip = opt.get("grad_clip", 0.0)
+    clip = run.trial.optimizer.grad_clip
     if clip:
         torch.nn.utils.clip_grad_norm_(params, clip)
     run.optimizer.step()
