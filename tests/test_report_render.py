@@ -17,7 +17,7 @@ FIGS = (
     "fig2_downstream_envelope",
     "fig3_law_fit",
     "fig4_loss_vs_metric",
-    "fig5_tokenizers",
+    "fig5_tokenizer_envelopes",  # two tokenizers: Figure 5 sets them side by side
     "fig_residuals",
     "fig_rstar_profile",
 )

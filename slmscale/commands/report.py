@@ -90,6 +90,10 @@ def write_report(
         if fig is not None:
             style.save(fig, out, name)
             figures.append(name)
+    if "fig5_tokenizer_envelopes" in figures and "fig5_tokenizers" in figures:
+        figures.remove("fig5_tokenizers")  # its loss envelopes are the new figure's first panel
+        for ext in ("png", "svg"):
+            (out / f"fig5_tokenizers.{ext}").unlink(missing_ok=True)
     for exp, doc in (compared or {}).items():
         write_bytes_atomic(out / f"fit-{exp}.json", fit_json_bytes(doc))
     if compared is not None:

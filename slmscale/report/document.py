@@ -261,11 +261,23 @@ def to_markdown(blocks: list) -> str:
                 out.append("(none)")
                 continue
             lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            rows = [list(r) + [""] * (len(head) - len(r)) for r in rows]
             lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
             out.append("\n".join(lines))
         elif kind == "fig":
             out.append(f"![{b[2]}]({b[1]}.png)")
     return "\n\n".join(out) + "\n"
+
+
+def _cells(row: list[str], width: int) -> str:
+    """A row's cells; a short row's last cell spans the rest (a note under a table's row)."""
+    e = html.escape
+    cells = [f"<td>{e(c)}</td>" for c in row[:-1]]
+    span = width - len(row) + 1
+    cells.append(
+        f'<td colspan="{span}">{e(row[-1])}</td>' if span > 1 else f"<td>{e(row[-1])}</td>"
+    )
+    return "".join(cells)
 
 
 def to_html(blocks: list, fig_dir: Path, title: str) -> str:
@@ -283,7 +295,7 @@ def to_html(blocks: list, fig_dir: Path, title: str) -> str:
                 body.append("<p>(none)</p>")
                 continue
             th = "".join(f"<th>{e(h)}</th>" for h in head)
-            trs = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+            trs = "".join(f"<tr>{_cells(r, len(head))}</tr>" for r in rows)
             body.append(f"<table><tr>{th}</tr>{trs}</table>")
         elif kind == "fig":
             data = base64.b64encode((fig_dir / f"{b[1]}.png").read_bytes()).decode()

@@ -33,8 +33,7 @@ def table4(doc: dict, tokenizer_arms: list[Arm]) -> tuple[list[str], list[list[s
         rows += tokenizer_rows(arm, keys)
     for name, vals in paper.TABLE4.items():
         rows.append([f"paper: {name}", *(num(vals.get(k)) for k in keys)])
-    width = 1 + len(keys)
-    return ["", *keys], [r + [""] * (width - len(r)) for r in rows]
+    return ["", *keys], rows
 
 
 def tokenizer_rows(arm: Arm, keys: list[str]) -> list[list[str]]:
