@@ -184,3 +184,30 @@ def test_aws_nodes_get_credentials_from_instance_profiles():
 @pytest.mark.parametrize("script", sorted((ROOT / "deploy").glob("*.sh")), ids=lambda p: p.name)
 def test_deploy_scripts_parse(script):
     subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_the_docs_name_each_clouds_node_types_and_custom_resources_as_its_config_does():
+    """docs/cluster.md's table and `custom:` examples match the configs (a10g on AWS, l4 on GCP)."""
+    docs = (ROOT / "docs" / "cluster.md").read_text()
+    rows = {
+        "aws": re.search(r"^\s*\| AWS \| `ray_cluster.yaml` \| (.*) \|$", docs, re.M),
+        "gcp": re.search(r"^\s*\| GCP \| `deploy/ray_cluster_gcp.yaml` \| (.*) \|$", docs, re.M),
+    }
+    for cloud, row in rows.items():
+        assert row, f"docs/cluster.md: no table row for {cloud}"
+        types = _load(cloud)["available_node_types"]
+        for name, resource in re.findall(r"`([\w.]+)` \(`(\w+)`\)", row.group(1)):
+            assert types[name]["resources"].get(resource, 0) >= 1, (cloud, name, resource)
+        example = re.search(rf"custom: \{{(\w+): 1\}}\}}\s+# {cloud.upper()}", docs)
+        assert example, f"docs/cluster.md: no `custom:` example for {cloud}"
+        offered = {r for t in types.values() for r in t["resources"]}
+        assert example.group(1) in offered, (cloud, example.group(1))
+
+
+def test_every_node_type_writes_out_its_cpus_and_gpu_types_their_gpus(cloud):
+    """slmscale reads CPU and GPU from the config (grid.cluster_limits): none may be missing."""
+    for name, node_type in _load(cloud)["available_node_types"].items():
+        resources = node_type["resources"]
+        assert resources.get("CPU", 0) >= 1, name
+        accelerators = set(resources) - {"CPU", "GPU", "memory", "object_store_memory"}
+        assert sum(resources[a] for a in accelerators) == resources.get("GPU", 0), name

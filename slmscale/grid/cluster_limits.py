@@ -28,7 +28,7 @@ from slmscale.errors import UserError
 
 # Measured (scripts/measure_head_memory.py, docs/cluster.md "The head's memory"): proportional
 # set size of the head's processes per trial in flight, and what the head holds besides trials.
-HEAD_BYTES_PER_TRIAL = int(1.2e9)
+HEAD_BYTES_PER_TRIAL = int(1.3e9)  # a training trial; a waiting one about 1.0 GB
 HEAD_BASE_BYTES = 3 * 1024**3
 HEAD_USABLE_FRACTION = 0.85  # Ray's memory monitor kills workers at 0.95 of the node's memory
 
@@ -81,10 +81,20 @@ def fmt_resources(resources: Mapping[str, float]) -> str:
 
 def worker_bundle(res: Mapping) -> dict[str, float]:
     """The Ray resources one Train worker of a trial asks for (`ResourcesSpec.for_trial` shape)."""
-    bundle = {"CPU": float(res.get("cpus_per_worker", 1.0)), **res.get("custom", {})}
-    if float(res.get("gpus_per_worker", 0.0)) > 0:
-        bundle["GPU"] = float(res["gpus_per_worker"])
-    return {k: float(v) for k, v in bundle.items() if float(v) > 0}
+    return demand(res)[1]
+
+
+def demand(res) -> tuple[int, dict[str, float]]:
+    """(workers, the Ray resources of one worker) of a trial: a `config.grid.TrialResources`
+    (its `per_worker()`), or the same fields as a dict."""
+    if hasattr(res, "per_worker"):
+        workers, bundle = int(res.workers), dict(res.per_worker())
+    else:
+        workers = int(res.get("workers", 1))
+        bundle = {"CPU": float(res.get("cpus_per_worker", 1.0)), **res.get("custom", {})}
+        if float(res.get("gpus_per_worker", 0.0)) > 0:
+            bundle["GPU"] = float(res["gpus_per_worker"])
+    return workers, {k: float(v) for k, v in bundle.items() if float(v) > 0}
 
 
 def node_types_from_config(config: Mapping) -> ClusterShape:
@@ -142,10 +152,11 @@ def max_bundles(shape: ClusterShape, bundle: Mapping[str, float]) -> float:
     return total
 
 
-def trials_at_once(shape: ClusterShape, res: Mapping) -> float:
+def trials_at_once(shape: ClusterShape, res) -> float:
     """Trials with resources `res` the cluster trains at once (a trial needs `workers` bundles;
     Train places them with PACK, so one trial may span nodes)."""
-    return _floor(max_bundles(shape, worker_bundle(res)) / int(res.get("workers", 1)))
+    workers, bundle = demand(res)
+    return _floor(max_bundles(shape, bundle) / workers)
 
 
 def head_trial_bound(
@@ -163,7 +174,7 @@ def default_concurrency(
     node_types: ClusterShape,
     head_memory_bytes: float,
     per_trial_bytes: float,
-    trial_resources: Iterable[Mapping],
+    trial_resources: Iterable,
 ) -> int:
     """The default bound on trials in flight when a grid joins a cluster.
 
@@ -176,12 +187,11 @@ def default_concurrency(
     return max(1, int(bound))
 
 
-def unplaceable(shape: ClusterShape, trial_resources: Iterable[Mapping]) -> list[str]:
+def unplaceable(shape: ClusterShape, trial_resources: Iterable) -> list[str]:
     """One phrase per distinct trial resources the cluster can never place (empty: all fit)."""
     problems = []
     for res in _distinct(trial_resources):
-        bundle = worker_bundle(res)
-        workers = int(res.get("workers", 1))
+        workers, bundle = demand(res)
         missing = [k for k in bundle if not any(t.amount(k) > 0 for t in shape.node_types)]
         if missing:
             problems.append(
@@ -200,7 +210,7 @@ def unplaceable(shape: ClusterShape, trial_resources: Iterable[Mapping]) -> list
     return problems
 
 
-def check_placeable(shape: ClusterShape, trial_resources: Iterable[Mapping]) -> None:
+def check_placeable(shape: ClusterShape, trial_resources: Iterable) -> None:
     """Refuse, in one line, a grid with trials that no node of this cluster can ever train."""
     problems = unplaceable(shape, trial_resources)
     if problems:
@@ -210,10 +220,11 @@ def check_placeable(shape: ClusterShape, trial_resources: Iterable[Mapping]) -> 
         )
 
 
-def _distinct(trial_resources: Iterable[Mapping]) -> list[Mapping]:
+def _distinct(trial_resources: Iterable) -> list:
     seen, out = set(), []
     for res in trial_resources:
-        key = (int(res.get("workers", 1)), tuple(sorted(worker_bundle(res).items())))
+        workers, bundle = demand(res)
+        key = (workers, tuple(sorted(bundle.items())))
         if key not in seen:
             seen.add(key)
             out.append(res)

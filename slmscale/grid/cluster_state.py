@@ -123,7 +123,7 @@ def head_memory_bytes() -> int:
 
 
 def admit_grid(
-    trial_resources: Iterable[Mapping], max_concurrent: int | None = None
+    trial_resources: Iterable, max_concurrent: int | None = None
 ) -> tuple[int | None, str]:
     """On a cluster the grid joins: refuse trials no node type can ever place (UserError, one
     line naming the resource and the node types), and the bound on trials in flight.
