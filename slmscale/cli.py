@@ -1,6 +1,6 @@
 """`slmscale`: one subcommand per stage.  Each lives in `slmscale/commands/<name>.py` with
-`add_arguments(parser)` and `run(args) -> int`, imported only when used (so `slmscale info` does not
-pay for Ray, and a stage not built yet says so).
+`add_arguments(parser)`, `run(args) -> int` and optionally `precheck(args)` (cheap checks run
+before anything heavy is imported); a command's module is imported only when that command runs.
 
 A `UserError` anywhere becomes one line on stderr and exit code 2; other exceptions are our bugs
 and keep their traceback.
@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Iterable
 
 from slmscale import __version__
 from slmscale.errors import EXIT_USER_ERROR, UserError
@@ -40,15 +41,13 @@ NEEDS_TORCHAUDIO = frozenset({"tokenize", "kmeans", "demo"})
 
 
 def _load(name: str):
-    try:
-        return importlib.import_module(f"slmscale.commands.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"slmscale.commands.{name}":
-            return None
-        raise
+    return importlib.import_module(f"slmscale.commands.{name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(load: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The whole CLI; `load`: the commands whose modules are imported for their flags (default:
+    all).  `main` loads only the command it runs: a command's module may import much (the grid
+    planner, pandas), and a wrong name or a missing file should be answered before any of it."""
     parser = argparse.ArgumentParser(
         prog="slmscale",
         description="Scaling studies of speech language models: units, grid, evaluation, laws, report.",
@@ -61,27 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="show Ray, Tune and MLflow log output (hidden by default; see slmscale/console.py)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = set(COMMANDS if load is None else load)
     for name, help_text in COMMANDS.items():
-        module = _load(name)
-        p = sub.add_parser(
-            name,
-            help=help_text if module else f"{help_text} [not built yet]",
-            description=help_text,
-        )
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module = _load(name) if name in wanted else None
         if module is not None:
             module.add_arguments(p)
         p.set_defaults(_module=module, _name=name)
     return parser
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand an argument list runs (the first word that is not a flag), if any."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command_of(argv)
+    parser = build_parser(load=[command] if command else [])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return EXIT_USER_ERROR
-    if args._module is None:
-        print(f"slmscale {args._name}: not built yet", file=sys.stderr)
         return EXIT_USER_ERROR
     if not args.verbose:
         from slmscale.console import quiet_platform_logs
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         quiet_platform_logs()
     try:
         precheck = getattr(args._module, "precheck", None)
-        if precheck is not None:  # cheap input checks first (e.g. a missing model: < 1 s)
+        if precheck is not None:  # cheap input checks first (a missing file, a wrong name: < 1 s)
             precheck(args)
         if args._name in NEEDS_TORCHAUDIO:
             from slmscale.install_check import require_torchaudio

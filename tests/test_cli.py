@@ -41,12 +41,6 @@ def test_help_lists_every_stage():
     assert list(cli.COMMANDS) == STAGES
 
 
-def test_unbuilt_stage_says_so_and_exits_2(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "_load", lambda name: None)
-    assert cli.main(["bench"]) == 2
-    assert capsys.readouterr().err.strip() == "slmscale bench: not built yet"
-
-
 def test_user_error_is_one_line_exit_2(monkeypatch, capsys):
     class Boom:
         @staticmethod

@@ -109,3 +109,29 @@ def test_a_wrong_experiment_name_lists_the_ones_that_exist(tmp_path):
         client(uri).create_experiment(name)
     with pytest.raises(UserError, match=r"experiments there: 'demo', 'demo_quick'"):
         get_experiment_id(uri, "demo-quick")
+
+
+def test_the_cheap_checks_read_a_sqlite_store_without_mlflow(tmp_path):
+    from slmscale.tracking.store import check_experiments, check_run, stored_experiments
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = client(uri)
+    exp = c.create_experiment("demo")
+    c.delete_experiment(c.create_experiment("gone"))
+    run = c.create_run(exp).info.run_id
+    assert stored_experiments(uri) == {"Default": "active", "demo": "active", "gone": "deleted"}
+    check_experiments(uri, ["demo"])
+    check_experiments(uri, ["new"], allow_missing=True)  # a grid creates it
+    with pytest.raises(UserError, match=r"no MLflow experiment named 'demo-quick' .*: 'demo'\)"):
+        check_experiments(uri, ["demo-quick"])
+    with pytest.raises(UserError, match="'gone' is deleted"):
+        check_experiments(uri, ["gone"], allow_missing=True)
+    check_run(uri, run)
+    with pytest.raises(UserError, match="run abc: not found"):
+        check_run(uri, "abc")
+    c.delete_run(run)
+    with pytest.raises(UserError, match="deleted"):
+        check_run(uri, run)
+    # No store file, or a server: nothing to say cheaply (MLflow answers later).
+    assert stored_experiments(f"sqlite:///{tmp_path / 'none.db'}") is None
+    check_experiments("http://127.0.0.1:1", ["anything"])

@@ -22,15 +22,12 @@ _STATE_OF_RUN.update(FAILED="failed", KILLED="killed")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from slmscale.commands.grid import add_spec_arguments
+    from slmscale.tracking.store import add_tracking_uri_argument
 
     add_spec_arguments(
         parser, "the same spec overrides the grid was run with (they change the trial keys)"
     )
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the nearest mlflow.db "
-        "in this folder or its parents, else slmscale-demo/mlflow.db)",
-    )
+    add_tracking_uri_argument(parser)
     parser.add_argument(
         "--format", choices=["table", "json"], default="table", help="output format"
     )
@@ -46,8 +43,11 @@ def _runs_by_key(tracking_uri: str, experiment: str) -> dict[str, dict] | None:
         TAG_KIND,
         TAG_TRIAL_KEY,
     )
-    from slmscale.tracking.store import client
+    from slmscale.tracking.store import client, stored_experiments
 
+    stored = stored_experiments(tracking_uri)  # a SQLite store answers without MLflow (~3-12 s)
+    if stored is not None and stored.get(experiment) != "active":
+        return None
     c = client(tracking_uri)
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
@@ -69,6 +69,15 @@ def _runs_by_key(tracking_uri: str, experiment: str) -> dict[str, dict] | None:
                 "failure": run.data.tags.get(TAG_FAILURE),
             }
     return out
+
+
+def _experiment_names(tracking_uri: str) -> list[str]:
+    from slmscale.tracking.store import experiment_names, stored_experiments
+
+    stored = stored_experiments(tracking_uri)
+    if stored is None:
+        return experiment_names(tracking_uri)
+    return sorted(n for n, stage in stored.items() if stage == "active" and n != "Default")
 
 
 def grid_status(spec_path: str, overrides, tracking_uri: str, experiment: str | None) -> dict:
@@ -101,6 +110,7 @@ def grid_status(spec_path: str, overrides, tracking_uri: str, experiment: str | 
         "experiment": name,
         "tracking_uri": tracking_uri,
         "experiment_exists": runs is not None,
+        "experiments_in_store": [] if runs is not None else _experiment_names(tracking_uri),
         "trials": len(rows),
         "counts": counts,
         "flops_done_fraction": done_flops / total_flops,
@@ -117,7 +127,10 @@ def render(doc: dict) -> str:
     )
     lines = [head, f"store: {doc['tracking_uri']}  experiment: {doc['experiment']}"]
     if not doc["experiment_exists"]:
-        lines.append("(no runs yet: the experiment does not exist in this store)")
+        lines.append(
+            "(no runs yet: the experiment does not exist in this store; experiments there: "
+            f"{', '.join(repr(n) for n in doc['experiments_in_store']) or 'none'})"
+        )
     lines.append(
         f"{'trial_key':<16}  {'size':<10} {'D':>9} {'epochs':>6}  {'state':<8} {'loss':>7}"
     )

@@ -75,7 +75,19 @@ def check_model(args) -> None:
 
 def precheck(args) -> None:
     """Checks that need no heavy import, for the CLI to run before anything else (a missing
-    model is then one line in well under a second)."""
+    input, k-means file or model is then one line in about a second, before torch loads)."""
+    from pathlib import Path
+
+    from slmscale.audio.io import InputSpec
+    from slmscale.errors import UserError
+
+    for text in args.input:
+        spec = InputSpec.parse(text)
+        if not Path(spec.path).exists():
+            raise UserError(f"--input {spec.dataset}={spec.path}: no such file or directory")
+    kmeans = getattr(args, "kmeans", None)  # tokenize's; `slmscale kmeans` writes one
+    if kmeans and not Path(kmeans).is_file():
+        raise UserError(f"--kmeans {kmeans}: no such file")
     check_model(args)
 
 

@@ -11,6 +11,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocab", type=int, default=5000, help="SentencePiece vocabulary size")
 
 
+def precheck(args) -> None:
+    """The input units dataset exists (one line before SentencePiece and pyarrow load)."""
+    from slmscale.units import load_meta
+
+    load_meta(args.units)
+
+
 def run(args) -> int:
     from slmscale.audio.table2 import format_accounting, format_table2
     from slmscale.audio.unigram import compress

@@ -1,6 +1,9 @@
 """Tracking-store plumbing (edge): tracking URI defaults, clients, experiments, reading runs back.
 
-`mlflow` is imported inside functions only.
+`mlflow` is imported inside functions only.  The cheap checks (`check_experiments`,
+`check_run`) read a SQLite store with the standard library, so a command's `precheck` can name a
+wrong experiment or run id before MLflow is imported.  Retrying a busy store:
+`slmscale.tracking.retry`.
 """
 
 from __future__ import annotations
@@ -9,6 +12,12 @@ import os
 from pathlib import Path
 
 from slmscale.errors import UserError
+from slmscale.tracking.retry import (
+    DropTransientErrors,
+    RetryingClient,
+    call_with_retry,
+    with_busy_timeout,
+)
 from slmscale.tracking.schema import *  # noqa: F403
 from slmscale.tracking.schema import (
     DEFAULT_DB,
@@ -73,130 +82,95 @@ def reading_tracking_uri(flag: str | None) -> str:
     )
 
 
+#: Every command's `--tracking-uri` help: one default store, stated once.
+TRACKING_URI_HELP = (
+    "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else mlflow.db in the output root: "
+    "$SLMSCALE_HOME, else this folder; a command that only reads runs also looks in the "
+    "parent folders and in slmscale-demo/)"
+)
+
+
+def add_tracking_uri_argument(parser) -> None:
+    """`--tracking-uri`, with the one help text every command shares."""
+    parser.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
+
+
+# ---- cheap checks: a SQLite store read with the standard library ------------------------------
+# Importing MLflow takes 3-12 s (sqlalchemy, alembic, the GenAI modules); a wrong experiment
+# name or run id should be one line in well under a second.  A SQLite store is one file whose
+# `experiments` and `runs` tables answer that directly, read-only.  A server store is not checked
+# here: the MLflow client reports its errors.
+
+
+def _sqlite_rows(tracking_uri: str, query: str, args: tuple = ()) -> list[tuple] | None:
+    """Rows of a read-only query on a SQLite store; None when the store is not a readable
+    SQLite file (a server, a missing file) or has no MLflow tables yet."""
+    import sqlite3
+
+    db = sqlite_path(tracking_uri)
+    if db is None or not db.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return None
+    try:
+        return con.execute(query, args).fetchall()
+    except sqlite3.Error:  # no such table (an empty store), or a store MLflow would reject too
+        return None
+    finally:
+        con.close()
+
+
+def stored_experiments(tracking_uri: str) -> dict[str, str] | None:
+    """name -> lifecycle stage ("active", "deleted") of a SQLite store's experiments, without
+    importing MLflow; None when that cannot be read cheaply (then ask MLflow)."""
+    rows = _sqlite_rows(tracking_uri, "SELECT name, lifecycle_stage FROM experiments")
+    return None if rows is None else dict(rows)
+
+
+def check_experiments(tracking_uri: str, names: list[str], allow_missing: bool = False) -> None:
+    """A UserError naming an experiment that is not in the store (or is deleted), and the ones
+    that are; checked before any heavy import where the store is a SQLite file.
+
+    `allow_missing`: for commands that create the experiment (grid, train): only a deleted one
+    is an error there.
+    """
+    stored = stored_experiments(tracking_uri)
+    if stored is None:
+        return
+    for name in names:
+        if stored.get(name) == "deleted":
+            raise UserError(f"MLflow experiment {name!r} is deleted in {tracking_uri}")
+        if name not in stored and not allow_missing:
+            raise UserError(unknown_experiment_message(tracking_uri, name, stored))
+
+
+def unknown_experiment_message(tracking_uri: str, name: str, stored: dict[str, str]) -> str:
+    known = sorted(n for n, stage in stored.items() if stage == "active" and n != "Default")
+    listing = ", ".join(repr(n) for n in known[:20]) if known else "none"
+    return f"no MLflow experiment named {name!r} in {tracking_uri} (experiments there: {listing})"
+
+
+def check_run(tracking_uri: str, run_id: str) -> None:
+    """A UserError when a SQLite store has no (live) run `run_id`; checked without MLflow."""
+    rows = _sqlite_rows(
+        tracking_uri, "SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)
+    )
+    if rows is None:
+        return
+    if not rows:
+        raise UserError(f"run {run_id}: not found in {tracking_uri}")
+    if rows[0][0] == "deleted":
+        raise UserError(f"run {run_id}: deleted in {tracking_uri}")
+
+
 def experiment_names(tracking_uri: str) -> list[str]:
     """Names of the live experiments in the store (for messages that say what does exist)."""
     from mlflow.entities import ViewType
 
     exps = client(tracking_uri).search_experiments(view_type=ViewType.ACTIVE_ONLY)
     return sorted(e.name for e in exps if e.name != "Default")
-
-
-SQLITE_BUSY_TIMEOUT_S = 60
-
-
-def with_busy_timeout(tracking_uri: str) -> str:
-    """A SQLite URI with a busy timeout, so concurrent writers wait instead of failing with
-    "database is locked" (the timeout is a pysqlite connect argument in the URI's query)."""
-    if tracking_uri.startswith("sqlite:") and "timeout=" not in tracking_uri:
-        sep = "&" if "?" in tracking_uri else "?"
-        return f"{tracking_uri}{sep}timeout={SQLITE_BUSY_TIMEOUT_S}"
-    return tracking_uri
-
-
-# ---- a store that is busy is waited for --------------------------------------------------------
-# MLflow runs `PRAGMA busy_timeout = 20000` on every SQLite session (overriding `?timeout=`), so a
-# writer that holds the database longer than 20 s makes our writes fail with "database is
-# locked"; a tracking server can answer 429/503 or drop a connection.  Every call through
-# `client()` is retried with backoff on those for TRACKING_RETRY_ENV seconds (default 600).
-
-TRACKING_RETRY_ENV = "SLMSCALE_TRACKING_RETRY_S"
-DEFAULT_TRACKING_RETRY_S = 600.0
-_TRANSIENT_CODES = {
-    "TEMPORARILY_UNAVAILABLE",
-    "REQUEST_LIMIT_EXCEEDED",
-    "SERVICE_UNDER_MAINTENANCE",
-    "DEADLINE_EXCEEDED",
-}
-_TRANSIENT_TEXT = (
-    "database is locked",
-    "database table is locked",
-    "database is busy",
-    "max retries exceeded",
-    "connection refused",
-    "connection reset",
-    "connection aborted",
-    "temporarily unavailable",
-    "read timed out",
-)
-
-
-class TrackingStoreBusy(UserError):
-    """The store stayed locked or unreachable for the whole retry window."""
-
-
-def tracking_retry_seconds() -> float:
-    text = os.environ.get(TRACKING_RETRY_ENV)
-    if not text:
-        return DEFAULT_TRACKING_RETRY_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0 or value == float("inf"):
-        raise UserError(f"${TRACKING_RETRY_ENV}: expected a number of seconds >= 0, got {text!r}")
-    return value
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A store error worth waiting out: a locked SQLite database or a server that is busy/away.
-
-    Not "no such table" or a bad path: those are errors now and would be errors in ten minutes.
-    """
-    text = str(exc).lower()
-    if any(t in text for t in _TRANSIENT_TEXT):
-        return True
-    code = getattr(exc, "error_code", None)
-    return code in _TRANSIENT_CODES and "sqlite" not in text
-
-
-def call_with_retry(fn, what: str, tracking_uri: str, seconds: float | None = None):
-    """`fn()`, retried with exponential backoff (0.5 s doubling to 10 s) while the error is
-    transient and the window lasts; then a one-line TrackingStoreBusy naming store and call."""
-    import time
-
-    window = tracking_retry_seconds() if seconds is None else seconds
-    deadline, delay = time.monotonic() + window, 0.5
-    while True:
-        try:
-            return fn()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            if time.monotonic() + delay > deadline:
-                text = str(exc).lower()
-                first = next((t for t in _TRANSIENT_TEXT if t in text), None) or (
-                    (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                )
-                raise TrackingStoreBusy(
-                    f"MLflow store {tracking_uri}: {what} still failing after {window:g} s of "
-                    f"retries ({first}); raise ${TRACKING_RETRY_ENV} to wait longer"
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-
-class RetryingClient:
-    """An MlflowClient whose every method call is retried on transient store errors."""
-
-    def __init__(self, inner, tracking_uri: str) -> None:
-        self._inner, self._uri = inner, tracking_uri
-
-    def __getattr__(self, name: str):
-        attr = getattr(self._inner, name)
-        if not callable(attr) or name.startswith("_"):
-            return attr
-
-        def call(*args, **kwargs):
-            return call_with_retry(lambda: attr(*args, **kwargs), name, self._uri)
-
-        return call
-
-
-class _DropTransient:
-    """A logging filter that drops records of transient store errors (they are retried)."""
-
-    def filter(self, record) -> bool:
-        return not (record.exc_info and is_transient(record.exc_info[1]))
 
 
 _CLIENTS: dict[str, RetryingClient] = {}
@@ -219,8 +193,8 @@ def client(tracking_uri: str) -> RetryingClient:
     # MLflow logs every OperationalError with a traceback before raising it; we retry those.
     # (A filter, not a level: MLflow's logging setup resets the levels of its loggers.)
     store_log = logging.getLogger("mlflow.store.db.utils")
-    if not any(isinstance(f, _DropTransient) for f in store_log.filters):
-        store_log.addFilter(_DropTransient())
+    if not any(isinstance(f, DropTransientErrors) for f in store_log.filters):
+        store_log.addFilter(DropTransientErrors())
     uri = with_busy_timeout(tracking_uri)
     db = sqlite_path(tracking_uri)
     if db is None:
@@ -298,11 +272,8 @@ def default_artifact_location(tracking_uri: str, experiment: str) -> str | None:
 def get_experiment_id(tracking_uri: str, name: str) -> str:
     exp = client(tracking_uri).get_experiment_by_name(name)
     if exp is None:
-        known = experiment_names(tracking_uri)
-        listing = ", ".join(repr(n) for n in known[:20]) if known else "none"
-        raise UserError(
-            f"no MLflow experiment named {name!r} in {tracking_uri} (experiments there: {listing})"
-        )
+        stored = {n: "active" for n in experiment_names(tracking_uri)}
+        raise UserError(unknown_experiment_message(tracking_uri, name, stored))
     return exp.experiment_id
 
 
