@@ -27,10 +27,9 @@ def add_spec_arguments(parser: argparse.ArgumentParser, overrides_help: str = OV
 def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by `grid` and `train`."""
     add_spec_arguments(parser)
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
-    )
+    from slmscale.tracking.store import TRACKING_URI_HELP
+
+    parser.add_argument("--tracking-uri", help=TRACKING_URI_HELP)
     parser.add_argument(
         "--storage-path",
         help="checkpoints and Ray results (a local folder or any pyarrow/fsspec URI such as "
