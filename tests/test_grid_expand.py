@@ -13,8 +13,10 @@ import yaml
 from slmscale import units as units_io
 from slmscale.config import load_grid_spec
 from slmscale.errors import UserError
-from slmscale.grid.expand import expand_grid, resolve_data, warmup_steps
+from slmscale.grid.expand import expand_grid, passes, resolve_data
 from slmscale.model import PAPER_SIZES, non_embedding_params
+from slmscale.train.schedule import warmup_steps
+from slmscale.trial import Optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "tune_spaces" / "paper.yaml"
@@ -26,12 +28,14 @@ def plan(path):
 
 
 def test_paper_grid_shape_and_passes():
-    spec, trials = plan(PAPER)
+    spec = load_grid_spec(PAPER)
+    data = resolve_data(spec)
+    trials = expand_grid(spec, data)
     assert len(trials) == 5 * 7 + 5 * 4
     t155 = next(t for t in trials if t.model_size == "155M" and t.tokens == round(128 * 155e6))
     t85 = next(t for t in trials if t.model_size == "85M" and t.tokens == round(128 * 85e6))
-    assert int(t155.passes * 100) == 182  # "1.82 epochs" (section 3.3.2)
-    assert int(t85.passes * 100) == 99  # "0.99 epochs"
+    assert int(passes(t155, data) * 100) == 182  # "1.82 epochs" (section 3.3.2)
+    assert int(passes(t85, data) * 100) == 99  # "0.99 epochs"
     assert t155.unique_tokens == int(10.89e9) and t155.epochs == pytest.approx(1.8219, abs=1e-4)
     assert t85.unique_tokens == t85.tokens and t85.epochs == 1.0
 
@@ -50,9 +54,10 @@ def test_paper_grid_budgets_steps_and_flops():
 
 
 def test_warmup_rule():
-    assert warmup_steps(50_000, 100, 0.01) == 500
-    assert warmup_steps(5_000, 100, 0.01) == 100
-    assert warmup_steps(30, 100, 0.01) == 30  # never longer than the run
+    opt = Optimizer(warmup_min_steps=100, warmup_fraction=0.01)
+    assert warmup_steps(50_000, opt) == 500
+    assert warmup_steps(5_000, opt) == 100
+    assert warmup_steps(30, opt) == 30  # never longer than the run
 
 
 def test_trial_keys_are_stable_and_sensitive(tmp_path):
@@ -88,7 +93,7 @@ def _spec(tmp_path, **kw):
 
 def _units(root: Path, train_units: int, k=500, kmeans_sha="abc"):
     units_io.write_json_atomic(
-        root / "meta.json",
+        root / units_io.META_FILE,
         {
             "encoder": "hubert",
             "encoder_id": "x",
@@ -110,8 +115,8 @@ def test_budget_beyond_data_needs_epochs(tmp_path):
         plan(_spec(tmp_path))
     _, trials = plan(_spec(tmp_path, epochs=[2]))
     assert trials[0].unique_tokens == 500_000 and trials[0].epochs == 2.0
-    _, trials = plan(_spec(tmp_path, epochs=["auto"]))
-    assert trials[0].unique_tokens == 500_000 and trials[0].passes == 2.0
+    spec, trials = plan(_spec(tmp_path, epochs=["auto"]))
+    assert trials[0].unique_tokens == 500_000 and passes(trials[0], resolve_data(spec)) == 2.0
 
 
 def test_present_units_define_vocab_and_tokenizer(tmp_path):
@@ -119,7 +124,7 @@ def test_present_units_define_vocab_and_tokenizer(tmp_path):
     spec, trials = plan(_spec(tmp_path))
     data = resolve_data(spec)
     assert data.present and data.n_units == 100 and data.tokenizer == "hubert25hz-k100"
-    assert trials[0].config["data"][0]["meta_hash"] == units_io.meta_hash(tmp_path / "u")
+    assert trials[0].data[0].digest == units_io.meta_hash(tmp_path / "u")
 
 
 def test_missing_units_without_declared_tokens(tmp_path):
@@ -170,6 +175,6 @@ def test_key_follows_data_content_not_its_path(tmp_path):
     _, a = plan(_spec(tmp_path))
     _, b = plan(_spec(tmp_path, units=[{"path": str(tmp_path / "mnt" / "u")}]))
     assert [t.key for t in a] == [t.key for t in b]
-    _units(tmp_path / "u", 10_000_001)  # different content: a different trial
+    _units(tmp_path / "u", 10_000_000, kmeans_sha="other")  # other units: another trial
     _, c = plan(_spec(tmp_path))
     assert [t.key for t in a] != [t.key for t in c]

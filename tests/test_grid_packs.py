@@ -80,22 +80,21 @@ def test_trials_per_job_is_validated_by_the_spec():
 
 
 def _job(key: str, **res):
-    from slmscale.grid.runner import TrialJob
+    from _trials import tiny_job
 
-    base = {"workers": 1, "cpus_per_worker": 1.0, "gpus_per_worker": 0.0, "custom": {}}
-    return TrialJob(key, key, "g", {}, {}, 1, "", "", "", resources={**base, **res})
+    from slmscale.config.grid import TrialResources
+
+    return tiny_job(resources=TrialResources(**res))
 
 
 def test_a_local_ray_starts_only_the_trials_its_resources_can_train():
     from slmscale.grid.tune import trials_that_fit
-
-    spec = ResourcesSpec()
     # 1 CPU per worker + Tune's 0.01: one at a time on 2 cores; 0.9 CPU: two.
-    assert trials_that_fit([_job("a"), _job("b"), _job("c")], spec, {"CPU": 2.0}) == 1
-    assert trials_that_fit([_job("a", cpus_per_worker=0.9)] * 5, spec, {"CPU": 2.0}) == 2
+    assert trials_that_fit([_job("a"), _job("b"), _job("c")], {"CPU": 2.0}) == 1
+    assert trials_that_fit([_job("a", cpus_per_worker=0.9)] * 5, {"CPU": 2.0}) == 2
     # GPUs and custom resources bound it too; 2 workers need twice the resources.
     gpu = _job("g", cpus_per_worker=1.0, gpus_per_worker=0.5)
-    assert trials_that_fit([gpu] * 9, spec, {"CPU": 16.0, "GPU": 2.0}) == 4
+    assert trials_that_fit([gpu] * 9, {"CPU": 16.0, "GPU": 2.0}) == 4
     two = _job("w", workers=2, cpus_per_worker=2.0, custom={"node": 1})
-    assert trials_that_fit([two] * 9, spec, {"CPU": 64.0, "node": 4.0}) == 2
-    assert trials_that_fit([two], spec, {"CPU": 1.0}) == 1  # never 0: Ray says what is missing
+    assert trials_that_fit([two] * 9, {"CPU": 64.0, "node": 4.0}) == 2
+    assert trials_that_fit([two], {"CPU": 1.0}) == 1  # never 0: Ray says what is missing

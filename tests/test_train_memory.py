@@ -125,10 +125,10 @@ def test_resources_precedence_size_over_block_over_grid():
         "r.yaml",
     )
     extra = spec.blocks()[1].resources
-    assert spec.resources.for_trial("85M")["workers"] == 1
-    assert spec.resources.for_trial("85M", extra)["workers"] == 4
+    assert spec.resources.for_trial("85M").workers == 1
+    assert spec.resources.for_trial("85M", extra).workers == 4
     small = spec.resources.for_trial("20M", extra)
-    assert (small["workers"], small["gpus_per_worker"], small["device_memory_gb"]) == (4, 0.25, 19)
+    assert (small.workers, small.gpus_per_worker, small.device_memory_gb) == (4, 0.25, 19)
 
 
 def test_resources_for_an_unknown_size_is_one_line(tmp_path):
