@@ -1,18 +1,21 @@
-"""The vectorised Eq. 4 refitter reaches the single fitter's optimum on the E -> 0 ridge.
+"""The house's Eq. 4 optimizer (`batchfit`) reaches scipy's L-BFGS-B optimum on the E -> 0 ridge.
 
 On the paper's grid (Table 1 sizes x D/N 2-128) with Table 4's speech constants and 1% noise,
 some draws have their optimum on the ridge where the N-term absorbs E, down to the box edge
-E = e^-5.  `fit_chinchilla` (L-BFGS-B) gets there; `batchfit` stepping in log E stopped at
-E ~ 1 (objective up to 0.5% worse), and under resampling it never reported E on the edge for a
-draw where 40% of replicates have it there: a biased bootstrap and "E on the edge" rule.  The
-draws are seeded; the indices below are the ones where the old refitter fell short (14, 17, 24
-from the grid's best starts; 3 and 11 under resampling) plus two interior ones.
+E = e^-5.  L-BFGS-B (the bench's independent reference, `bench.fit.lbfgs_fit`) gets there;
+`batchfit` stepping in log E stopped at E ~ 1 (objective up to 0.5% worse), and under
+resampling it never reported E on the edge for a draw where 40% of replicates have it there: a
+biased bootstrap and "E on the edge" rule.  The draws are seeded; the indices below are the ones
+where the old refitter fell short (14, 17, 24 from the grid's best starts; 3 and 11 under
+resampling) plus two interior ones.  `fit_chinchilla` (the point fit) and `simulate.refit_eq4`
+(the design's and the parametric bootstrap's) polish with the same optimizer.
 """
 
 import numpy as np
 import pytest
 
 from slmscale import paper
+from slmscale.bench.fit import lbfgs_fit
 from slmscale.laws.batchfit import best_of_starts, fit_chinchilla_batch
 from slmscale.laws.bootstrap import resample_weights, warm_starts_from
 from slmscale.laws.chinchilla import (
@@ -23,7 +26,7 @@ from slmscale.laws.chinchilla import (
     fit_chinchilla,
     score_starts,
 )
-from slmscale.laws.design_refits import fit_eq4_many
+from slmscale.laws.simulate import refit_eq4
 from slmscale.laws.synthetic import PAPER_N, PAPER_RATIOS
 
 LAW = ChinchillaParams(*(float(paper.SPEECH_LAW[k]) for k in PARAM_NAMES))
@@ -49,12 +52,14 @@ def _grid_starts(L, n=8):
 @pytest.mark.parametrize("draw", [0, 1, 14, 17, 24])
 def test_best_of_starts_reaches_the_single_fit_optimum(draw):
     L = _draws()[draw]
-    ref = fit_chinchilla(N, D, L)
+    ref = lbfgs_fit(N, D, L, _grid_starts(L))
     batch = best_of_starts(N, D, L, np.ones((1, N.size)), _grid_starts(L))
     assert batch.objective[0] <= ref.objective * (1 + REL)
-    # The ridge draws end with E on the box edge by the rule `identify` applies.  (fit_chinchilla's
-    # L-BFGS-B stops 1e-3 short of it in log E on draw 14, within its ftol, so not its flags.)
+    # The ridge draws end with E on the box edge by the rule `identify` applies.  (L-BFGS-B
+    # stops 1e-3 short of it in log E on draw 14, within its ftol, so not its flags.)
     assert ("E" in at_search_bounds(ChinchillaParams(*batch.params[0]))) == (draw in RIDGE)
+    # The point fit is the same optimizer from the same starts.
+    assert fit_chinchilla(N, D, L).objective <= ref.objective * (1 + REL)
 
 
 @pytest.mark.parametrize("draw", [3, 11])
@@ -65,7 +70,7 @@ def test_bootstrap_refits_reach_the_warm_started_single_fits(draw):
     W = resample_weights(L.size, 16, draw)
     batch = best_of_starts(N, D, L, W, np.array(warm))
     for w, obj in zip(W, batch.objective, strict=True):
-        f = fit_chinchilla(N, D, L, weights=w, starts=np.empty((0, 5)), warm_starts=warm)
+        f = lbfgs_fit(N, D, L, warm, weights=w)
         assert obj <= f.objective * (1 + REL)
 
 
@@ -80,11 +85,11 @@ def test_rows_with_their_own_losses_match_one_fit_per_row():
 
 
 def test_design_refits_reach_the_single_fits_with_their_own_losses():
-    """`design`'s refits (each simulated study its own losses, one batch) on the ridge draws."""
+    """Simulated studies' refits (each its own losses, one batch) on the ridge draws."""
     L = _draws()[[1, 14, 17, 24]]
-    theta, obj = fit_eq4_many(N, D, L, paper.HUBER_DELTA)
+    theta, obj = refit_eq4(N, D, L, paper.HUBER_DELTA)
     for i in range(len(L)):
-        ref = fit_chinchilla(N, D, L[i])
+        ref = lbfgs_fit(N, D, L[i], _grid_starts(L[i]))
         assert obj[i] <= ref.objective * (1 + REL)
         edge = at_search_bounds(ChinchillaParams.from_theta(theta[i]))
         assert ("E" in edge) == (i > 0)

@@ -17,6 +17,7 @@ import pytest
 
 from slmscale.errors import UserError
 from slmscale.laws import design as ds
+from slmscale.laws import design_search, simulate
 from slmscale.laws.chinchilla import ChinchillaParams, fit_chinchilla
 from slmscale.laws.synthetic import PAPER_N, PAPER_RATIOS
 from slmscale.paper import SPEECH_LAW
@@ -27,7 +28,9 @@ LAW = ChinchillaParams.from_dict(SPEECH_LAW)
 def grid(sizes, ratios=PAPER_RATIOS, cost_per_flop=1e-18):
     """Single-epoch points sizes x ratios; cost proportional to 6 N D."""
     return [
-        ds.Point(n, r * n, r * n, cost=6 * n * r * n * cost_per_flop, size=f"{n / 1e6:.0f}M", ratio=r)
+        ds.Point(
+            n, r * n, r * n, cost=6 * n * r * n * cost_per_flop, size=f"{n / 1e6:.0f}M", ratio=r
+        )
         for n in sizes
         for r in ratios
     ]
@@ -74,8 +77,9 @@ def test_results_are_reproducible_for_a_seed():
 def test_a_run_keeps_its_noise_in_every_grid():
     # Common random numbers: a variant differs from the full grid by its runs, not by new dice.
     pts = grid(PAPER_N[:2], ratios=(2, 8))
-    full = ds.point_noise(pts, 5, seed=1)
-    sub = ds.point_noise(pts[1:], 5, seed=1)
+    N, D, U = (np.array([getattr(p, k) for p in pts]) for k in "NDU")
+    full = simulate.point_noise(N, D, U, 5, seed=1)
+    sub = simulate.point_noise(N[1:], D[1:], U[1:], 5, seed=1)
     np.testing.assert_array_equal(full[:, 1:], sub)
 
 
@@ -85,17 +89,25 @@ def test_batched_refits_match_fit_chinchilla():
     D = N * np.tile(PAPER_RATIOS, len(PAPER_N))
     rng = np.random.default_rng(5)
     L = LAW.predict(N, D) * np.exp(rng.normal(0, 0.01, (6, N.size)))
-    theta, obj = ds.fit_eq4_many(N, D, L, 0.03)
+    theta, obj = simulate.refit_eq4(N, D, L, 0.03)
     for s in range(len(L)):
         f = fit_chinchilla(N, D, L[s])
         assert obj[s] <= f.objective * (1 + 1e-9)
         assert obj[s] == pytest.approx(f.objective, rel=1e-6)
-        np.testing.assert_allclose(ds.theta_to_params(theta[s : s + 1])[0, [0, 4]], [f.params.E, f.params.beta], rtol=1e-3)
+        np.testing.assert_allclose(
+            simulate.theta_to_params(theta[s : s + 1])[0, [0, 4]],
+            [f.params.E, f.params.beta],
+            rtol=1e-3,
+        )
 
 
 def test_multi_epoch_runs_give_rstar_rows():
     pts = grid(PAPER_N, ratios=(2, 8, 32))
-    pts += [ds.Point(n, 16 * n, 16 * n / e, size="x", group="extra[0]", epochs=e) for n in PAPER_N for e in (2, 4, 8)]
+    pts += [
+        ds.Point(n, 16 * n, 16 * n / e, size="x", group="extra[0]", epochs=e)
+        for n in PAPER_N
+        for e in (2, 4, 8)
+    ]
     res = evaluate(pts, n_sims=20, with_rstar=True)
     assert {"R_star_N", "R_star_D"} <= set(res.constants)
     assert res.constants["R_star_N"]["interval"] is not None
@@ -108,9 +120,9 @@ def test_rstar_refits_agree_with_the_point_fit():
     from slmscale.laws import data_constrained as dc
 
     multi = [ds.Point(n, 16 * n, 16 * n / e) for n in PAPER_N for e in (2, 4, 8, 10)]
-    truths, L = ds.simulate(ds.paper_prior(0.01), multi, 4, seed=2)
+    truths, L = ds.simulate_points(ds.paper_prior(0.01), multi, 4, seed=2)
     N, D, U = (np.array([getattr(p, k) for p in multi]) for k in "NDU")
-    got = ds.collect_rstar(ds.submit_rstar(ds.Workers(1), truths[:, :5], N, D, U, L, 0.03))
+    got = simulate.refit_rstar(truths[:, :5], N, D, U, L, 0.03)
     for s in range(len(L)):
         f = dc.fit_data_constrained(ChinchillaParams(*truths[s, :5]), N, D, U, L[s])
         np.testing.assert_allclose(got[s], [f.R_star_N, f.R_star_D], rtol=0.03)
@@ -118,13 +130,23 @@ def test_rstar_refits_agree_with_the_point_fit():
 
 def test_variants_drop_sizes_budgets_blocks_and_halve_the_largest():
     pts = grid(PAPER_N[:3], ratios=(2, 8))
-    pts.append(ds.Point(PAPER_N[0], 16 * PAPER_N[0], 8 * PAPER_N[0], cost=1.0, group="extra[0]", epochs=2.0))
-    names = [n for n, _ in ds.grid_variants(pts, available_tokens=1e12)]
+    pts.append(
+        ds.Point(
+            PAPER_N[0], 16 * PAPER_N[0], 8 * PAPER_N[0], cost=1.0, group="extra[0]", epochs=2.0
+        )
+    )
+    names = [n for n, _ in design_search.grid_variants(pts, available_tokens=1e12)]
     assert names == [
-        "full grid", "drop 20M", "drop 85M", "drop 154M", "drop D/N=2", "drop D/N=8",
-        "drop extra[0]", "halve 154M budgets",
+        "full grid",
+        "drop 20M",
+        "drop 85M",
+        "drop 154M",
+        "drop D/N=2",
+        "drop D/N=8",
+        "drop extra[0]",
+        "halve 154M budgets",
     ]
-    halved = dict(ds.grid_variants(pts, available_tokens=1e12))["halve 154M budgets"]
+    halved = dict(design_search.grid_variants(pts, available_tokens=1e12))["halve 154M budgets"]
     big = [p for p in halved if p.N == PAPER_N[2]]
     assert [p.D for p in big] == [PAPER_N[2], 4 * PAPER_N[2]]
     assert all(p.U == p.D and p.cost > 0 for p in big)
@@ -134,7 +156,7 @@ def test_next_runs_on_a_grid_missing_large_sizes_include_a_large_size():
     finished = grid(PAPER_N[:3], ratios=(2, 8, 32))
     candidates = grid(PAPER_N, ratios=(2, 8, 32))
     candidates = [c for c in candidates if c.N > PAPER_N[2] or c.ratio in (4, 16)]
-    out = ds.propose_next(
+    out = design_search.propose_next(
         finished, candidates, ds.paper_prior(0.01), k=3, n_sims=30, seed=0, target_flops=1e22
     )
     chosen = [c["point"] for c in out["chosen"]]
@@ -147,7 +169,10 @@ def test_next_runs_on_a_grid_missing_large_sizes_include_a_large_size():
 def test_prior_from_fit_uses_bootstrap_samples_and_residual_noise():
     doc = {
         "params": {"E": 1.7, "A": 14.0, "B": 40.0, "alpha": 0.25, "beta": 0.24},
-        "bootstrap": {"columns": ["E", "A", "B", "alpha", "beta"], "samples": [[1.7, 14, 40, 0.25, 0.24], [1.8, 15, 41, 0.26, 0.25]]},
+        "bootstrap": {
+            "columns": ["E", "A", "B", "alpha", "beta"],
+            "samples": [[1.7, 14, 40, 0.25, 0.24], [1.8, 15, 41, 0.26, 0.25]],
+        },
         "quality": {"rmse_log": 0.004},
     }
     p = ds.prior_from_fit(doc, "fit.json")
@@ -171,7 +196,7 @@ def test_report_section_from_a_fit():
     blocks = ds.identification_blocks(study.doc, study.single, None, n_sims=20)
     assert blocks[0][0] == "h2"
     table_block = next(b for b in blocks if b[0] == "table")
-    assert [r[0] for r in table_block[2]] == ["E", "A", "B", "alpha", "beta", "a", "b"]
+    assert [r[0] for r in table_block[2]] == ["E", "A", "B", "alpha", "beta", "G", "a", "b"]
 
 
 # --- the command ---------------------------------------------------------------------------------
@@ -203,7 +228,7 @@ def run_cli(*args, cwd):
 @pytest.fixture
 def spec_dir(tmp_path):
     (tmp_path / "spec.yaml").write_text(SPEC)
-    from slmscale.commands.design import planned_points
+    from slmscale.commands.design_spec import planned_points
     from slmscale.grid.plan import load_plan
 
     rows = planned_points(load_plan(str(tmp_path / "spec.yaml")))
@@ -225,11 +250,25 @@ def test_cli_proposes_large_sizes_and_writes_a_spec_grid_runs_exactly(spec_dir):
     assert len(chosen) == 3 and any(c["label"].startswith(("309M", "823M")) for c in chosen)
     assert "from the 9 finished run(s)" in design["next_runs"]["basis"]
     dry = subprocess.run(
-        [sys.executable, "-m", "slmscale.cli", "grid", "next.yaml", "--dry-run", "--format", "json"],
-        capture_output=True, text=True, cwd=spec_dir, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "slmscale.cli",
+            "grid",
+            "next.yaml",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=spec_dir,
+        timeout=600,
     )
     assert dry.returncode == 0, dry.stderr
-    assert sorted(t["trial_key"] for t in json.loads(dry.stdout)) == sorted(c["key"] for c in chosen)
+    assert sorted(t["trial_key"] for t in json.loads(dry.stdout)) == sorted(
+        c["key"] for c in chosen
+    )
     again = run_cli(*args, "--json", "d2.json", "--next", "3", cwd=spec_dir)
     assert again.returncode == 0, again.stderr
     d2 = json.loads((spec_dir / "d2.json").read_text())
@@ -262,11 +301,20 @@ def test_cli_names_a_bad_spec(tmp_path):
 def test_cli_prior_from_a_fit_uses_its_bootstrap(spec_dir):
     from slmscale.cli import main
 
-    fit = ["fit", "--runs", str(spec_dir / "runs.csv"), "--bootstrap", "20", "--workers", "1"]
+    fit = ["fit", "--runs", str(spec_dir / "runs.csv"), "--bootstrap", "20"]
     assert main([*fit, "--json", str(spec_dir / "fit.json")]) == 0
     out = run_cli(
-        "spec.yaml", "--prior", "fit.json", "--sims", "20", "--no-variants", "--next", "0",
-        "--json", "d.json", cwd=spec_dir,
+        "spec.yaml",
+        "--prior",
+        "fit.json",
+        "--sims",
+        "20",
+        "--no-variants",
+        "--next",
+        "0",
+        "--json",
+        "d.json",
+        cwd=spec_dir,
     )
     assert out.returncode == 0, out.stderr
     prior = json.loads((spec_dir / "d.json").read_text())["prior"]
@@ -281,7 +329,7 @@ def test_next_runs_from_the_finished_runs_in_mlflow(spec_dir):
     from mlflow.entities import Metric, Param
 
     from slmscale.cli import main
-    from slmscale.commands.design import planned_points
+    from slmscale.commands.design_spec import planned_points
     from slmscale.grid.plan import load_plan
     from slmscale.tracking import schema
     from slmscale.tracking.store import client, get_or_create_experiment
@@ -302,7 +350,15 @@ def test_next_runs_from_the_finished_runs_in_mlflow(spec_dir):
         )
         c.set_terminated(run_id, status="FINISHED")
     args = ["design", str(spec_dir / "spec.yaml"), "--experiment", "designtest"]
-    args += ["--tracking-uri", uri, "--sims", "20", "--no-variants", "--json", str(spec_dir / "m.json")]
+    args += [
+        "--tracking-uri",
+        uri,
+        "--sims",
+        "20",
+        "--no-variants",
+        "--json",
+        str(spec_dir / "m.json"),
+    ]
     assert main(args) == 0
     nxt = json.loads((spec_dir / "m.json").read_text())["next_runs"]
     assert nxt["basis"] == "from the 9 finished run(s)"
@@ -314,7 +370,12 @@ def test_report_has_the_identification_section(spec_dir):
     from slmscale.cli import main
 
     out = spec_dir / "rep"
-    assert main(["report", "--runs", str(spec_dir / "runs.csv"), "--bootstrap", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            ["report", "--runs", str(spec_dir / "runs.csv"), "--bootstrap", "0", "--out", str(out)]
+        )
+        == 0
+    )
     md = (out / "report.md").read_text()
     assert "## How well these runs identify the law (simulated studies)" in md
     assert "| alpha |" in md and "Extrapolated compute-optimal loss" in md
@@ -322,17 +383,30 @@ def test_report_has_the_identification_section(spec_dir):
 
 def test_design_core_imports_neither_ray_nor_mlflow():
     code = (
-        "import sys, slmscale.laws.design, slmscale.laws.design_refits\n"
+        "import sys, slmscale.laws.design, slmscale.laws.design_search, slmscale.laws.simulate\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow', 'torch'}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600
+    )
     assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_cli_one_size_via_an_override_marks_alpha(spec_dir):
     out = run_cli(
-        "spec.yaml", "models=[85M]", "batch_size=128", "d_over_n=[2,4,8,16,32,64]", "--noise", "0.002", "--sims", "20", "--next", "0",
-        "--json", "one.json", cwd=spec_dir,
+        "spec.yaml",
+        "models=[85M]",
+        "batch_size=128",
+        "d_over_n=[2,4,8,16,32,64]",
+        "--noise",
+        "0.002",
+        "--sims",
+        "20",
+        "--next",
+        "0",
+        "--json",
+        "one.json",
+        cwd=spec_dir,
     )
     assert out.returncode == 0, out.stderr
     design = json.loads((spec_dir / "one.json").read_text())

@@ -13,6 +13,7 @@ from slmscale.laws import plan
 from slmscale.laws.chinchilla import ChinchillaParams
 from slmscale.laws.compute_optimal import ComputeOptimal
 from slmscale.paper import SPEECH_LAW, TABLE2_TOTAL
+from slmscale.units import meta_path
 
 LAW = ChinchillaParams.from_dict(SPEECH_LAW)
 U_PAPER = TABLE2_TOTAL["hubert_tokens"]  # 10.89B HuBERT tokens (Table 2)
@@ -162,7 +163,7 @@ def test_unique_tokens_come_from_the_units_dataset(tmp_path, capsys):
     for name, n in (("a", 4e9), ("b", 6.89e9)):
         (tmp_path / name).mkdir()
         meta = {"counts": {"libri": {"train": {"units": n}, "test": {"units": 1e6}}}}
-        (tmp_path / name / "meta.json").write_text(json.dumps(meta))
+        meta_path(tmp_path / name).write_text(json.dumps(meta))
     a, b = tmp_path / "a", tmp_path / "b"
     assert unique_tokens_of({"units_dataset": [f"{a}@h1"] * 3}) == 4e9
     assert unique_tokens_of({"units_dataset": [f"{a}@h1;{b}@h2"]}) == pytest.approx(10.89e9)

@@ -59,7 +59,7 @@ def test_report_from_mlflow_logs_a_fit_run(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ids = make_store(uri)
-    args = ["--experiment", "study", "--tracking-uri", uri, "--bootstrap", "4", "--workers", "1"]
+    args = ["--experiment", "study", "--tracking-uri", uri, "--bootstrap", "4"]
     assert main(["report", *args, "--out", str(tmp_path / "rep")]) == 0
     assert main(["fit", *args, "--json", str(tmp_path / "again.json")]) == 0
     first = (tmp_path / "rep" / "fit.json").read_bytes()

@@ -1,7 +1,9 @@
 """`slmscale fit`: fit the scaling laws to tracked runs (`--experiment`) or a runs table (`--runs`).
 
 Writes fit.json (`--json FILE`, else prints a summary); with `--experiment` also logs a fit run
-to MLflow.  The shared input flags and loading live here; `report` reuses them.
+to MLflow.  The shared input flags and loading live here; `report` reuses them.  A missing file
+or an unknown experiment is reported before the heavy imports (numpy's are cheap, mlflow's and
+the fitter's are not): one line in well under 2 s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from slmscale.errors import UserError
 from slmscale.paper import HUBER_DELTA
 
 LAWS = ("chinchilla", "data_constrained")
+FLOPS = ("6nd", "full")  # laws.flops.FLOPS_DEFINITIONS, spelled here to keep --help import-free
+MIN_MULTI = 3  # multi-epoch runs needed for Eq. 7/8 (R*_N, R*_D)
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +54,32 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--law",
-        choices=LAWS,
-        default="chinchilla",
+        choices=(*LAWS, "auto"),
+        default="auto",
         help="chinchilla: Eq. 4 on single-epoch runs; data_constrained: then Eq. 7/8's R*_N, "
-        "R*_D on the multi-epoch runs (default: chinchilla)",
+        f"R*_D on the multi-epoch runs; auto (default): data_constrained when >= {MIN_MULTI} "
+        "multi-epoch runs exist, else chinchilla (said so)",
+    )
+    parser.add_argument(
+        "--flops",
+        choices=FLOPS,
+        default="6nd",
+        help="compute definition for the envelope (Figure 1), Eq. 6 and downstream envelopes: "
+        "6nd (C = 6 N D, the paper's; default) or full (adds attention over the context and "
+        "the output layer; needs each run's flops_full)",
+    )
+    parser.add_argument(
+        "--keep-outliers",
+        action="store_true",
+        help="keep runs the outlier rule flags (a loss > 5 robust sds off the fitted law); they "
+        "are still listed in fit.json",
+    )
+    parser.add_argument(
+        "--items",
+        type=int,
+        metavar="N",
+        help="items per benchmark for the chance test, where the runs do not log it "
+        "(<metric>_n_items); without either the chance test falls back to a 0.02 margin",
     )
     parser.add_argument(
         "--huber-delta",
@@ -69,12 +95,6 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="bootstrap replicates over runs for 95%% intervals (0: none)",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help=argparse.SUPPRESS,  # accepted for old scripts: the refits are vectorised now
-    )
     parser.add_argument(
         "--text-reference",
         "--reference",
@@ -146,11 +166,12 @@ def load_inputs(args) -> tuple[dict, dict | None, dict]:
         return runs, curves, source
     if args.curves:
         raise UserError("--curves applies to --runs only (curves are read from MLflow)")
-    from slmscale.tracking.fits import read_curves, read_runs
+    from slmscale.tracking.fits import check_experiments, read_curves, read_runs
     from slmscale.tracking.store import reading_tracking_uri
 
     uri = reading_tracking_uri(args.tracking_uri)
     args.tracking_uri = uri
+    check_experiments(uri, args.experiment)  # before mlflow is imported: one line, fast
     runs = read_runs(uri, args.experiment, args.filter)
     if not runs or not runs.get("run_id"):
         raise UserError(
@@ -207,39 +228,67 @@ def unique_tokens_of(runs: dict) -> float | None:
     return total or None
 
 
+def choose_law(requested: str, table) -> tuple[str, str]:
+    """(law, why): `auto` is data_constrained when the runs hold enough multi-epoch runs."""
+    import numpy as np
+
+    n_multi = int(np.count_nonzero(~table.single_epoch))
+    if requested != "auto":
+        return requested, f"{requested} (--law)"
+    if n_multi >= MIN_MULTI:
+        why = f"data_constrained: {n_multi} multi-epoch runs (--law chinchilla for Eq. 4 alone)"
+        return "data_constrained", why
+    return "chinchilla", f"chinchilla: {n_multi} multi-epoch run(s), fewer than {MIN_MULTI}"
+
+
+def precheck(args) -> None:
+    """The cheap checks, before anything heavy is imported (files exist, numbers make sense)."""
+    if args.bootstrap < 0 or args.huber_delta <= 0:
+        raise UserError("--bootstrap must be >= 0 and --huber-delta > 0")
+    if args.unique_tokens is not None and not args.unique_tokens > 0:
+        raise UserError(f"--unique-tokens {args.unique_tokens:g}: must be a positive count")
+    if args.items is not None and args.items < 1:
+        raise UserError(f"--items {args.items}: must be a positive count")
+    for flag, path in (
+        ("--runs", args.runs),
+        ("--curves", args.curves),
+        ("--text-reference", args.reference),
+    ):
+        if path and not Path(path).is_file():
+            what = {
+                "--runs": "runs table",
+                "--curves": "curves",
+                "--text-reference": "reference table",
+            }[flag]
+            raise UserError(f"{path}: {what} file not found")
+
+
 def study_from_args(args):
     """Load, validate and fit: the `Study` for `fit` and `report`."""
+    precheck(args)
+    runs, curves, source = load_inputs(args)
     from slmscale.laws.reference import load_reference
     from slmscale.laws.study import run_study
     from slmscale.laws.table import validate_runs
     from slmscale.progress import Progress
 
-    if args.bootstrap < 0 or args.huber_delta <= 0:
-        raise UserError("--bootstrap must be >= 0 and --huber-delta > 0")
-    runs, curves, source = load_inputs(args)
     table, excluded = validate_runs(runs, source["label"])
-    for e in excluded:
-        print(f"excluded {e['run_id']}: {e['reason']}", file=sys.stderr)
+    law, why = choose_law(getattr(args, "law", "auto") or "auto", table)
+    print(f"law {why}", file=sys.stderr)
     ref_label, reference = load_reference(args.reference)
-    stages = 2 if args.law == "data_constrained" else 1
+    stages = 3 if law == "data_constrained" else 2
     progress = (
-        Progress(
-            args.bootstrap * stages,
-            "bootstrap (Eq. 4, then R*)" if stages == 2 else "bootstrap (Eq. 4)",
-            " refits",
-        )
+        Progress(args.bootstrap * stages, "bootstrap over runs, then simulated studies", " refits")
         if args.bootstrap
         else None
     )
-    if args.unique_tokens is not None and not args.unique_tokens > 0:
-        raise UserError(f"--unique-tokens {args.unique_tokens:g}: must be a positive count")
     unique = args.unique_tokens or unique_tokens_of(runs)
     try:
-        return run_study(
+        study = run_study(
             table,
             excluded,
             source=source,
-            law=args.law,
+            law=law,
             huber_delta=args.huber_delta,
             n_bootstrap=args.bootstrap,
             seed=args.seed,
@@ -248,9 +297,14 @@ def study_from_args(args):
             reference_label=ref_label,
             progress=progress,
             unique_tokens_available=unique,
+            keep_outliers=getattr(args, "keep_outliers", False),
+            flops=getattr(args, "flops", "6nd"),
+            n_items=getattr(args, "items", None),
         )
     finally:
         progress and progress.close()
+    study.doc["law_choice"] = why
+    return study
 
 
 def fit_json_bytes(doc: dict) -> bytes:
@@ -259,28 +313,69 @@ def fit_json_bytes(doc: dict) -> bytes:
 
 def print_summary(doc: dict, out=None) -> None:
     out = out or sys.stdout
-    ci = doc["ci95"]
     print(f"law {doc['law']}: {doc['n_points']} points, objective {doc['objective']:.6g}", file=out)
-    flagged = set(doc.get("not_identified", []))
-
-    def row(k, v):
-        lo, hi = ci.get(k) or [None, None]
-        rng = f"  95% [{_num(lo)}, {_num(hi)}]" if lo is not None or hi is not None else ""
-        mark = "  NOT IDENTIFIED" if k in flagged else ""
-        print(f"  {k:9s} {v:<12.6g}{rng}{mark}", file=out)
-
-    for k, v in doc["params"].items():
-        row(k, v)
+    print(f"  compute: {doc.get('flops_definition', '6nd')}", file=out)
+    verdicts = doc.get("verdicts") or {}
     co = doc["compute_optimal"]
-    for k in ("G", "a", "b"):
-        row(k, co[k])
+    values = {**doc["params"], **{k: co[k] for k in ("G", "a", "b")}}
+    for k, v in values.items():
+        print("  " + verdict_line(k, v, verdicts.get(k), (doc.get("ci95") or {}).get(k)), file=out)
     print(f"  N_opt = {co['G']:.4g} (C/6)^{co['a']:.4f}, D_opt = (C/6)^{co['b']:.4f} / G", file=out)
+    flagged = doc.get("not_identified") or []
     if flagged:
-        print(
-            f"  not identified ({doc.get('identification_rule')}): {', '.join(sorted(flagged))}",
-            file=out,
+        print(f"  not identified: {', '.join(flagged)}", file=out)
+        print(f"  rule: {doc.get('identification_rule')}", file=out)
+    for m, d in sorted((doc.get("downstream") or {}).items()):
+        if d.get("at_chance"):
+            t = d.get("chance_test") or {}
+            p = t.get("p_value")
+            print(
+                f"  {m}: at chance (best {_num(t.get('best_acc'))}, p = {_num(p)}): no exponent",
+                file=out,
+            )
+    _print_runs("outlier", [o for o in doc.get("outliers") or []], out)
+    _print_runs("excluded", doc["excluded"], out)
+
+
+def verdict_line(k: str, v, verdict: dict | None, ci) -> str:
+    """`name  value  95% [lo, hi]  verdict`; a value on the search-box edge is a bound."""
+    edge = (verdict or {}).get("edge")
+    text = (
+        f"{v:<12.6g}"
+        if edge is None
+        else f"{('>= ' if edge == 'hi' else '<= ') + f'{v:.4g} (edge)':<12s}"
+    )
+    iv = (verdict or {}).get("interval") or ci or [None, None]
+    ends = (verdict or {}).get("interval_edge") or ""
+    lo = _num(iv[0]) + (" (edge)" if ends in ("lo", "both") else "")
+    hi = _num(iv[1]) + (" (edge)" if ends in ("hi", "both") else "")
+    rng = f"  95% [{lo}, {hi}]" if iv[0] is not None or iv[1] is not None else ""
+    mark = ""
+    if verdict is not None:
+        mark = (
+            "  identified"
+            if verdict["identified"]
+            else f"  NOT IDENTIFIED ({verdict['reason'].removeprefix('not identified: ')})"
         )
-    print(f"  excluded runs: {len(doc['excluded'])}", file=out)
+    return f"{k:9s} {text}{rng}{mark}"
+
+
+def _print_runs(what: str, rows: list[dict], out, limit: int = 12) -> None:
+    """Each run with its reason; past `limit`, one line per reason with its count."""
+    if not rows:
+        print(f"  {what} runs: none", file=out)
+        return
+    print(f"  {what} runs: {len(rows)}", file=out)
+    if len(rows) <= limit:
+        for e in rows:
+            print(f"    {e['run_id']}: {e['reason']}", file=out)
+        return
+    by: dict[str, list[str]] = {}
+    for e in rows:
+        by.setdefault(e["reason"], []).append(e["run_id"])
+    for reason, ids in sorted(by.items(), key=lambda kv: -len(kv[1])):
+        more = f" ... (+{len(ids) - 3})" if len(ids) > 3 else ""
+        print(f"    {len(ids)} x {reason}: {', '.join(ids[:3])}{more}", file=out)
 
 
 def _num(v) -> str:
@@ -288,9 +383,9 @@ def _num(v) -> str:
 
 
 def run(args) -> int:
+    study = study_from_args(args)
     from slmscale.units import write_bytes_atomic
 
-    study = study_from_args(args)
     data = fit_json_bytes(study.doc)
     if args.json:
         write_bytes_atomic(args.json, data)

@@ -22,12 +22,19 @@ put no replicate on the edge where a fifth of them belong (tests/test_batchfit_r
 ridge still bends (alpha and A move with E), so such rows take a few hundred steps: hence
 `max_iter` 1,000.  The returned `theta` is still (a, b, e, alpha, beta).
 
-Public, stable for callers (bootstrap, design):
+This is the one Eq. 4 optimizer of the house: the point fit (`chinchilla.fit_chinchilla`,
+one row polished from the start grid's best 8), the bootstrap over runs (rows = weight vectors,
+warm-started), the parametric bootstrap and the design's simulated studies (rows = their own
+losses) all step here.
+
+Public, stable for callers:
 - `fit_chinchilla_batch(N, D, L, weights, starts)` -> `BatchFit` with (B, 5) `theta`
   (a, b, e, alpha, beta), `params` (B, 5) as (E, A, B, alpha, beta) and `objective` (B,);
   L is (P,), shared by every row (the bootstrap), or (B, P), each row its own (the design).
-- `fit_rstar_batch(params, N, D, U_D, L, weights)` -> (B, 2) (R*_N, R*_D) and objectives,
-  each row with its own Eq. 4 constants frozen.
+- `fit_from_grid(N, D, L, weights)`: every row from the start grid's best `n_polish` starts
+  (the point fit, the design); `best_of_starts(N, D, L, weights, starts)`: every row from
+  the same few warm starts (the bootstraps).
+- The R* stage of Eq. 7/8 is `rstarfit.fit_rstar_batch`.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slmscale.laws.chinchilla import THETA_BOUNDS, huber
+from slmscale.laws.chinchilla import THETA_BOUNDS, default_start_grid, huber, log_predict
 
 _LO = np.array([b[0] for b in THETA_BOUNDS])
 _HI = np.array([b[1] for b in THETA_BOUNDS])
@@ -74,7 +81,8 @@ def _eq4_terms(phi, xN, xD):
     return m + np.log(s), e1 / s, e2 / s, e3 / s / phi[:, 2:3]  # d/dE log L_hat = (E/L_hat)/E
 
 
-def _objective(r, w, delta):
+def weighted_huber(r, w, delta):
+    """Per row: sum of w * Huber(r) over points."""
     return np.sum(w * huber(r, delta), axis=-1)
 
 
@@ -93,7 +101,7 @@ def _to_u(phi, mN, mD):
     return u
 
 
-def _lm_solve(J, r, w, delta, lam, at_lo=None, at_hi=None):
+def lm_solve(J, r, w, delta, lam, at_lo=None, at_hi=None):
     """The damped Gauss-Newton step for every fit: J (B, P, k), r (B, P), w (B, P), lam (B,).
 
     `at_lo` / `at_hi` (B, k) mark variables on a bound of the box; one whose gradient pushes it
@@ -141,6 +149,12 @@ def fit_chinchilla_batch(
     the valley's curvature), hence `max_iter` 1,000; the others stop within tens and drop out
     of the batch, so the ridge rows cost little.
     """
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
+        return _lm_eq4(N, D, L, weights, starts, huber_delta, max_iter, tol)
+
+
+def _lm_eq4(N, D, L, weights, starts, huber_delta, max_iter, tol) -> BatchFit:
+    """The projected Levenberg-Marquardt loop of `fit_chinchilla_batch` (module doc)."""
     logN, logD = np.log(np.asarray(N, float)), np.log(np.asarray(D, float))
     logL = np.log(np.asarray(L, float))
     w = np.atleast_2d(np.asarray(weights, float))
@@ -155,7 +169,7 @@ def fit_chinchilla_batch(
     phi = _to_phi(u, mN, mD)
     logp, p1, p2, p3 = _eq4_terms(phi, xN, xD)
     r = logL - logp
-    obj = _objective(r, w, huber_delta)
+    obj = weighted_huber(r, w, huber_delta)
     lam = np.full(B, 1e-3)
     active = np.ones(B, bool)
     it = 0
@@ -168,13 +182,13 @@ def fit_chinchilla_batch(
         )  # d log L_hat / d phi
         # r = logL - logp, so the step that lowers the objective follows +J.
         ui = _to_u(phi[idx], mN, mD)
-        step = _lm_solve(
+        step = lm_solve(
             J, r[idx], w[idx], huber_delta, lam[idx], ui <= _LO_U + _TOL_U, ui >= _HI_U - _TOL_U
         )
         cphi = _to_phi(np.clip(_to_u(phi[idx] + step, mN, mD), _LO_U, _HI_U), mN, mD)
         clogp, cp1, cp2, cp3 = _eq4_terms(cphi, xN, xD)
         cr = logL[idx] - clogp
-        cobj = _objective(cr, w[idx], huber_delta)
+        cobj = weighted_huber(cr, w[idx], huber_delta)
         better = cobj < obj[idx]
         gain = np.where(better, obj[idx] - cobj, 0.0)
         acc = idx[better]
@@ -194,131 +208,77 @@ def best_of_starts(N, D, L, weights, starts, *, screen_iter: int = 15, **kw) -> 
 
     Every start runs `screen_iter` steps; only each row's best then runs to convergence (the
     objective only falls, so the start ahead after the screen is kept; its loss is the other
-    starts' polish, a small price against K times the work).
+    starts' polish, a small price against K times the work).  `L` is (P,) or (B, P).
     """
+    L = np.asarray(L, float)
     w = np.atleast_2d(np.asarray(weights, float))
+    B = max(w.shape[0], L.shape[0] if L.ndim == 2 else 1)
+    w = np.broadcast_to(w, (B, w.shape[1]))
     starts = np.atleast_2d(np.asarray(starts, float))
-    B, K = w.shape[0], starts.shape[0]
+    K = starts.shape[0]
     if K > 1:
+        Lk = np.repeat(L, K, axis=0) if L.ndim == 2 else L
         screen = fit_chinchilla_batch(
-            N, D, L, np.repeat(w, K, axis=0), np.tile(starts, (B, 1)), **kw, max_iter=screen_iter
+            N, D, Lk, np.repeat(w, K, axis=0), np.tile(starts, (B, 1)), **kw, max_iter=screen_iter
         )
         best = np.argmin(screen.objective.reshape(B, K), axis=1)
         starts = screen.theta.reshape(B, K, 5)[np.arange(B), best]
     return fit_chinchilla_batch(N, D, L, w, starts, **kw)
 
 
-# --- the R* stage of Eq. 7/8 -------------------------------------------------------------
-
-LOG_RSTAR_BOUNDS = (np.log(0.1), np.log(1e4))  # as data_constrained.LOG10_RSTAR_RANGE
+N_POLISH = 8  # starts polished per fit (`fit_chinchilla`'s default)
 
 
-def _rstar_parts(params, N, D, U_D):
-    """Per fit (B rows): U_N, R_N (B, M) and U_D, R_D (M,) of Eq. 8."""
-    E, A, Bc, al, be = (params[:, i : i + 1] for i in range(5))
-    s = al + be
-    G = (al * A / (be * Bc)) ** (1.0 / s)
-    a, b = be / s, al / s
-    C_u = 6.0 * (G * U_D[None, :]) ** (1.0 / b)  # compute whose D_opt is U_D
-    U_N = np.minimum(G * (C_u / 6.0) ** a, N[None, :])
-    R_N = np.maximum(N[None, :] / U_N - 1.0, 0.0)
-    U = np.minimum(U_D, D)
-    R_D = np.maximum(D / U - 1.0, 0.0)
-    return U_N, R_N, U, R_D
-
-
-def _effective(u, R, logR):
-    """U + U R* (1 - exp(-R / R*)) and its derivative in log R*; logR broadcasts against R."""
-    Rs = np.exp(logR)
-    x = R / Rs
-    ex = np.exp(-x)
-    val = u + u * Rs * (1.0 - ex)
-    dval = u * Rs * ((1.0 - ex) - x * ex)
-    return val, dval
-
-
-def rstar_objective_grid(params, N, D, U_D, L, weights, log_grid, *, huber_delta=0.03, chunk=64):
-    """(B, G, G) objective of every fit over (log R*_N, log R*_D) in `log_grid` x `log_grid`."""
-    N, D, U_D, L = (np.asarray(x, float) for x in (N, D, U_D, L))
-    params = np.atleast_2d(params)
+def grid_starts(N, D, L, weights, delta: float, n: int = N_POLISH, chunk: int = 4) -> np.ndarray:
+    """(B, n, 5): for each row of L (P,) or (B, P) and weights, the n best starts of the start
+    grid by objective (ties: grid order).  The grid's predictions are shared by every row."""
+    grid = default_start_grid()
+    logN, logD = np.log(np.asarray(N, float)), np.log(np.asarray(D, float))
+    logL = np.atleast_2d(np.log(np.asarray(L, float)))
     w = np.atleast_2d(np.asarray(weights, float))
-    U_N, R_N, U, R_D = _rstar_parts(params, N, D, U_D)
-    lg = np.asarray(log_grid, float)
-    out = np.empty((params.shape[0], lg.size, lg.size))
-    logL = np.log(L)
-    Dp, _ = _effective(U[None, :], R_D[None, :], lg[:, None])  # (G, M)
-    for i in range(0, params.shape[0], chunk):
-        sl = slice(i, i + chunk)
-        E, A, Bc, al, be = (params[sl, k][:, None, None] for k in range(5))
-        Np, _ = _effective(U_N[sl, None, :], R_N[sl, None, :], lg[None, :, None])  # (b, G, M)
-        tN = A / Np**al  # (b, G, M)
-        tD = Bc / Dp[None] ** be  # (b, G, M)
-        pred = E[..., None] + tN[:, :, None, :] + tD[:, None, :, :]
-        r = logL - np.log(pred)
-        out[sl] = np.sum(w[sl, None, None, :] * huber(r, huber_delta), axis=-1)
+    B = max(len(logL), len(w))
+    logL, w = np.broadcast_to(logL, (B, logN.size)), np.broadcast_to(w, (B, logN.size))
+    pred = log_predict(grid, logN, logD)  # (G, P)
+    out = np.empty((B, n, 5))
+    for s in range(0, B, chunk):
+        r = logL[s : s + chunk, None, :] - pred
+        scores = np.sum(w[s : s + chunk, None, :] * huber(r, delta), axis=-1)
+        out[s : s + chunk] = grid[np.argsort(scores, axis=1, kind="stable")[:, :n]]
     return out
 
 
-def fit_rstar_batch(
-    params,
-    N,
-    D,
-    U_D,
-    L,
-    weights,
-    *,
-    huber_delta: float = 0.03,
-    n_grid: int = 26,
-    max_iter: int = 100,
-) -> tuple[np.ndarray, np.ndarray]:
-    """R*_N, R*_D of Eq. 7/8 for each row of `params` (B, 5: E, A, B, alpha, beta) frozen.
+@dataclass
+class GridFit:
+    """Best fit per row and every polished optimum (for warm starts), best first."""
 
-    A coarse log grid (`n_grid`^2 cells over R* in [0.1, 1e4]) finds each fit's basin; a
-    damped Gauss-Newton polish in (log R*_N, log R*_D) finishes it.  Returns ((B, 2) R*,
-    (B,) objectives).
-    """
-    N, D, U_D, L = (np.asarray(x, float) for x in (N, D, U_D, L))
-    params = np.atleast_2d(np.asarray(params, float))
-    w = np.atleast_2d(np.asarray(weights, float))
-    B = params.shape[0]
-    lg = np.linspace(*LOG_RSTAR_BOUNDS, n_grid)
-    surf = rstar_objective_grid(params, N, D, U_D, L, w, lg, huber_delta=huber_delta)
-    flat = surf.reshape(B, -1).argmin(axis=1)
-    x = np.stack([lg[flat // n_grid], lg[flat % n_grid]], axis=1)
-    U_N, R_N, U, R_D = _rstar_parts(params, N, D, U_D)
-    E, A, Bc, al, be = (params[:, k : k + 1] for k in range(5))
-    logL = np.log(L)
+    theta: np.ndarray  # (B, 5)
+    objective: np.ndarray  # (B,)
+    optima: np.ndarray  # (B, K, 5) polished thetas, sorted by objective (stable)
+    optima_objective: np.ndarray  # (B, K)
 
-    def evaluate(x, rows):
-        Np, dNp = _effective(U_N[rows], R_N[rows], x[:, 0:1])
-        Dp, dDp = _effective(U[None, :], R_D[None, :], x[:, 1:2])
-        tN = A[rows] / Np ** al[rows]
-        tD = Bc[rows] / Dp ** be[rows]
-        pred = E[rows] + tN + tD
-        r = logL - np.log(pred)
-        J = np.stack([-al[rows] * tN / Np * dNp / pred, -be[rows] * tD / Dp * dDp / pred], -1)
-        return r, J
 
-    rows = np.arange(B)
-    r, J = evaluate(x, rows)
-    obj = _objective(r, w, huber_delta)
-    lam = np.full(B, 1e-3)
-    active = np.ones(B, bool)
-    lo, hi = LOG_RSTAR_BOUNDS
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        xi = x[idx]
-        step = _lm_solve(J[idx], r[idx], w[idx], huber_delta, lam[idx], xi <= lo, xi >= hi)
-        cand = np.clip(xi + step, lo, hi)
-        cr, cJ = evaluate(cand, idx)
-        cobj = _objective(cr, w[idx], huber_delta)
-        better = cobj < obj[idx]
-        gain = np.where(better, obj[idx] - cobj, 0.0)
-        acc = idx[better]
-        x[acc], obj[acc], r[acc], J[acc] = cand[better], cobj[better], cr[better], cJ[better]
-        lam[idx] = np.where(better, np.maximum(lam[idx] / 3.0, 1e-9), lam[idx] * 4.0)
-        done = (better & (gain <= 1e-12 * np.maximum(obj[idx], 1e-30))) | (lam[idx] > 1e10)
-        active[idx[done]] = False
-    return np.exp(x), obj
+def fit_from_grid(
+    N, D, L, weights=None, *, huber_delta: float, n_polish: int = N_POLISH, extra_starts=None
+) -> GridFit:
+    """Eq. 4 per row: the start grid's best `n_polish` starts (plus `extra_starts` (B, k, 5),
+    first) polished together, the best kept.  The point fit is this with one row."""
+    L = np.asarray(L, float)
+    P = np.shape(N)[0]
+    w = np.ones((1, P)) if weights is None else np.atleast_2d(np.asarray(weights, float))
+    B = max(w.shape[0], L.shape[0] if L.ndim == 2 else 1)
+    w = np.broadcast_to(w, (B, P))
+    starts = grid_starts(N, D, L, w, huber_delta, n_polish) if n_polish else np.empty((B, 0, 5))
+    if extra_starts is not None:
+        starts = np.concatenate(
+            [np.broadcast_to(extra_starts, (B, *np.shape(extra_starts)[-2:])), starts], 1
+        )
+    K = starts.shape[1]
+    Lk = np.repeat(np.broadcast_to(L, (B, P)), K, axis=0)
+    fit = fit_chinchilla_batch(
+        N, D, Lk, np.repeat(w, K, axis=0), starts.reshape(-1, 5), huber_delta=huber_delta
+    )
+    obj, theta = fit.objective.reshape(B, K), fit.theta.reshape(B, K, 5)
+    order = np.argsort(obj, axis=1, kind="stable")  # first of equals: the better-scored start
+    rows = np.arange(B)[:, None]
+    optima, oobj = theta[rows, order], obj[rows, order]
+    return GridFit(optima[:, 0], oobj[:, 0], optima, oobj)

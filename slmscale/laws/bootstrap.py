@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slmscale.laws.batchfit import best_of_starts, fit_rstar_batch
+from slmscale.laws.batchfit import best_of_starts
 from slmscale.laws.chinchilla import PARAM_NAMES, ChinchillaFit
+from slmscale.laws.rstarfit import fit_rstar_batch
 
 CHUNK = 250  # replicates per vectorised batch (memory ~ CHUNK x runs x 5 x a few arrays)
 
@@ -78,14 +79,9 @@ def bootstrap_chinchilla(
     *,
     n_boot: int = 1000,
     seed: int = 0,
-    workers: int = 1,
     progress=None,
 ) -> np.ndarray:
-    """(n_boot, 5) samples of (E, A, B, alpha, beta) from refits on resampled runs.
-
-    `workers` is accepted for callers of the old process-pool version; the refits are
-    vectorised in this process (faster than a pool on 2 cores).
-    """
+    """(n_boot, 5) samples of (E, A, B, alpha, beta) from refits on resampled runs."""
     N, D, L = (np.asarray(x, float) for x in (N, D, L))
     return refit_eq4(N, D, L, fit, resample_weights(L.size, n_boot, seed), progress=progress)
 

@@ -7,9 +7,10 @@ Fitted as Hoffmann and Muennighoff do: with E = exp(e), A = exp(a), B = exp(b),
 and the Huber loss (delta = 0.03 in the seed paper) of log L - log L_hat, *summed* over points
 (with the mean the objective is tiny and L-BFGS stops early).  The surface has many local optima,
 so we start from a grid at least as dense as Hoffmann's (alpha, beta, e, a, b; ~7,800 starts).
-Scoring every start in one vectorised numpy pass and polishing only the best few with L-BFGS
-(analytic gradient) reaches the same optimum as a plain loop of L-BFGS fits from every start
-(`fit_chinchilla_naive`, kept as the benchmark baseline) at a small fraction of the cost.
+Scoring every start in one vectorised numpy pass and polishing only the best 8 (all at once, by
+the house's one Eq. 4 optimizer, `batchfit`: a projected Levenberg-Marquardt on this objective
+in the same search box) reaches the optimum of a plain loop of L-BFGS-B fits from every start
+(the benchmark baseline in `slmscale/bench/fit.py`) at a small fraction of the cost.
 
 Point weights (`weights`) let the bootstrap resample runs without copying data: a run drawn k
 times has weight k.
@@ -21,7 +22,6 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
 
 # theta = (a, b, e, alpha, beta); exp(a) = A, exp(b) = B, exp(e) = E.
 THETA_NAMES = ("a", "b", "e", "alpha", "beta")
@@ -131,27 +131,8 @@ def score_starts(starts, logN, logD, logL, w, delta, chunk: int = 2048) -> np.nd
     return out
 
 
-def _polish(theta0, args) -> tuple[np.ndarray, float]:
-    """L-BFGS-B from one start.  Callers hold `single_threaded_blas()`: see its docstring."""
-    res = minimize(
-        objective_and_grad,
-        theta0,
-        args=args,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=THETA_BOUNDS,
-        options={"maxiter": 500, "ftol": 1e-12, "gtol": 1e-8},
-    )
-    return np.asarray(res.x, float), float(res.fun)
-
-
-THETA_NAMES = (
-    "A",
-    "B",
-    "E",
-    "alpha",
-    "beta",
-)  # the constants behind theta = (a, b, e, alpha, beta)
+# The constants behind theta = (a, b, e, alpha, beta), in that order.
+THETA_CONSTANTS = ("A", "B", "E", "alpha", "beta")
 
 
 def at_search_bounds(params: ChinchillaParams, rtol: float = 1e-6) -> list[str]:
@@ -162,7 +143,7 @@ def at_search_bounds(params: ChinchillaParams, rtol: float = 1e-6) -> list[str]:
     """
     theta = params.theta()
     out = []
-    for name, value, (lo, hi) in zip(THETA_NAMES, theta, THETA_BOUNDS, strict=True):
+    for name, value, (lo, hi) in zip(THETA_CONSTANTS, theta, THETA_BOUNDS, strict=True):
         tol = rtol * max(1.0, hi - lo)
         if value <= lo + tol or value >= hi - tol:
             out.append(name)
@@ -172,19 +153,13 @@ def at_search_bounds(params: ChinchillaParams, rtol: float = 1e-6) -> list[str]:
 def single_threaded_blas():
     """A context limiting BLAS/OpenMP pools to one thread.
 
-    L-BFGS-B on 5 parameters is thousands of tiny calls; a multi-threaded BLAS pays its thread
+    The refits solve thousands of 5 x 5 systems; a multi-threaded BLAS pays its thread
     hand-off on each.  Measured on the 2-core CI machine: one Eq. 4 fit took 0.2-0.8 s with one
     thread and 7-21 s with OpenBLAS's default two (slmscale bench, fit section).
     """
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
-
-
-def _prepare(N, D, L, weights):
-    logN, logD, logL = (np.log(np.asarray(x, float)) for x in (N, D, L))
-    w = np.ones_like(logL) if weights is None else np.asarray(weights, float)
-    return logN, logD, logL, w
 
 
 def fit_chinchilla(
@@ -194,42 +169,29 @@ def fit_chinchilla(
     *,
     huber_delta: float = 0.03,
     weights=None,
-    starts: np.ndarray | None = None,
     n_polish: int = 8,
     warm_starts: list[np.ndarray] | None = None,
 ) -> ChinchillaFit:
-    """Fit Eq. 4: score every start at once, polish the best `n_polish` with L-BFGS-B.
+    """Fit Eq. 4: score every start of the grid at once, polish the best `n_polish` together.
 
-    `warm_starts` are polished as well (the bootstrap passes the full-data optima and sets
-    `starts` to an empty array to skip the grid).
+    `warm_starts` are polished as well, ahead of the grid's (`n_polish=0`: only them).
     """
-    logN, logD, logL, w = _prepare(N, D, L, weights)
-    args = (logN, logD, logL, w, huber_delta)
-    grid = default_start_grid() if starts is None else np.asarray(starts, float).reshape(-1, 5)
-    candidates = list(warm_starts or [])
-    if len(grid):
-        scores = score_starts(grid, *args)
-        best = np.argsort(scores, kind="stable")[:n_polish]
-        candidates += [grid[i] for i in best]
-    with single_threaded_blas():
-        optima = [_polish(np.asarray(t0, float), args) for t0 in candidates]
-    optima.sort(key=lambda o: o[1])  # stable: ties keep candidate order
-    theta, obj = optima[0]
-    return ChinchillaFit(
-        ChinchillaParams.from_theta(theta), obj, int(np.count_nonzero(w)), huber_delta, optima
-    )
+    from slmscale.laws.batchfit import fit_from_grid  # batchfit builds on this module
 
-
-def fit_chinchilla_naive(N, D, L, *, huber_delta: float = 0.03) -> ChinchillaFit:
-    """The baseline: a plain loop of L-BFGS fits from every grid start (slow; for `bench`)."""
-    logN, logD, logL, w = _prepare(N, D, L, None)
-    args = (logN, logD, logL, w, huber_delta)
+    N, D, L = (np.asarray(x, float) for x in (N, D, L))
+    w = np.ones_like(L) if weights is None else np.asarray(weights, float)
+    extra = None if not warm_starts else np.asarray(warm_starts, float)[None]
     with single_threaded_blas():
-        optima = [_polish(t0, args) for t0 in default_start_grid()]
-    optima.sort(key=lambda o: o[1])
-    theta, obj = optima[0]
+        g = fit_from_grid(
+            N, D, L, w, huber_delta=huber_delta, n_polish=n_polish, extra_starts=extra
+        )
+    optima = [(g.optima[0, k], float(g.optima_objective[0, k])) for k in range(g.optima.shape[1])]
     return ChinchillaFit(
-        ChinchillaParams.from_theta(theta), obj, len(logL), huber_delta, optima[:8]
+        ChinchillaParams.from_theta(g.theta[0]),
+        float(g.objective[0]),
+        int(np.count_nonzero(w)),
+        huber_delta,
+        optima,
     )
 
 

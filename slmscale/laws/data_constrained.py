@@ -11,7 +11,9 @@ positive), with the same Huber-on-log-residuals objective.
 
 The objective is a flat ridge in (R*_N, R*_D): very different pairs fit about equally well.  So
 the fit scores a dense log grid (the *profile surface*, kept for the report), polishes the best
-cells, and gives profile-likelihood intervals: treating sum(Huber) as half a sum of squares
+cells with the house's R* optimizer (`rstarfit`, the one the bootstrap and the design use), and
+gives profile-likelihood intervals (for the figure only; fit.json's `ci95` comes from the
+bootstrap, `intervals.py`): treating sum(Huber) as half a sum of squares
 (residuals are mostly inside delta), the deviance 2 (obj - obj_min) / sigma^2 with
 sigma^2 = 2 obj_min / (n - 2) is compared with chi2_1(0.95) = 3.84 along each parameter's
 profile (the other parameter minimised out).  An interval that reaches the grid edge is reported
@@ -23,10 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
 
 from slmscale.laws.chinchilla import ChinchillaParams, huber
 from slmscale.laws.compute_optimal import ComputeOptimal
+from slmscale.laws.rstarfit import fit_rstar_batch
 
 CHI2_1_95 = 3.841458820694124
 LOG10_RSTAR_RANGE = (-1.0, 4.0)  # R* from 0.1 to 10,000 (the paper's are 5 to 31)
@@ -68,6 +70,27 @@ def predict(law: ChinchillaParams, N, D, U_D, R_star_N: float, R_star_D: float) 
     return law.predict(Np, Dp)
 
 
+def predict_rows(P, N, D, U_D) -> np.ndarray:
+    """Eq. 7/8 for each row of P (S, 7: E, A, B, alpha, beta, R*_N, R*_D), vectorised.
+
+    N, D, U_D broadcast against (S, M); U_N = min(N_opt(U_D), N) from each row's Eq. 6 (as
+    `effective_params`).  A row with R* NaN gives NaN (callers fall back to Eq. 4).
+    """
+    P = np.atleast_2d(np.asarray(P, float))
+    E, A, B, al, be, rn, rd = (P[:, i : i + 1] for i in range(7))
+    N, D, U_D = (np.asarray(x, float) for x in (N, D, U_D))
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
+        s = al + be
+        G = (al * A / (be * B)) ** (1.0 / s)
+        U = np.minimum(U_D, D)
+        R_D = np.maximum(D / U - 1.0, 0.0)
+        U_N = np.minimum(G * ((G * U) ** (1.0 / (al / s))) ** (be / s), N)
+        R_N = np.maximum(N / U_N - 1.0, 0.0)
+        Dp = U + U * rd * (1.0 - np.exp(-R_D / rd))
+        Np = U_N + U_N * rn * (1.0 - np.exp(-R_N / rn))
+        return E + A / Np**al + B / Dp**be
+
+
 def _surface(law, N, D, U_D, L, w, delta, log10_rn, log10_rd) -> np.ndarray:
     """Objective for every (R*_N, R*_D) pair of the two grids: (len(rn), len(rd))."""
     Np = effective_params(N[None, :], U_D[None, :], 10.0 ** log10_rn[:, None], law)  # (GN, P)
@@ -104,21 +127,20 @@ def fit_data_constrained(
     N, D, U_D, L = (np.asarray(x, float) for x in (N, D, U_D, L))
     w = np.ones_like(L) if weights is None else np.asarray(weights, float)
     g = np.linspace(*LOG10_RSTAR_RANGE, n_grid)
-    surf = _surface(law, N, D, U_D, L, w, huber_delta, g, g)
-
-    def obj(x):
-        s = _surface(law, N, D, U_D, L, w, huber_delta, x[:1], x[1:])
-        return float(s[0, 0])
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
+        surf = _surface(law, N, D, U_D, L, w, huber_delta, g, g)
+    surf = np.where(np.isfinite(surf), surf, np.inf)
 
     best_cells = np.argsort(surf, axis=None, kind="stable")[:4]
-    polished = []
-    for cell in best_cells:
-        i, j = np.unravel_index(cell, surf.shape)
-        res = minimize(obj, [g[i], g[j]], method="L-BFGS-B", bounds=[LOG10_RSTAR_RANGE] * 2)
-        polished.append((float(res.fun), tuple(res.x)))
-    polished.sort(key=lambda t: t[0])
-    obj_min, (lrn, lrd) = polished[0]
-    obj_min = min(obj_min, float(surf.min()))
+    i, j = np.unravel_index(best_cells, surf.shape)
+    starts = np.log(10.0) * np.stack([g[i], g[j]], axis=1)  # log R*, one row per cell
+    law_rows = np.tile([[law.E, law.A, law.B, law.alpha, law.beta]], (len(starts), 1))
+    rs, objs = fit_rstar_batch(
+        law_rows, N, D, U_D, L, w[None], huber_delta=huber_delta, starts=starts
+    )
+    k = int(np.argmin(objs))  # first of equals: the better cell
+    lrn, lrd = np.log10(rs[k])
+    obj_min = min(float(objs[k]), float(surf.min()))
     n = int(np.count_nonzero(w))
     sigma2 = max(2.0 * obj_min / max(n - 2, 1), 1e-12)
     threshold = obj_min + CHI2_1_95 * sigma2 / 2.0

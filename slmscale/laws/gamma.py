@@ -13,11 +13,9 @@ Definition (what `gamma_q` computes, for either modality):
    Raw accuracy starts at chance, so its log-log slope shrinks as accuracy rises: the same
    model family looks slower the better its first checkpoint is.  The error rate does not
    have that bias.
-4. Pre-saturation rule: along the envelope (in order of compute), the last k points may be a
-   plateau.  For each k the envelope is fitted as a line in (log C, log Q) up to the break and
-   a constant after it, against one line through all; the split with the lowest BIC,
-   n log(SSE/n) + p log n with p = 2 (one line) or p = 4 (line, plateau, break), wins.  It is
-   the criterion `downstream.fit_linear_relation` uses for the loss-to-metric plateau.
+4. Pre-saturation rule (`plateau.line_then_plateau`, the one the loss-to-metric relation uses):
+   along the envelope (in order of compute), the last k points may be a plateau; a line in
+   (log C, log Q) before it against one line through all, by BIC.
 5. gamma is the least-squares slope over the pre-saturation envelope, which must keep at least
    3 points (fewer: no exponent).
 
@@ -25,13 +23,17 @@ Uncertainty: the bootstrap resamples whole runs (speech) or whole models with al
 checkpoints (text), recomputes the envelope and the rule, and refits; vectorised over
 replicates (`weights` is (B, n_groups) draw counts).
 
-A benchmark whose best point does not beat chance by `AT_CHANCE_MARGIN` is "at chance": it
-has no exponent (a slope of noise is not a scaling law).
+A benchmark at chance (`chance.chance_test`: its best run does not beat chance by a binomial
+test on its item count) has no exponent (a slope of noise is not a scaling law).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from slmscale.laws.chance import chance_test
+from slmscale.laws.plateau import line_then_plateau
+from slmscale.laws.powerlaw import frontier_mask
 
 TRANSFORMS = ("raw", "above_chance", "error_rate")
 # Every benchmark scored here is a two-way choice (sBLIMP, sWUGGY, StoryCloze, TopicCloze pairs).
@@ -42,8 +44,6 @@ CHANCE = {
     "topic_cloze_acc": 0.5,
     "blimp_acc": 0.5,
 }
-AT_CHANCE_MARGIN = 0.02
-MIN_LINE_POINTS = 3  # a slope through two envelope points is not a scaling law
 DEFINITION = (
     "gamma_q: least-squares slope of log Q on log C over the envelope of maximal accuracy per "
     "FLOP (at least 3 points), before saturation (the last envelope points are a plateau when line + plateau beats "
@@ -53,66 +53,9 @@ DEFINITION = (
 )
 
 
-def at_chance(y, chance: float, margin: float = AT_CHANCE_MARGIN) -> bool:
-    """True when no point beats chance by more than `margin` (the benchmark says nothing)."""
-    y = np.asarray(y, float)
-    y = y[np.isfinite(y)]
-    return y.size == 0 or float(y.max()) < chance + margin
-
-
-def _frontier_mask(C, y, groups, weights):
-    """(B, n) frontier membership per replicate, points sorted by (C, -y)."""
-    present = weights[:, groups] > 0  # (B, n)
-    v = np.where(present, -y[None, :], np.inf)
-    cm = np.minimum.accumulate(v, axis=1)
-    prev = np.concatenate([np.full((v.shape[0], 1), np.inf), cm[:, :-1]], axis=1)
-    return present & (v < prev)
-
-
-def _bic(sse, n, p):
-    return n * np.log(np.maximum(sse, 1e-300) / n) + p * np.log(n)
-
-
-def _line_with_plateau(x, z, f):
-    """Per replicate: slope over the pre-saturation envelope, #line points, #plateau points.
-
-    x (n,), z (B, n) transformed values (finite where usable), f (B, n) frontier mask.
-    """
-    f = f & np.isfinite(z)
-    zf = np.where(f, z, 0.0)
-    xf = np.where(f, x[None, :], 0.0)
-    S0, Sx, Sz = (np.cumsum(a, axis=1) for a in (f.astype(float), xf, zf))
-    Sxx, Sxz, Szz = (np.cumsum(a, axis=1) for a in (xf * xf, xf * zf, zf * zf))
-    T = [a[:, -1:] for a in (S0, Sx, Sz, Sxx, Sxz, Szz)]
-    n = T[0][:, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n1 = S0
-        vxx = Sxx - Sx * Sx / n1
-        vxz = Sxz - Sx * Sz / n1
-        vzz = Szz - Sz * Sz / n1
-        slope = vxz / vxx
-        sse1 = np.maximum(vzz - vxz * slope, 0.0)
-        n2 = T[0] - S0
-        sse2 = np.maximum((T[5] - Szz) - (T[2] - Sz) ** 2 / n2, 0.0)
-        full = n1 == T[0]
-        ok_line = f & (n1 >= MIN_LINE_POINTS) & (vxx > 1e-300)
-        bic = np.where(full, _bic(sse1, T[0], 2), _bic(sse1 + sse2, T[0], 4))
-    # A plateau needs >= 1 point; the line always keeps >= MIN_LINE_POINTS.
-    valid = ok_line & (full | (n2 >= 1))
-    bic = np.where(valid, bic, np.inf)
-    # One line wins ties: its BIC is evaluated at the last frontier point (full).
-    bic_full = np.where(valid & full, bic, np.inf).min(axis=1)
-    bic_split = np.where(valid & ~full, bic, np.inf)
-    j_split = bic_split.argmin(axis=1)
-    rows = np.arange(f.shape[0])
-    use_split = bic_split[rows, j_split] < bic_full - 1e-9
-    j_full = np.where(valid & full, np.arange(f.shape[1])[None, :], -1).max(axis=1)
-    j = np.where(use_split, j_split, j_full)
-    good = np.isfinite(np.where(use_split, bic_split[rows, j_split], bic_full))
-    out_slope = np.where(good, slope[rows, j], np.nan)
-    n_line = np.where(good, n1[rows, j], 0).astype(int)
-    n_plateau = np.where(good, n - n_line, 0).astype(int)
-    return out_slope, n_line, n_plateau
+def at_chance(y, chance: float) -> bool:
+    """The margin rule for tables without item counts (`chance.chance_test`, count unknown)."""
+    return bool(chance_test(y, chance, None)["at_chance"])
 
 
 def gamma_q(C, acc, *, groups=None, weights=None, chance: float = 0.5) -> dict:
@@ -132,7 +75,7 @@ def gamma_q(C, acc, *, groups=None, weights=None, chance: float = 0.5) -> dict:
     w = np.atleast_2d(np.asarray(w, float))
     order = np.lexsort((-acc, C))
     C, acc, gidx = C[order], acc[order], gidx[order]
-    f = _frontier_mask(C, acc, gidx, w)
+    f = frontier_mask(C, acc, w[:, gidx] > 0, maximize=True)
     x = np.log(C)
     out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -143,7 +86,7 @@ def gamma_q(C, acc, *, groups=None, weights=None, chance: float = 0.5) -> dict:
         }
     for name in TRANSFORMS:
         z = np.broadcast_to(q[name], f.shape)
-        slope, n_line, n_plat = _line_with_plateau(x, z, f)
+        slope, _, n_line, n_plat = line_then_plateau(x, z, f)
         gamma = -slope if name == "error_rate" else slope
         out[name] = {"gamma": gamma, "n_frontier": n_line + n_plat, "n_saturated": n_plat}
     return out

@@ -1,111 +1,161 @@
-"""95% intervals of every number of the study, from one bootstrap over runs.
+"""95% intervals and verdicts of every number of the study: two bootstraps (`verdicts.py`).
 
-`add_intervals(study, ...)` runs `bootstrap.bootstrap_two_stage` (Eq. 4, then R* with each
-replicate's Eq. 4) and recomputes, per replicate and from that replicate's runs:
-- G, a, b of Eq. 6 from its Eq. 4 constants;
-- the loss envelope exponent (Figure 1) from the eval points of the runs it drew;
-- gamma_q of each benchmark (raw, above chance, error rate; `gamma.gamma_q`) from its runs;
-- the text reference's gamma_q from a resample of whole models (independent draws, seed + 1),
-  and the speech/text ratios replicate by replicate;
-- the loss-to-metric lines (for the planner's metric intervals).
+`add_intervals(study, ...)` runs
+1. the bootstrap over runs, `bootstrap.bootstrap_two_stage` (Eq. 4, then R* with each
+   replicate's Eq. 4), and recomputes per replicate, from that replicate's runs: G, a, b of
+   Eq. 6; the loss envelope exponent (Figure 1) from the eval points of the runs it drew; gamma_q
+   of each benchmark (raw, above chance, error rate; `gamma.gamma_q`); the text reference's
+   gamma_q from a resample of whole models (independent draws, seed + 1) and the speech/text
+   ratios; the loss-to-metric lines (for the planner's metric intervals);
+2. simulated studies at the fitted law (the parametric bootstrap, `simulate.refit_studies`): the
+   fit's runs, losses from the fitted Eq. 4 / Eq. 7/8 times log-normal noise of the measured
+   sigma (the seed spread when there are repeats, else the residuals'), refitted by the same
+   optimizers, warm-started from the point fit's optima as the runs bootstrap is.
 
-Intervals are Efron's bias-corrected percentile intervals around the full-data estimates
-(`gamma.interval`).  Interval keys in fit.json `ci95`: the constants by name (E ... R_star_D, G, a, b),
-`envelope_gamma`, and per metric m: `gamma_q.m`, `gamma_q_error.m`, `gamma_q_text.m`,
-`gamma_q_text_error.m`, `ratio.m`, `ratio_error.m` (text / speech).
+The law's constants get the hull of both percentile intervals and a verdict each
+(`verdicts.verdict`); the other numbers keep Efron's bias-corrected interval of the runs
+bootstrap (`gamma.interval`) and are judged on it alone (simulation "not run").  Interval keys in
+fit.json `ci95`: the constants by name (E ... R_star_D, G, a, b), `envelope_gamma`, and per
+metric m: `gamma_q.m`, `gamma_q_error.m`, `gamma_q_text.m`, `gamma_q_text_error.m`, `ratio.m`,
+`ratio_error.m` (text / speech).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from slmscale.laws import simulate, verdicts
 from slmscale.laws.bootstrap import bootstrap_two_stage, resample_weights
 from slmscale.laws.chinchilla import PARAM_NAMES
-from slmscale.laws.data_constrained import LOG10_RSTAR_RANGE
-from slmscale.laws.downstream import linear_samples
+from slmscale.laws.downstream import linear_samples, link_samples
 from slmscale.laws.gamma import gamma_q, interval
 from slmscale.laws.powerlaw import envelope_gammas
 
-RSTAR_BOX = tuple(10.0**x for x in LOG10_RSTAR_RANGE)
 GAMMA_KEYS = {
     "raw": ("gamma_q", "gamma_q_text", "ratio"),
     "error_rate": ("gamma_q_error", "gamma_q_text_error", "ratio_error"),
 }
 
 
-def eq6_samples(eq4: np.ndarray) -> dict[str, np.ndarray]:
-    """G, a, b of Eq. 6 for each row (E, A, B, alpha, beta)."""
-    _, A, B, al, be = eq4.T
-    s = al + be
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return {"G": (al * A / (be * B)) ** (1.0 / s), "a": be / s, "b": al / s}
-
-
 def law_samples(eq4: np.ndarray, rstar: np.ndarray | None) -> dict[str, np.ndarray]:
     """Bootstrap samples of the law's constants by name: Eq. 4, R* (if any), G, a, b."""
-    out = {k: eq4[:, i] for i, k in enumerate(PARAM_NAMES)}
+    rows = np.full((len(eq4), 7), np.nan)
+    rows[:, :5] = eq4
     if rstar is not None:
-        out["R_star_N"], out["R_star_D"] = rstar[:, 0], rstar[:, 1]
-    out.update(eq6_samples(eq4))
-    return out
-
-
-def law_intervals(samples: dict, estimates: dict, n_single: int, n_multi: int) -> dict:
-    """95% intervals of the law's constants: `gamma.interval`, bias-corrected and widened for
-    degrees of freedom: Eq. 4 and Eq. 6 constants by n_single runs and 5 fitted constants; R*
-    by the larger of that and (n_multi runs, 2 constants), since R*'s spread is mostly the
-    Eq. 4 spread it inherits (R*_N moves with alpha through U_N)."""
-    out = {}
-    eq4 = (n_single, 5)
-    rstar = eq4 if n_single * (n_multi - 2) < n_multi * (n_single - 5) else (n_multi, 2)
-    for k, v in samples.items():
-        out[k] = interval(v, estimates.get(k), rstar if k.startswith("R_star") else eq4)
-        if k.startswith("R_star") and out[k][0] is not None:  # the widening stops at the box
-            out[k] = [float(np.clip(x, *RSTAR_BOX)) for x in out[k]]
-    return out
+        rows[:, 5:7] = rstar
+    cols = simulate.with_exponents(rows)
+    names = (
+        verdicts.LAW_KEYS
+        if rstar is not None
+        else tuple(k for k in verdicts.LAW_KEYS if not k.startswith("R_star"))
+    )
+    return {k: cols[:, verdicts.LAW_KEYS.index(k)] for k in names}
 
 
 def _run_index(study) -> dict[str, int]:
     return {r: i for i, r in enumerate(study.table.run_id)}
 
 
+def parametric(study, n_sims: int, seed: int) -> dict:
+    """Simulated studies at the fitted law on the fit's own runs: per constant the refits'
+    percentile interval, share on the box edge; the extrapolation error (`identification`)."""
+    from slmscale.laws.design import extrapolation_error
+
+    t = study.fit_points
+    est = study.estimates10
+    truth = est[None, :7]
+    L = simulate.simulate_losses(np.repeat(truth, n_sims, 0), t.N, t.D, t.U, study.noise, seed)
+    warm = np.array([o[0] for o in study.chinchilla.optima])
+    refits, edge = simulate.refit_studies(t.N, t.D, t.U, L, study.doc["huber_delta"], warm)
+    out = {}
+    for j, k in enumerate(verdicts.LAW_KEYS):
+        if k.startswith("R_star") and study.data_constrained is None:
+            continue
+        iv = verdicts.clip(k, verdicts.percentile(refits[:, j]))
+        out[k] = {
+            "interval": iv,
+            "at_bounds": float(np.mean(edge[:, j])),
+            "identified": verdicts.check(k, iv) == "pass",
+        }
+    theta = np.column_stack([np.log(refits[:, [1, 2, 0]]), refits[:, 3:5]])
+    target = 100.0 * float(np.max(t.flops))
+    extrap = extrapolation_error(theta, np.repeat(truth, n_sims, 0), target)
+    return {"constants": out, "extrapolation": extrap, "samples": refits}
+
+
 def add_intervals(study, *, n_boot: int, seed: int, progress=None) -> dict[str, np.ndarray]:
-    """Fill `study.doc` ci95 / bootstrap / per-metric intervals; returns the raw samples."""
+    """Fill `study.doc` ci95 / verdicts / identification / bootstrap; returns the raw samples."""
     doc = study.doc
     with_rstar = study.data_constrained is not None
     ts = bootstrap_two_stage(
-        study.table,
-        study.chinchilla,
-        n_boot=n_boot,
-        seed=seed,
-        with_rstar=with_rstar,
+        study.table, study.chinchilla, n_boot=n_boot, seed=seed, with_rstar=with_rstar,
         progress=progress,
-    )
+    )  # fmt: skip
     samples = law_samples(ts.eq4, ts.rstar)
-    p = study.chinchilla.params
-    point = law_samples(np.array([[p.E, p.A, p.B, p.alpha, p.beta]]), None)
-    est = {k: float(v[0]) for k, v in point.items()}
-    if with_rstar:
-        est["R_star_N"] = study.data_constrained.R_star_N
-        est["R_star_D"] = study.data_constrained.R_star_D
-    n_single = int(np.count_nonzero(study.table.single_epoch))
-    n_multi = len(study.table) - n_single
-    doc["ci95"].update(law_intervals(samples, est, n_single, n_multi))
-    other: dict[str, tuple] = {}  # key -> (samples, estimate, dof)
-    W = ts.weights  # (B, table runs)
+    sim = parametric(study, n_boot, seed)
+    progress and progress.update(n_boot)
+    est = dict(zip(verdicts.LAW_KEYS, study.estimates10, strict=True))
+    doc["verdicts"] = {}
+    for k, v in samples.items():
+        runs_iv = verdicts.percentile(v)
+        s = sim["constants"][k]
+        doc["verdicts"][k] = verdicts.verdict(k, est[k], runs_iv, s["interval"])
+        doc["ci95"][k] = doc["verdicts"][k]["interval"]
+    verdicts.tie_together(doc["verdicts"])
+    doc["identification"] = {
+        "n_sims": n_boot,
+        "seed": seed,
+        "noise": study.noise_summary,
+        "constants": {
+            k: {kk: c[kk] for kk in ("interval", "at_bounds", "identified")}
+            for k, c in sim["constants"].items()
+        },
+        "extrapolation": sim["extrapolation"],
+    }
+    doc["interval_method"] = verdicts.METHOD
+    _other_intervals(study, ts.weights, n_boot, seed)
+    cols = list(PARAM_NAMES) + (["R_star_N", "R_star_D"] if with_rstar else [])
+    doc["bootstrap"] = {
+        "n": n_boot,
+        "seed": seed,
+        "resample": "runs with replacement (seed repeats of a point together), single-epoch "
+        "and multi-epoch runs each within their group; both stages refitted per replicate "
+        "(Eq. 4, then R* with that replicate's Eq. 4); text reference: whole models with all "
+        "their checkpoints",
+        "interval": "law constants: " + verdicts.METHOD + "; exponents of envelopes and "
+        "benchmarks: bias-corrected percentile, widened by sqrt(n / (n - p)) about the estimate",
+        "columns": cols,
+        "samples": np.column_stack([samples[k] for k in cols]),
+        "linear": {
+            m: d["linear_samples"] for m, d in study.downstream.items() if "linear_samples" in d
+        },
+        "link": {m: d["link_samples"] for m, d in study.downstream.items() if "link_samples" in d},
+        "plateau": {
+            m: d["plateau_samples"] for m, d in study.downstream.items() if "plateau_samples" in d
+        },
+    }
+    return samples
 
+
+def _other_intervals(study, W, n_boot: int, seed: int) -> None:
+    """Envelope and benchmark exponents: bias-corrected intervals of the runs bootstrap."""
+    doc = study.doc
+    n_single = int(np.count_nonzero(study.table.single_epoch))
+    other: dict[str, tuple] = {}  # key -> (samples, estimate, dof)
     env = study.envelope
     if env["law"] is not None:
         idx = _run_index(study)
         groups = np.array([idx[str(r)] for r in env["run_id"]], int)
         g_env = envelope_gammas(env["C"], env["L"], groups, W)
         other["envelope_gamma"] = (g_env, env["law"].gamma, (n_single, 2))
-
     Wt = None
     for m, d in study.downstream.items():
         rows = d["rows"]
         if d.get("linear") is not None:
             d["linear_samples"] = linear_samples(d["loss"], d["y"], d["linear"], W[:, rows])
+            d["link_samples"], d["plateau_samples"] = link_samples(
+                d["loss"], d["y"], d["linear"], W[:, rows]
+            )
         if d["at_chance"]:
             continue
         g = gamma_q(
@@ -128,22 +178,31 @@ def add_intervals(study, *, n_boot: int, seed: int, progress=None) -> dict[str, 
                 ratio = gt[transform]["gamma"] / g[transform]["gamma"]
             other[f"{kr}.{m}"] = (ratio, e_t / e_s if e_s else None, None)
         d["gamma_q_samples"] = {t: g[t]["gamma"] for t in g}
-
     for k, (v, e, dof) in other.items():
         doc["ci95"][k] = interval(v, e, dof)
-    cols = list(PARAM_NAMES) + (["R_star_N", "R_star_D"] if with_rstar else [])
-    doc["bootstrap"] = {
-        "n": n_boot,
-        "seed": seed,
-        "resample": "runs with replacement, single-epoch and multi-epoch runs each within their "
-        "group; both stages refitted per replicate (Eq. 4, then R* with that replicate's Eq. 4); "
-        "text reference: whole models with all their checkpoints",
-        "interval": "bias-corrected percentile, widened by sqrt(n / (n - p)) about the estimate "
-        "(n runs, p fitted constants)",
-        "columns": cols,
-        "samples": np.column_stack([samples[k] for k in cols]),
-        "linear": {
-            m: d["linear_samples"] for m, d in study.downstream.items() if "linear_samples" in d
-        },
-    }
-    return samples
+
+
+def eq4_verdicts(t, fit, n_boot: int, seed: int) -> tuple[dict, dict]:
+    """(ci95, verdicts) of Eq. 4 alone on the runs `t` (a per-tokenizer fit, Figure 5): the
+    runs bootstrap and simulated studies at its fit, as for the main law."""
+    from slmscale.laws.bootstrap import refit_eq4
+
+    eq4 = refit_eq4(t.N, t.D, t.loss, fit, resample_weights(len(t), n_boot, seed))
+    runs = law_samples(eq4, None)
+    p = fit.params
+    est7 = np.array([[p.E, p.A, p.B, p.alpha, p.beta, np.nan, np.nan]])
+    pred = simulate.true_losses(est7, t.N, t.D, t.U)[0]
+    r = np.log(t.loss) - np.log(pred)
+    sigma = max(float(np.sqrt(np.sum(r**2) / max(r.size - 5, 1))), 1e-4)
+    L = simulate.simulate_losses(np.repeat(est7, n_boot, 0), t.N, t.D, t.U, sigma, seed)
+    warm = np.array([o[0] for o in fit.optima])
+    sims, _ = simulate.refit_studies(t.N, t.D, t.U, L, fit.huber_delta, warm)
+    est = simulate.with_exponents(est7)[0]
+    ci, out = {}, {}
+    for k, v in runs.items():
+        j = verdicts.LAW_KEYS.index(k)
+        sim_iv = verdicts.clip(k, verdicts.percentile(sims[:, j]))
+        out[k] = verdicts.verdict(k, est[j], verdicts.percentile(v), sim_iv)
+        ci[k] = out[k]["interval"]
+    verdicts.tie_together(out)
+    return ci, out

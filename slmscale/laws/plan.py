@@ -15,6 +15,13 @@ Inverse, a target loss (or a metric, mapped to a loss through its line): the lea
 whose best allocation reaches it, under the same law as the forward question (Eq. 7/8 with
 U_D when it applies, else Eq. 6), by bisection on log C, for the estimate and every replicate.
 
+Compute follows the fit's definition (`flops_definition`): under "6nd" the iso-FLOP line is
+6 N D = C (Eq. 6 in closed form); under "full" it is f(N) D = C with f(N) = k N^p the per-token
+full count fitted over the runs (fit.json `flops_per_token`), and the allocation is searched
+numerically.  Predicted metrics stay inside [chance, 1]: the bounded link of the loss-to-metric
+relation (`downstream.LinearRelation.bounded`), the plateau (with its bootstrap spread) past
+saturation.  The answer lists the constants the fit does not identify (its verdicts).
+
 The planner warns when C, N or D lie outside the range the fit has seen, by how many orders
 of magnitude.
 """
@@ -25,7 +32,7 @@ import numpy as np
 
 from slmscale.errors import UserError
 from slmscale.laws.chinchilla import PARAM_NAMES
-from slmscale.laws.downstream import LinearRelation
+from slmscale.laws.downstream import LinearRelation, link_inverse
 
 LOG_C_RANGE = (np.log(1e6), np.log(1e40))
 COLUMNS = (*PARAM_NAMES, "R_star_N", "R_star_D")
@@ -50,6 +57,20 @@ def law_rows(doc: dict) -> tuple[np.ndarray, np.ndarray]:
         if k in cols:
             rows[:, j] = raw[:, cols.index(k)]
     return point, rows
+
+
+def per_token(doc: dict) -> tuple[float, float]:
+    """(k, p) of the iso-FLOP line: C = k N^p D (6 N D: k = 6, p = 1)."""
+    fpt = doc.get("flops_per_token") or {}
+    if fpt.get("definition") == "full" and fpt.get("k") and fpt.get("p"):
+        return float(fpt["k"]), float(fpt["p"])
+    return 6.0, 1.0
+
+
+def tokens_for(C, N, fpt=(6.0, 1.0)):
+    """D on the iso-FLOP line of C at N."""
+    k, p = fpt
+    return np.asarray(C, float) / (k * np.asarray(N, float) ** p)
 
 
 def _eq6(P):
@@ -92,8 +113,8 @@ def loss(P, N, D, U_D: float | None):
     return E + A / Np**al + B / Dp**be
 
 
-def best_allocation(P, C, U_D: float | None):
-    """Minimise `loss` over N on 6 N D = C, per row: (N, D, loss, at_edge) each (S,).
+def best_allocation(P, C, U_D: float | None, fpt=(6.0, 1.0)):
+    """Minimise `loss` over N on the iso-FLOP line of C, per row: (N, D, loss, at_edge) each (S,).
 
     A coarse grid of N / N_opt over 1e-3 .. 1e3 (0.05 decades), then a fine grid of 41 points
     between the coarse neighbours of the best cell.  `at_edge` flags a best N on the search's
@@ -103,36 +124,36 @@ def best_allocation(P, C, U_D: float | None):
     C = np.broadcast_to(np.asarray(C, float), (S,))
     n6, _ = eq6_allocation(P, C)
     logN = np.log(n6)[:, None] + _COARSE[None, :]
-    L = loss(P, np.exp(logN), C[:, None] / (6.0 * np.exp(logN)), U_D)
+    L = loss(P, np.exp(logN), tokens_for(C[:, None], np.exp(logN), fpt), U_D)
     L = np.where(np.isfinite(L), L, np.inf)
     j = np.argmin(L, axis=1)
     at_edge = (j == 0) | (j == _COARSE.size - 1)
     step = _COARSE[1] - _COARSE[0]
     centre = logN[np.arange(S), j]
     fine = centre[:, None] + np.linspace(-step, step, 41)[None, :]
-    Lf = loss(P, np.exp(fine), C[:, None] / (6.0 * np.exp(fine)), U_D)
+    Lf = loss(P, np.exp(fine), tokens_for(C[:, None], np.exp(fine), fpt), U_D)
     Lf = np.where(np.isfinite(Lf), Lf, np.inf)
     k = np.argmin(Lf, axis=1)
     N = np.exp(fine[np.arange(S), k])
-    return N, C / (6.0 * N), Lf[np.arange(S), k], at_edge
+    return N, tokens_for(C, N, fpt), Lf[np.arange(S), k], at_edge
 
 
-def _optimal_loss(P, C, U_D):
-    if U_D is None:
+def _optimal_loss(P, C, U_D, fpt=(6.0, 1.0)):
+    if U_D is None and fpt == (6.0, 1.0):
         n, d = eq6_allocation(P, C)
         return loss(P, n[:, None], d[:, None], None)[:, 0]
-    return best_allocation(P, C, U_D)[2]
+    return best_allocation(P, C, U_D, fpt)[2]
 
 
-def compute_for_losses(P, target, U_D: float | None, iters: int = 64) -> np.ndarray:
+def compute_for_losses(P, target, U_D: float | None, iters: int = 64, fpt=(6.0, 1.0)) -> np.ndarray:
     """(S,) least C whose best allocation reaches `target` (scalar or (S,)); inf if none does."""
     S = P.shape[0]
     target = np.broadcast_to(np.asarray(target, float), (S,))
     lo, hi = np.full(S, LOG_C_RANGE[0]), np.full(S, LOG_C_RANGE[1])
-    reach_hi = _optimal_loss(P, np.exp(hi), U_D) <= target
+    reach_hi = _optimal_loss(P, np.exp(hi), U_D, fpt) <= target
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        ok = _optimal_loss(P, np.exp(mid), U_D) <= target
+        ok = _optimal_loss(P, np.exp(mid), U_D, fpt) <= target
         hi, lo = np.where(ok, mid, hi), np.where(ok, lo, mid)
     return np.where(reach_hi, np.exp(hi), np.inf)
 
@@ -213,15 +234,20 @@ def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None,
     point, rows = law_rows(doc)
     U_D = _unique_tokens(doc, unique_tokens)
     aware = U_D is not None and bool(data_limited(point)[0])
+    fpt = per_token(doc)
+    full = fpt != (6.0, 1.0)
     N6, D6 = (float(x[0]) for x in eq6_allocation(point, C))
+    if full:  # no closed form on f(N) D = C: the Eq. 4 optimum by search
+        N6, D6 = (float(x[0]) for x in best_allocation(point, C, None, fpt)[:2])
     if aware:
-        bn, bd, bl, be = best_allocation(point, C, U_D)
+        bn, bd, bl, be = best_allocation(point, C, U_D, fpt)
         n, d, L, edge = float(bn[0]), float(bd[0]), float(bl[0]), bool(be[0])
     else:
         n, d, edge = N6, D6, False
         L = float(loss(point, [[N6]], [[D6]], None)[0, 0])
     out = {
         "flops": C,
+        "flops_definition": doc.get("flops_definition", "6nd"),
         "law": "Eq. 7/8 with U_D (data-aware)" if aware else "Eq. 6 / Eq. 4 (unlimited data)",
         "unique_tokens": U_D,
         "N_opt": n,
@@ -235,8 +261,8 @@ def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None,
     }
     S = len(rows)
     if S:
-        if aware:
-            sn, sd, sl, _ = best_allocation(rows, C, U_D)
+        if aware or full:
+            sn, sd, sl, _ = best_allocation(rows, C, U_D if aware else None, fpt)
         else:
             sn, sd = eq6_allocation(rows, C)
             sl = loss(rows, sn[:, None], sd[:, None], None)[:, 0]
@@ -247,7 +273,7 @@ def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None,
     else:
         sn = sd = sl = None
     if aware:
-        eq6 = _eq6_beside(point, rows, C, U_D, L, sl)
+        eq6 = _eq6_beside(point, rows, C, U_D, L, sl, fpt)
         out["eq6"] = eq6
         out["penalty"] = eq6["loss_eq7"] - L
         out["ci95"]["penalty"] = eq6.pop("_penalty_ci")
@@ -258,7 +284,7 @@ def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None,
             "--law data_constrained on multi-epoch runs to plan with the data limit"
         )
     if aware:
-        out["N_within_1e-3"] = _flat_range(point, C, U_D, L)
+        out["N_within_1e-3"] = _flat_range(point, C, U_D, L, fpt)
     if edge:
         out["warnings"].append(
             "the best N lies on the edge of the searched range (1e-3..1e3 x N_opt)"
@@ -269,10 +295,23 @@ def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None,
     if gh is not None and sd is not None:
         out["ci95"]["gpu_hours"] = _ci(gpu_hours(C, sd, **throughput))
     out["warnings"] += range_warnings(doc, flops=C, params=n, tokens=d)
+    out["not_identified"], out["verdicts"] = _verdicts(doc)
+    if out["not_identified"]:
+        out["warnings"].append(
+            "the fit does not identify " + ", ".join(out["not_identified"]) + " (fit.json "
+            "verdicts): the intervals above carry that uncertainty"
+        )
     return out
 
 
-def _flat_range(point, C, U_D, L_best, tol: float = 1e-3) -> list[float]:
+def _verdicts(doc: dict) -> tuple[list[str], dict]:
+    """The fit's verdicts as plan states them: the same names as fit.json's `not_identified`."""
+    v = doc.get("verdicts") or {}
+    brief = {k: {"identified": x.get("identified"), "edge": x.get("edge")} for k, x in v.items()}
+    return list(doc.get("not_identified") or []), brief
+
+
+def _flat_range(point, C, U_D, L_best, fpt=(6.0, 1.0), tol: float = 1e-3) -> list[float]:
     """[min, max] N on the iso-FLOP line whose Eq. 7/8 loss is within `tol` of the best.
 
     With little unique data the loss is flat over a wide range of N; any N in it is as good
@@ -280,17 +319,17 @@ def _flat_range(point, C, U_D, L_best, tol: float = 1e-3) -> list[float]:
     """
     n6, _ = eq6_allocation(point, C)
     N = n6[0] * np.exp(np.linspace(np.log(1e-3), np.log(1e3), 1201))
-    L = loss(point, N[None, :], C / (6.0 * N[None, :]), U_D)[0]
+    L = loss(point, N[None, :], tokens_for(C, N[None, :], fpt), U_D)[0]
     ok = N[L <= L_best + tol]
     return [float(ok.min()), float(ok.max())]
 
 
-def _eq6_beside(point, rows, C, U_D, L_aware, sl_aware) -> dict:
+def _eq6_beside(point, rows, C, U_D, L_aware, sl_aware, fpt=(6.0, 1.0)) -> dict:
     """The Eq. 6 allocation priced by Eq. 7/8 (the cost of ignoring the data limit)."""
-    N6, D6 = (float(x[0]) for x in eq6_allocation(point, C))
+    N6, D6 = (float(x[0]) for x in _unlimited(point, C, fpt))
     l7 = float(loss(point, [[N6]], [[D6]], U_D)[0, 0])
     l4 = float(loss(point, [[N6]], [[D6]], None)[0, 0])
-    c_eff = float(compute_for_losses(point, l7, None)[0])
+    c_eff = float(compute_for_losses(point, l7, None, fpt=fpt)[0])
     res = {
         "N_opt": N6,
         "D_opt": D6,
@@ -302,7 +341,7 @@ def _eq6_beside(point, rows, C, U_D, L_aware, sl_aware) -> dict:
         "_penalty_ci": [None, None],
     }
     if len(rows):
-        sn6, sd6 = eq6_allocation(rows, C)
+        sn6, sd6 = _unlimited(rows, C, fpt)
         s7 = loss(rows, sn6[:, None], sd6[:, None], U_D)[:, 0]
         s4 = loss(rows, sn6[:, None], sd6[:, None], None)[:, 0]
         res["ci95"] = {
@@ -315,22 +354,50 @@ def _eq6_beside(point, rows, C, U_D, L_aware, sl_aware) -> dict:
     return res
 
 
+def _unlimited(P, C, fpt):
+    """The Eq. 4 optimum on the iso-FLOP line (Eq. 6 in closed form under 6 N D)."""
+    if fpt == (6.0, 1.0):
+        return eq6_allocation(P, C)
+    return best_allocation(P, C, None, fpt)[:2]
+
+
 def _metrics(doc: dict, out: dict, L: float, sl) -> None:
-    lines = (doc.get("bootstrap") or {}).get("linear") or {}
+    """Each benchmark's predicted accuracy, inside [chance, 1], with its interval."""
+    boot = doc.get("bootstrap") or {}
     for m, rel in _relations(doc).items():
         saturated = rel.plateau is not None and L < rel.loss_min
-        entry = {
-            "value": rel.plateau if saturated else float(rel(L)),
-            "note": _range_note(rel, L),
-            "ci95": [None, None],
-        }
-        samples = np.asarray(lines.get(m) or [], float)
-        if sl is not None and samples.ndim == 2 and len(samples) == len(sl):
-            v = samples[:, 0] * sl + samples[:, 1]
-            if rel.plateau is not None:
-                v = np.where(sl < rel.loss_min, rel.plateau, v)
-            entry["ci95"] = _ci(v)
-        out["metrics"][m] = entry
+        value, ci = _predict(rel, L), [None, None]
+        link = np.asarray((boot.get("link") or {}).get(m) or [], float)
+        lines = np.asarray((boot.get("linear") or {}).get(m) or [], float)
+        plat = np.asarray((boot.get("plateau") or {}).get(m) or [], float)
+        if saturated:
+            ci = _plateau_interval(rel, plat)
+        elif sl is not None and link.ndim == 2 and len(link) == len(sl):
+            ci = _ci(link_inverse(link[:, 0], link[:, 1], sl, rel.chance))
+        elif sl is not None and lines.ndim == 2 and len(lines) == len(sl):
+            ci = _ci(np.clip(lines[:, 0] * sl + lines[:, 1], rel.chance, 1.0))
+        out["metrics"][m] = {"value": value, "note": _range_note(rel, L), "ci95": ci}
+
+
+def _predict(rel: LinearRelation, L: float) -> float:
+    """The plateau past saturation, else the bounded link (the clipped line for old fits)."""
+    if rel.plateau is not None and L < rel.loss_min:
+        return float(rel.plateau)
+    if rel.link_slope is not None:
+        return float(rel.bounded(L))
+    return float(np.clip(rel(L), rel.chance, 1.0))
+
+
+def _plateau_interval(rel: LinearRelation, samples) -> list[float | None]:
+    """The plateau's bootstrap spread, widened to its runs' own range: never zero width."""
+    lo, hi = _ci(samples) if np.size(samples) else [None, None]
+    if rel.plateau_range:
+        lo = rel.plateau_range[0] if lo is None else min(lo, rel.plateau_range[0])
+        hi = rel.plateau_range[1] if hi is None else max(hi, rel.plateau_range[1])
+    if lo is None or hi <= lo:  # one plateau run and no spread: the line's residual scale
+        half = max(abs(rel.slope) * 0.01, 0.005)
+        lo, hi = rel.plateau - half, rel.plateau + half
+    return [float(max(lo, rel.chance)), float(min(hi, 1.0))]
 
 
 def compute_for_loss(doc: dict, target: float, *, unique_tokens: float | None = None, what=None):
@@ -355,12 +422,13 @@ def compute_for_loss(doc: dict, target: float, *, unique_tokens: float | None = 
                 f"{what}: loss {target:.4g} is below {floor:.4g}, the best Eq. 7/8 allows with "
                 f"U_D = {U_D:.4g} unique tokens at any compute (more unique data is needed)"
             )
-    C = float(compute_for_losses(point, target, U_D if aware else None)[0])
+    fpt = per_token(doc)
+    C = float(compute_for_losses(point, target, U_D if aware else None, fpt=fpt)[0])
     if not np.isfinite(C):
         raise UserError(f"{what}: needs more than 1e40 FLOPs")
     ci = [None, None]
     if len(rows):
-        s = compute_for_losses(rows, target, U_D if aware else None)
+        s = compute_for_losses(rows, target, U_D if aware else None, fpt=fpt)
         lo, hi = np.percentile(np.where(np.isfinite(s), s, np.inf), [2.5, 97.5])
         ci = [float(lo), float(hi) if np.isfinite(hi) else None]
     return C, ci
@@ -380,6 +448,11 @@ def loss_for_metric(doc: dict, metric: str, value: float) -> float:
             f"(has: {', '.join(sorted(rels)) or 'none'})"
         )
     rel = rels[metric]
+    if not rel.chance < value < 1.0:
+        raise UserError(
+            f"--target {metric}={value:g}: outside ({rel.chance:g}, 1), where the bounded link "
+            "lives"
+        )
     L = rel.loss_for(value)
     if rel.plateau is not None and L < rel.loss_min:
         raise UserError(

@@ -34,6 +34,18 @@ class PowerLaw:
         return {"k": self.k, "gamma": self.gamma, "r2_log": self.r2_log, "n_points": self.n_points}
 
 
+def frontier_mask(C, y, present, *, maximize: bool = False) -> np.ndarray:
+    """(B, n) frontier membership of points sorted by (C, best value first), per row of
+    `present` (B, n): a point is on it when it is present and beats every present point of
+    lower or equal compute (a running minimum / maximum; ties in compute keep the best)."""
+    sign = -1.0 if maximize else 1.0
+    v = np.where(present, sign * np.asarray(y, float)[None, :], np.inf)
+    prev = np.concatenate(
+        [np.full((v.shape[0], 1), np.inf), np.minimum.accumulate(v, axis=1)[:, :-1]], axis=1
+    )
+    return present & (v < prev)
+
+
 def frontier(C, y, *, maximize: bool = False) -> np.ndarray:
     """Indices of the frontier points (minimal y per compute, or maximal), in order of C.
 
@@ -42,15 +54,9 @@ def frontier(C, y, *, maximize: bool = False) -> np.ndarray:
     C, y = np.asarray(C, float), np.asarray(y, float)
     ok = np.flatnonzero(np.isfinite(C) & (C > 0) & np.isfinite(y))
     sign = -1.0 if maximize else 1.0
-    # Sort by compute, then by (signed) value so the best of equal-compute points comes first.
     order = ok[np.lexsort((sign * y[ok], C[ok]))]
-    keep, best = [], np.inf
-    for i in order:
-        v = sign * y[i]
-        if v < best:
-            keep.append(int(i))
-            best = v
-    return np.array(keep, dtype=int)
+    mask = frontier_mask(C[order], y[order], np.ones((1, order.size), bool), maximize=maximize)
+    return order[mask[0]].astype(int)
 
 
 def fit_power_law(C, y) -> PowerLaw:
@@ -93,12 +99,7 @@ def envelope_gammas(C, y, groups, weights, *, maximize: bool = False) -> np.ndar
     order = np.lexsort((sign * y, C))
     C, y, groups = C[order], y[order], groups[order]
     w = np.atleast_2d(np.asarray(weights, float))
-    present = w[:, groups] > 0
-    v = np.where(present, sign * y[None, :], np.inf)
-    prev = np.concatenate(
-        [np.full((v.shape[0], 1), np.inf), np.minimum.accumulate(v, axis=1)[:, :-1]], axis=1
-    )
-    f = (present & (v < prev)).astype(float)
+    f = frontier_mask(C, y, w[:, groups] > 0, maximize=maximize).astype(float)
     x, z = np.log(C)[None, :], np.log(y)[None, :]
     n = f.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -2,9 +2,15 @@
 
 Input is a mapping column -> sequence, whatever its source (an MLflow search, a CSV or Parquet
 file).  Required: `params` (N), `tokens` (D), `loss`.  Optional: `unique_tokens` (U_D; absent or
-empty means single epoch), `flops` (default 6 N D), `run_id` (default `row<k>`, 1-based),
-`status` (anything but FINISHED is excluded), `model_size`, `tokenizer`, and downstream metric
-columns.  Rows are sorted by (N, D, U_D, run_id) so the fit does not depend on input order.
+empty means single epoch), `flops` (default 6 N D), `flops_full` (6 N D plus attention and the
+output layer, for `--flops full`), `run_id` (default `row<k>`, 1-based), `status` (anything but
+FINISHED is excluded), `model_size`, `tokenizer`, `seed`, downstream metric columns and, per
+metric, `<metric>_n_items` (the items it was scored on, for the chance test).  Rows are sorted
+by (N, D, U_D, seed, run_id) so the fit does not depend on input order.
+
+Duplicates: a row repeating another's N, D, U_D and loss under another run id is excluded as a
+duplicate of it (listed in `duplicates`) unless the two carry different `seed` values: those are
+seed repeats, kept, and averaged per point by `repeats.by_point`.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ class RunsTable:
     model_size: list[str]
     tokenizer: list[str]
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    seed: list[str] = field(default_factory=list)  # "" where not given
+    flops_full: np.ndarray | None = None  # NaN where not given
+    n_items: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> items scored
+    members: list[list[str]] | None = None  # run ids behind each row (seed repeats averaged)
 
     def __len__(self) -> int:
         return len(self.run_id)
@@ -54,7 +64,15 @@ class RunsTable:
             pick(self.model_size),
             pick(self.tokenizer),
             {k: v[idx] for k, v in self.metrics.items()},
+            pick(self.seed) if self.seed else [],
+            None if self.flops_full is None else self.flops_full[idx],
+            {k: v[idx] for k, v in self.n_items.items()},
+            None if self.members is None else pick(self.members),
         )
+
+    def run_members(self) -> list[list[str]]:
+        """The run ids behind each row (one each unless seed repeats were averaged)."""
+        return self.members if self.members is not None else [[r] for r in self.run_id]
 
 
 def _float(v) -> float:
@@ -128,8 +146,12 @@ def validate_runs(
         else:
             keep.append(i)
         seen.add(run_ids[i])
-    keep.sort(key=lambda i: (N[i], D[i], U[i], run_ids[i]))
+    seeds = _strings(columns.get("seed"), n)
+    seeds = [_seed_text(s) for s in seeds]
+    keep.sort(key=lambda i: (N[i], D[i], U[i], seeds[i], run_ids[i]))
     metrics = {m: _floats(columns[m], n) for m in DOWNSTREAM_METRICS if m in columns}
+    n_items = {m: _floats(columns[f"{m}_n_items"], n) for m in metrics if f"{m}_n_items" in columns}
+    full = _floats(columns.get("flops_full"), n)
     table = RunsTable(
         run_ids,
         N,
@@ -140,6 +162,45 @@ def validate_runs(
         _strings(columns.get("model_size"), n),
         _strings(columns.get("tokenizer"), n),
         metrics,
+        seeds,
+        np.where(np.isfinite(full) & (full > 0), full, np.nan),
+        n_items,
     ).subset(keep)
+    table, duplicates = drop_duplicates(table)
+    excluded += duplicates  # {"run_id", "reason", "same_as"}: fit.json lists them again
     excluded.sort(key=lambda e: (e["run_id"], e["reason"]))
     return table, excluded
+
+
+def _seed_text(s: str) -> str:
+    """'1.0' and '1' are the same seed (a CSV column read as floats)."""
+    try:
+        x = float(s)
+    except ValueError:
+        return s
+    return str(int(x)) if x.is_integer() else s
+
+
+def drop_duplicates(table: RunsTable) -> tuple[RunsTable, list[dict]]:
+    """(table without duplicate rows, [{"run_id", "reason", "same_as"}]).
+
+    A duplicate repeats an earlier row's (N, D, U_D, loss) exactly, under another run id, and
+    its seed is the same or not given: a copied row would otherwise count twice and shrink every
+    interval.  Rows with different seeds are seed repeats and stay.
+    """
+    seen: dict[tuple, int] = {}
+    keep, dups = [], []
+    for i, rid in enumerate(table.run_id):
+        key = (table.N[i], table.D[i], table.U[i], table.loss[i])
+        j = seen.get(key)
+        seed_repeat = j is not None and table.seed and table.seed[i] and table.seed[j]
+        if j is not None and not (seed_repeat and table.seed[i] != table.seed[j]):
+            reason = (
+                f"duplicate of {table.run_id[j]} (same params, tokens, unique tokens and loss); "
+                "counted once"
+            )
+            dups.append({"run_id": rid, "reason": reason, "same_as": table.run_id[j]})
+            continue
+        seen.setdefault(key, i)
+        keep.append(i)
+    return (table.subset(keep) if dups else table), dups

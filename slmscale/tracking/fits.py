@@ -3,7 +3,11 @@
 A fit run is an MLflow run tagged `slmscale.kind=fit` in the (first) source experiment.  Its
 params name the source experiments and the filter; its artifacts (under `fit/`) hold fit.json,
 the figures and the report, and `run_ids.json`, the list of run ids the fit used, so a fit can
-always be rerun from the store.  `mlflow` is imported lazily (through `store`).
+always be rerun from the store.  It nests under the grid whose runs it fitted (the trial runs'
+own parent), or, when they span grids, under one experiment-level "study" run; each grid parent
+involved shows the latest fit's headline numbers (`fit.E`, ...).  Its metrics carry each
+constant's verdict (`<name>.identified`, `<name>.on_edge`), the ones fit.json states.
+`mlflow` is imported lazily (through `store`); `check_experiments` needs only sqlite3.
 """
 
 from __future__ import annotations
@@ -12,13 +16,21 @@ import json
 import tempfile
 from pathlib import Path
 
+from slmscale.errors import UserError
 from slmscale.tracking.schema import (
+    ARTIFACT_EVAL_DETAILS,
     ARTIFACT_FIT_DIR,
     ARTIFACT_FIT_JSON,
     ARTIFACT_FIT_RUN_IDS,
+    BENCHMARK_METRICS,
+    DOWNSTREAM_METRICS,
     KIND_FIT,
     KIND_GRID,
+    KIND_STUDY,
+    M_FLOPS_FULL,
     M_TEST_LOSS,
+    M_TEST_LOSS_FINAL,
+    N_ITEMS_SUFFIX,
     PARAM_FIT_BOOTSTRAP,
     PARAM_FIT_FILTER,
     PARAM_FIT_HUBER_DELTA,
@@ -26,17 +38,138 @@ from slmscale.tracking.schema import (
     PARAM_FIT_N_RUNS_USED,
     PARAM_FIT_SOURCE_EXPERIMENTS,
     TAG_FIT_KEY,
+    TAG_GRID,
     TAG_KIND,
     TAG_PARENT_RUN,
+    TAG_TRIAL_KEY,
     TAG_VERSION,
 )
-from slmscale.tracking.store import client, get_experiment_id, metric_history, runs_table
+from slmscale.tracking.store import (
+    client,
+    get_experiment_id,
+    metric_history,
+    runs_dataframe,
+    sqlite_path,
+)
+
+
+def check_experiments(tracking_uri: str, experiments: list[str]) -> None:
+    """A one-line error for an experiment the store does not hold, read with sqlite3 alone.
+
+    Importing mlflow costs ~10 s on a busy machine; a typo should not.  Stores that are not a
+    readable SQLite file (a tracking server) are left to the full check.
+    """
+    import sqlite3
+
+    db = sqlite_path(tracking_uri)
+    if db is None or not db.is_file():
+        return
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = con.execute(
+                "SELECT name FROM experiments WHERE lifecycle_stage = 'active'"
+            ).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return
+    names = sorted(r[0] for r in rows if r[0] != "Default")
+    missing = [e for e in experiments if e not in names]
+    if missing:
+        listing = ", ".join(repr(n) for n in names[:20]) or "none"
+        raise UserError(
+            f"no MLflow experiment named {missing[0]!r} in {tracking_uri} (experiments there: "
+            f"{listing})"
+        )
+
+
+# The runs table (DESIGN.md "Runs table") from the train runs' MLflow columns, plus what the
+# fitter reads beyond store.runs_table: seed, the full FLOP count's inputs, the grid it ran in.
+_COLUMNS = {
+    "run_id": "run_id",
+    "status": "status",
+    "params.model_size": "model_size",
+    "params.tokenizer": "tokenizer",
+    "params.n_params": "params",
+    "params.n_params_total": "n_params_total",
+    "params.n_layers": "n_layers",
+    "params.d_model": "d_model",
+    "params.n_heads": "n_heads",
+    "params.context": "context",
+    "params.tokens": "tokens",
+    "params.unique_tokens": "unique_tokens",
+    "params.epochs": "epochs",
+    "params.seed": "seed",
+    "params.units_dataset": "units_dataset",
+    f"metrics.{M_TEST_LOSS_FINAL}": "loss",
+    f"metrics.{M_FLOPS_FULL}": "flops_full",
+    f"tags.{TAG_TRIAL_KEY}": "trial_key",
+    f"tags.{TAG_PARENT_RUN}": "parent_run_id",
+    f"tags.{TAG_GRID}": "grid",
+}
+_NUMERIC = ("params", "n_params_total", "n_layers", "d_model", "n_heads", "context", "tokens")
+_NUMERIC += ("unique_tokens", "epochs", "loss", "flops_full")
 
 
 def read_runs(tracking_uri: str, experiments: list[str], filter_string: str = "") -> dict:
-    """The runs table of the experiments as a mapping column -> list (see `store.runs_table`)."""
-    df = runs_table(tracking_uri, experiments, filter_string)
-    return {c: df[c].tolist() for c in df.columns}
+    """The runs table of the experiments as a mapping column -> list (DESIGN.md "Runs table").
+
+    `flops_full` is the run's logged metric, else computed from its shape params
+    (`laws.flops.full_from_params`, the model module's count); `<metric>_n_items` comes from the logged metric, else
+    from one run's eval details (every run scores the same items).
+    """
+    import pandas as pd
+
+    from slmscale.laws.flops import full_from_params
+
+    df = runs_dataframe(tracking_uri, experiments, filter_string)
+    cols = dict(_COLUMNS)
+    for m in DOWNSTREAM_METRICS:
+        cols[f"metrics.{m}"] = m
+        cols[f"metrics.{m}{N_ITEMS_SUFFIX}"] = f"{m}{N_ITEMS_SUFFIX}"
+    out = pd.DataFrame({new: df[old] if old in df else None for old, new in cols.items()})
+    for c in (*_NUMERIC, *DOWNSTREAM_METRICS):
+        out[c] = pd.to_numeric(out[c], errors="coerce")
+    out["flops"] = 6.0 * out["params"] * out["tokens"]
+    vocab = (out["n_params_total"] - out["params"]) / (2.0 * out["d_model"])  # untied head
+    computed = [
+        full_from_params(*row)
+        for row in zip(
+            out["n_layers"], out["d_model"], out["n_heads"], out["context"], vocab, out["tokens"],
+            strict=True,
+        )
+    ]  # fmt: skip
+    out["flops_full"] = out["flops_full"].where(out["flops_full"].notna(), computed)
+    runs = {c: out[c].tolist() for c in out.columns}
+    _fill_items(tracking_uri, runs)
+    return runs
+
+
+def _fill_items(tracking_uri: str, runs: dict) -> None:
+    """`<metric>_n_items` from one run's eval details where no run logged it as a metric."""
+    import json as _json
+
+    need = [
+        m for m in DOWNSTREAM_METRICS
+        if m in runs and not any(v == v and v for v in runs.get(f"{m}{N_ITEMS_SUFFIX}") or [])
+        and any(v == v for v in runs[m])
+    ]  # fmt: skip
+    if not need:
+        return
+    idx = next(i for i, v in enumerate(runs[need[0]]) if v == v)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client(tracking_uri).download_artifacts(
+                runs["run_id"][idx], ARTIFACT_EVAL_DETAILS, tmp
+            )
+            details = _json.loads(Path(local).read_text())
+    except Exception:  # no details logged: the chance test says the count is unknown
+        return
+    for bench, m in BENCHMARK_METRICS.items():
+        n = (details.get(bench) or {}).get("items_scored")
+        if m in need and n:
+            runs[f"{m}{N_ITEMS_SUFFIX}"] = [float(n)] * len(runs["run_id"])
 
 
 def read_curves(tracking_uri: str, runs: dict, single_epoch_only: bool = True) -> dict:
@@ -76,7 +209,9 @@ def log_fit_run(
     exp_id = get_experiment_id(tracking_uri, experiments[0])
     key = fit_key(experiments, filter_string, doc)
     tags = {TAG_KIND: KIND_FIT, TAG_VERSION: __version__, TAG_FIT_KEY: key}
-    parent = _grid_parent(c, exp_id)
+    exp_ids = [get_experiment_id(tracking_uri, e) for e in experiments]
+    grids = grid_parents(c, exp_ids, doc)
+    parent = grids[0] if len(grids) == 1 else _study_run(c, exp_id, experiments) if grids else None
     if parent:
         tags[TAG_PARENT_RUN] = parent
     same = c.search_runs(
@@ -90,8 +225,8 @@ def log_fit_run(
     else:
         run_id = c.create_run(exp_id, run_name=f"fit-{doc['law']}", tags=tags).info.run_id
     _log_fit_metrics(c, run_id, doc)
-    if parent:
-        _log_headline(c, parent, doc)
+    for grid_run in grids:
+        _log_headline(c, grid_run, doc)
     params = {
         PARAM_FIT_SOURCE_EXPERIMENTS: ",".join(experiments),
         PARAM_FIT_FILTER: filter_string or "",
@@ -164,6 +299,9 @@ def fit_metrics(doc: dict) -> dict[str, float]:
         if isinstance(interval, list | tuple) and len(interval) == 2:
             put(f"{k}.ci95_lo", interval[0])
             put(f"{k}.ci95_hi", interval[1])
+    for k, v in (doc.get("verdicts") or {}).items():  # the verdicts fit.json states
+        out[f"{k}.identified"] = 1.0 if v.get("identified") else 0.0
+        out[f"{k}.on_edge"] = 1.0 if v.get("edge") else 0.0
     return out
 
 
@@ -194,15 +332,44 @@ def _log_headline(c, parent_run_id: str, doc: dict) -> None:
         c.log_batch(parent_run_id, metrics=metrics)
 
 
-def _grid_parent(c, experiment_id: str) -> str | None:
-    """The grid's parent run in this experiment (the newest one), if the grid made one."""
-    runs = c.search_runs(
+def grid_parents(c, experiment_ids: list[str], doc: dict) -> list[str]:
+    """The grid parent runs of the runs the fit used (their `mlflow.parentRunId`), sorted."""
+    used = _used_run_ids(doc)
+    parents = set()
+    for i in range(0, len(used), 100):
+        chunk = used[i : i + 100]
+        ids = ", ".join(f"'{r}'" for r in chunk)
+        for r in c.search_runs(
+            experiment_ids,
+            filter_string=f"attributes.run_id IN ({ids})",
+            max_results=1000,
+        ):
+            p = r.data.tags.get(TAG_PARENT_RUN)
+            if p:
+                parents.add(p)
+    out = []
+    for p in sorted(parents):
+        try:
+            if c.get_run(p).data.tags.get(TAG_KIND) == KIND_GRID:
+                out.append(p)
+        except Exception:  # a parent deleted since: nothing to nest under
+            continue
+    return out
+
+
+def _study_run(c, experiment_id: str, experiments: list[str]) -> str:
+    """The experiment-level parent of fits that span grids (made once, then reused)."""
+    name = "study-" + "+".join(experiments)
+    found = c.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{TAG_KIND}` = '{KIND_GRID}'",
+        filter_string=f"tags.`{TAG_KIND}` = '{KIND_STUDY}' and attributes.run_name = '{name}'",
         max_results=1,
-        order_by=["attributes.start_time DESC"],
     )
-    return runs[0].info.run_id if runs else None
+    if found:
+        return found[0].info.run_id
+    run = c.create_run(experiment_id, run_name=name, tags={TAG_KIND: KIND_STUDY})
+    c.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id
 
 
 def _used_run_ids(doc: dict) -> list[str]:
