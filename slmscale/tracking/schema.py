@@ -106,5 +106,4 @@ TAG_SCHEDULE = "slmscale.schedule"  # "cosine" | "wsd (1-sqrt, 0.2)"
 TAG_TRUNK = "slmscale.trunk"  # a WSD run's trunk (the key its branch shares with its size)
 # --- fit runs: nesting, verdicts, seeds and compute (laws helper, issues 26/27) ---
 KIND_STUDY = "study"  # an experiment-level parent for fits that span several grids
-M_FLOPS_FULL = "flops_full"  # 6 N D plus attention over the context and the output layer
 N_ITEMS_SUFFIX = "_n_items"  # `<metric>_n_items`: items a benchmark was scored on (chance test)
