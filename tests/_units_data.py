@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 from slmscale import units as units_io
 from slmscale.model import special_token_ids
 from slmscale.tokenstore import allocate
+from slmscale.units_digest import SHARD_DIGESTS, shard_digests
 
 N_UNITS = 50
 
@@ -102,5 +103,6 @@ def write_units(root, *, shards, rows_per_shard, length=(0, 40), seed=0, dataset
         table = pa.Table.from_pydict(rows, schema=units_io.UNITS_SCHEMA)
         units_io.write_table_atomic(table, root / f"shard-{s:05d}.parquet")
     meta = {"encoder": "synthetic", "n_units": N_UNITS, "kmeans_sha256": "x", "seed": seed}
+    meta[SHARD_DIGESTS] = shard_digests(root)  # as `slmscale tokenize` records them
     units_io.write_json_atomic(root / units_io.META_FILE, meta)
     return n_tokens

@@ -21,6 +21,7 @@ from _units_data import (
     write_units,
 )
 
+import slmscale.tokenstore.build as store_build
 from slmscale import tokenstore
 from slmscale.corpus import open_data
 from slmscale.model import special_token_ids
@@ -51,7 +52,7 @@ def _pool(data, unique, seed, cache_dir=None):
 def test_one_source_prefix_equals_the_old_pool(
     two_sources, tmp_path, monkeypatch, datasets, fraction, seed, batch_rows
 ):
-    monkeypatch.setattr(tokenstore, "_BATCH_ROWS", batch_rows)  # batches across shard rows, too
+    monkeypatch.setattr(store_build, "_BATCH_ROWS", batch_rows)  # batches across shard rows, too
     data = [{"path": str(two_sources[0]), "datasets": datasets}]
     store = _store(data, seed, tmp_path)
     for unique in {int(store.n_tokens * fraction), int(store.n_tokens * fraction) - 1}:
@@ -75,7 +76,7 @@ MIXTURES = [  # (sources: (name, weight, datasets), seed)
 def test_mixture_store_equals_greedy_merge(
     two_sources, tmp_path, monkeypatch, srcs, seed, batch_rows
 ):
-    monkeypatch.setattr(tokenstore, "_BATCH_ROWS", batch_rows)
+    monkeypatch.setattr(store_build, "_BATCH_ROWS", batch_rows)
     paths = dict(zip(("big", "small"), two_sources, strict=True))
     data = [{"path": str(paths[n]), "weight": w, "datasets": d} for n, w, d in srcs]
     store = _store(data, seed, tmp_path)
@@ -125,7 +126,7 @@ def test_default_store_dir_follows_env_else_beside_the_units(two_sources, tmp_pa
 
 def test_trial_data_from_many_shards_stays_small(tmp_path, monkeypatch):
     """Building never holds the units column: peak numpy allocation << the tokens' bytes."""
-    monkeypatch.setattr(tokenstore, "_BATCH_ROWS", 8)  # the working set is one batch
+    monkeypatch.setattr(store_build, "_BATCH_ROWS", 8)  # the working set is one batch
     big, small = tmp_path / "big", tmp_path / "small"
     n_tokens = write_units(big, shards=80, rows_per_shard=40, length=(200, 400), seed=3)
     write_units(small, shards=1, rows_per_shard=12, seed=4)

@@ -12,17 +12,19 @@ import errno
 import json
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _units_data import N_UNITS, write_units
 
-from slmscale import tokenstore
+from slmscale import hashing, tokenstore, units_digest
 from slmscale import units as units_io
 from slmscale.corpus import open_data
 from slmscale.errors import UserError
@@ -142,6 +144,8 @@ class _ShardReads:
         monkeypatch.setattr(pq, "read_table", rt)
         monkeypatch.setattr(builtins, "open", op)
         monkeypatch.setattr(units_io, "sha256_file", sha)
+        monkeypatch.setattr(hashing, "sha256_file", sha)
+        monkeypatch.setattr(units_digest, "_memo", {})  # nothing remembered from earlier reads
 
 
 def test_trial_start_with_a_ready_store_reads_no_parquet_shard(
@@ -152,6 +156,7 @@ def test_trial_start_with_a_ready_store_reads_no_parquet_shard(
     built = _open(data, 5_000, cache_dir=tmp_path)  # builds: reads shards
     assert reads.paths, "the counter must see the build's reads"
     reads.paths.clear()
+    units_digest._memo.clear()  # as in a new process: the units' identity comes from their meta
     for unique in (5_000, 20_000, 500):
         trial = _open(data, unique, cache_dir=tmp_path)
         assert len(trial.stream.pool) == unique and trial.test
@@ -204,6 +209,23 @@ def test_changed_shards_are_never_reused_silently(tmp_path, capsys):
     rebuilt = tokenstore.ensure_store(data, N_UNITS, 0, tmp_path / "s")
     assert rebuilt.built_here and rebuilt.tokens.tobytes() != first
     assert "changed since the token store was built" in capsys.readouterr().err
+
+
+def test_the_same_units_in_another_folder_find_the_same_store(tmp_path):
+    """The key is the units' content: a copy elsewhere, whose shards name their inputs by other
+    paths (the `source` column), opens the store built from the original, unchanged."""
+    root = tmp_path / "laptop" / "units"
+    write_units(root, shards=2, rows_per_shard=40, seed=13)
+    store = tokenstore.ensure_store([{"path": str(root)}], N_UNITS, 0, tmp_path / "s")
+    copy = tmp_path / "cluster" / "units"
+    shutil.copytree(root, copy)
+    for shard in units_io.shard_paths(copy):
+        t = pq.read_table(shard)
+        where = pa.array([f"/mnt/audio/{i}.flac" for i in range(t.num_rows)])
+        pq.write_table(t.set_column(t.schema.get_field_index("source"), "source", where), shard)
+    again = tokenstore.ensure_store([{"path": str(copy)}], N_UNITS, 0, tmp_path / "s")
+    assert not again.built_here and again.path == store.path
+    assert again.tokens.tobytes() == store.tokens.tobytes()
 
 
 def test_incomplete_or_broken_stores_are_never_trusted(tmp_path):
