@@ -5,14 +5,17 @@ This is also what lets the GPU benchmarks run on a machine that has neither inst
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 PURE_CORE = [
     "slmscale.model",
     "slmscale.units",
     "slmscale.paper",
     "slmscale.config",
+    "slmscale.trial",
     "slmscale.grid.expand",
     "slmscale.corpus",
     "slmscale.train",
@@ -46,3 +49,37 @@ def test_cli_help_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "slmscale"
+# The science and its data: they are called by the platform, never the other way round.
+CORE = ["train", "laws", "evaluate", "audio", "trial.py", "model.py", "corpus.py", "units.py"]
+UPPER = ("slmscale.grid", "slmscale.commands", "slmscale.bench", "slmscale.demo", "slmscale.cli")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in a file, at any depth (function-level ones too)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+    return out
+
+
+def test_no_import_runs_back_up_from_the_core():
+    """train/, laws/, evaluate/, audio/ (and the trial, model, corpus, units modules) import
+    nothing from grid/, commands/, bench/, demo/ or the CLI, not even inside a function."""
+    files = []
+    for part in CORE:
+        where = PACKAGE / part
+        files += sorted(where.rglob("*.py")) if where.is_dir() else [where]
+    assert len(files) > 40  # the walk found the core
+    upward = [
+        f"{f.relative_to(PACKAGE.parent)}:{line} imports {module}"
+        for f in files
+        for line, module in _imports(f)
+        if module.startswith(UPPER)
+    ]
+    assert upward == []
