@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -71,8 +73,7 @@ def test_trials_nest_under_the_parent_and_name_their_data(grid):
     uri, exp, plan = grid
     parent = _open(uri, exp, plan)
     jobs = make_jobs(plan, uri, exp, "storage")
-    job = jobs[0]
-    job.parent_run_id = parent
+    job = replace(jobs[0], parent_run_id=parent)
     run = start_run(job)
     c = client(uri)
     got = c.get_run(run.run_id)
@@ -80,12 +81,52 @@ def test_trials_nest_under_the_parent_and_name_their_data(grid):
     assert got.info.run_name == job.run_name and "-D" in job.run_name
     (inp,) = got.inputs.dataset_inputs
     assert inp.dataset.name == "smoke" and json.loads(inp.dataset.source)["uri"].endswith("smoke")
-    assert inp.dataset.digest == plan.data.sources[0].meta_hash[:36]
+    assert inp.dataset.digest == plan.data.sources[0].digest[:36]
     assert [t.value for t in inp.tags] == ["training"]
     # A resumed run made before parents existed is adopted by the grid's parent.
     c.delete_tag(run.run_id, TAG_PARENT_RUN)
     start_run(job)
     assert c.get_run(run.run_id).data.tags[TAG_PARENT_RUN] == parent
+
+
+def test_the_saved_view_lists_the_grids_trials_flat_with_rounded_values(grid):
+    """MLflow's UI drops `runsExpanded` from a shared view and nests a run only under a loaded
+    parent (fetching parents itself only when ordered by start time): filtering on the grid's
+    trials and ordering by loss shows them unfolded (slmscale.tracking.grid_run)."""
+    from slmscale.tracking.grid_run import RUN_NAME_COLUMN, grid_view_state
+    from slmscale.tracking.schema import TAG_SHARED_VIEW_PREFIX
+
+    uri, exp, plan = grid
+    parent = _open(uri, exp, plan)
+    tag = client(uri).get_experiment(exp).tags[TAG_SHARED_VIEW_PREFIX + "slmscale-grid-smoke"]
+    state = json.loads(json.loads(tag)["state"])
+    assert state == grid_view_state(parent)
+    assert state["searchFilter"] == f"tags.`mlflow.parentRunId` = '{parent}'"
+    assert state["orderByKey"] not in ("", "attributes.start_time")  # else parents are fetched
+    assert "runsExpanded" not in state  # a shared view cannot carry it
+    assert "tags.`test_loss_final`" in state["selectedColumns"]
+    assert state["columnOrder"][0] == RUN_NAME_COLUMN and state["columnWidths"][RUN_NAME_COLUMN]
+
+
+def test_a_finished_trial_carries_rounded_copies_and_integer_params_read_as_integers(grid):
+    from slmscale.tracking.runs import finish_run, log_metrics
+
+    uri, exp, plan = grid
+    parent = _open(uri, exp, plan)
+    job = make_jobs(plan, uri, exp, "storage")[0]
+    run = start_run(replace(job, parent_run_id=parent))
+    log_metrics(uri, run.run_id, {"test_loss_final": 1.473602890968, "sblimp_acc": 0.53333333}, 9)
+    finish_run(uri, run.run_id)
+    got = client(uri).get_run(run.run_id).data
+    assert got.tags["test_loss_final"] == "1.4736" and got.tags["sblimp_acc"] == "0.533"
+    assert got.metrics["test_loss_final"] == pytest.approx(1.473602890968)  # the value kept
+    assert got.params["epochs"] == "1" and got.params["n_params"].isdigit()
+
+    finish_grid_run(uri, parent, {"done": 1, "left": 4})
+    local = client(uri).download_artifacts(parent, "grid/trials.csv")
+    rows = list(csv.DictReader(open(local)))
+    assert [r["trial"] for r in rows] == [job.run_name]
+    assert rows[0]["test_loss_final"] == "1.4736" and rows[0]["state"] == "FINISHED"
 
 
 @pytest.mark.parametrize(

@@ -172,11 +172,13 @@ def _load_from_run(args, device: str, workdir: str):
 
 def _log_to_run(uri: str, run_id: str, result, params: dict) -> None:
     from slmscale.tracking import client, log_metrics
+    from slmscale.tracking.runs import set_rounded_tags
     from slmscale.tracking.schema import ARTIFACT_EVAL_DETAILS
 
     step = int(float(params.get("tokens", 0) or 0))  # tokens trained: the curves' x axis
     log_metrics(uri, run_id, result.metrics, step=step)
     client(uri).log_dict(run_id, result.details, ARTIFACT_EVAL_DETAILS)
+    set_rounded_tags(uri, run_id)  # the rounded copies the grid's view shows
 
 
 def _refuse_other_tokenizers(benches, train_meta: dict, train_units: str) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from slmscale.tracking.schema import (
     ARTIFACT_GRID_SPEC,
+    ARTIFACT_GRID_TABLE,
     ARTIFACT_GRID_TRIALS,
     DATASET_CONTEXT_TAG,
     EXPERIMENT_KIND_TRAINING,
@@ -33,8 +34,10 @@ from slmscale.tracking.schema import (
     M_GRID_DONE,
     M_GRID_FAILED,
     M_GRID_LEFT,
+    M_TEST_LOSS_FINAL,
     PARAM_GRID_N_TRIALS,
     PARAM_GRID_OVERRIDES,
+    ROUNDED_METRICS,
     TAG_EXPERIMENT_KIND,
     TAG_GRID,
     TAG_KIND,
@@ -89,7 +92,9 @@ def trial_tags(parent_run_id: str | None) -> dict[str, str]:
 
 #: The grid's columns: what a scaling study reads first (canonical MLflow UI column keys).
 GRID_VIEW_PARAMS = ("model_size", "n_params", "tokens", "unique_tokens", "epochs")
-GRID_VIEW_METRICS = ("test_loss_final",)
+#: MLflow's id of the run-name column, and a width that shows a whole trial name.
+RUN_NAME_COLUMN = "attributes.`Run Name`"
+RUN_NAME_WIDTH = 280
 
 
 def _column(kind: str, name: str) -> str:
@@ -100,24 +105,28 @@ def grid_view_id(grid_name: str) -> str:
     return f"slmscale-grid-{grid_name}"
 
 
-def grid_view_state(parent_run_id: str | None, metrics: tuple[str, ...] = ()) -> dict:
-    """The runs-table state of the grid's saved view: its columns, the parent unfolded.
+def grid_view_state(parent_run_id: str | None) -> dict:
+    """The runs-table state of the grid's saved view: every trial of the grid, one row each.
 
-    The MLflow UI (3.15+) keeps saved and shared views as experiment tags
-    `mlflow.sharedViewState.<id>`; opening `#/experiments/<id>?viewStateShareKey=<view id>` (the
-    link `slmscale grid` prints) shows the grid's size, tokens, epochs and final loss at once.
+    What MLflow 3.17's UI does with a shared view (read from its bundle, `mlflow/server/js`):
+    - It drops `runsExpanded` from a shared view, so a view cannot unfold a parent run.  But it
+      nests a run under its parent only when the parent is among the loaded runs, and it fetches
+      parents itself only when the table is ordered by start time.  So the view filters on the
+      grid's trials (`tags.mlflow.parentRunId = <parent>`) and orders by the final test loss
+      (worst, i.e. smallest compute, first): the trials are listed flat, none folded.
+    - It formats metric cells only for its GenAI metrics; ours would show every float digit.  The
+      view shows the rounded copies each trial run carries as tags (`ROUNDED_METRICS`).
+    - It loads runs 100 at a time (a constant in the bundle; mlflow/mlflow#2183): a grid of more
+      than 100 trials shows the rest after one "Load more".  The grid's parent run has the
+      whole table, rounded, as `grid/trials.csv` (the UI shows it as a table).
     """
-    columns = [_column("attributes", "Dataset")]
-    columns += [_column("params", p) for p in GRID_VIEW_PARAMS]
-    columns += [_column("metrics", m) for m in (*GRID_VIEW_METRICS, *metrics)]
+    columns = [_column("params", p) for p in GRID_VIEW_PARAMS]
+    columns += [_column("tags", m) for m in ROUNDED_METRICS]
     return {
         "selectedColumns": columns,
-        "columnOrder": [],
-        "columnWidths": {},
-        "runsExpanded": {parent_run_id: True} if parent_run_id else {},
-        "runsPinned": [],
-        "runsHidden": [],
-        "runsVisibilityMap": {},
+        "columnOrder": [RUN_NAME_COLUMN, *columns],
+        "columnWidths": {RUN_NAME_COLUMN: RUN_NAME_WIDTH},
+        "runsHiddenMode": "SHOW_ALL",  # every trial in the charts too (default: the first 10)
         "viewMaximized": False,
         "runListHidden": False,
         "isAccordionReordered": False,
@@ -125,9 +134,9 @@ def grid_view_state(parent_run_id: str | None, metrics: tuple[str, ...] = ()) ->
         "hideEmptyCharts": True,
         "groupBy": None,
         "groupsExpanded": {},
-        "orderByKey": "attributes.start_time",
-        "orderByAsc": True,
-        "searchFilter": "",
+        "orderByKey": _column("metrics", M_TEST_LOSS_FINAL),
+        "orderByAsc": False,
+        "searchFilter": f"tags.`{TAG_PARENT_RUN}` = '{parent_run_id}'" if parent_run_id else "",
         "startTime": "ALL",
         "lifecycleFilter": "Active",
         "datasetsFilter": [],
@@ -141,7 +150,7 @@ def save_grid_view(
     """Store the grid's view as a shared view of the experiment; returns the view id."""
     import time
 
-    from slmscale.tracking.schema import DOWNSTREAM_METRICS, TAG_SHARED_VIEW_PREFIX
+    from slmscale.tracking.schema import TAG_SHARED_VIEW_PREFIX
 
     view = grid_view_id(grid_name)
     now = int(time.time() * 1000)
@@ -149,7 +158,7 @@ def save_grid_view(
         "name": f"slmscale grid {grid_name}",
         "createdAt": now,
         "updatedAt": now,
-        "state": json.dumps(grid_view_state(parent_run_id, DOWNSTREAM_METRICS)),
+        "state": json.dumps(grid_view_state(parent_run_id)),
     }
     client(tracking_uri).set_experiment_tag(
         experiment_id, TAG_SHARED_VIEW_PREFIX + view, json.dumps(envelope)
@@ -232,6 +241,7 @@ def finish_grid_run(tracking_uri: str, run_id: str, counts: dict[str, int]) -> N
     values[M_GRID_LEFT] = counts.get("left", 0) + counts.get("killed", 0) + counts.get("running", 0)
     c = client(tracking_uri)
     c.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in values.items()])
+    c.log_text(run_id, trial_table_csv(tracking_uri, run_id), ARTIFACT_GRID_TABLE)
     if values[M_GRID_FAILED]:
         status = "FAILED"
     elif values[M_GRID_LEFT]:
@@ -239,6 +249,53 @@ def finish_grid_run(tracking_uri: str, run_id: str, counts: dict[str, int]) -> N
     else:
         status = "FINISHED"
     c.set_terminated(run_id, status=status)
+
+
+#: The columns of the grid's trial table (grid/trials.csv): (header, where, decimals or None).
+TABLE_COLUMNS = (
+    ("trial", "name", None),
+    ("size", "params.model_size", None),
+    ("N", "params.n_params", None),
+    ("D", "params.tokens", None),
+    ("U_D", "params.unique_tokens", None),
+    ("epochs", "params.epochs", None),
+    ("state", "status", None),
+    *((m, f"metrics.{m}", d) for m, d in ROUNDED_METRICS.items()),
+)
+
+
+def trial_table_csv(tracking_uri: str, parent_run_id: str) -> str:
+    """Every trial of a grid as CSV, rounded, in size then data order (the parent's table)."""
+    import csv
+    import io
+
+    runs = client(tracking_uri).search_runs(
+        [client(tracking_uri).get_run(parent_run_id).info.experiment_id],
+        filter_string=f"tags.`{TAG_PARENT_RUN}` = '{parent_run_id}'",
+        max_results=50_000,
+    )
+
+    def cell(run, where: str, decimals: int | None) -> str:
+        if where == "name":
+            return run.info.run_name
+        if where == "status":
+            return run.info.status
+        kind, key = where.split(".", 1)
+        if kind == "params":
+            return run.data.params.get(key, "")
+        value = run.data.metrics.get(key)
+        return "" if value is None else f"{value:.{decimals}f}"
+
+    def order(run) -> tuple:
+        p = run.data.params
+        return tuple(float(p.get(k) or "nan") for k in ("n_params", "tokens", "epochs"))
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([header for header, _, _ in TABLE_COLUMNS])
+    for run in sorted(runs, key=order):
+        writer.writerow([cell(run, where, d) for _, where, d in TABLE_COLUMNS])
+    return out.getvalue()
 
 
 def log_units_inputs(tracking_uri: str, run_id: str, sources: list[dict]) -> None:

@@ -16,6 +16,7 @@ from slmscale.tracking.schema import (
     DOWNSTREAM_METRICS,
     KIND_TRAIN,
     PARAM_NAMES,
+    ROUNDED_METRICS,
     TAG_FAILURE,
     TAG_KIND,
     TAG_TRIAL_KEY,
@@ -75,7 +76,7 @@ def open_trial_run(
     run = c.create_run(experiment_id, run_name=run_name, tags=all_tags)
     c.log_batch(
         run.info.run_id,
-        params=[Param(k, str(v)) for k, v in params.items()],
+        params=[Param(k, param_text(v)) for k, v in params.items()],
         tags=[RunTag(k, str(v)) for k, v in all_tags.items()],
     )
     # The caller holds the trial's claim (slmscale.grid.claims), so this run is the only one.
@@ -120,7 +121,31 @@ def finish_run(
     c = client(tracking_uri)
     if reason:
         c.set_tag(run_id, TAG_FAILURE, reason[:5000])
+    set_rounded_tags(tracking_uri, run_id)
     c.set_terminated(run_id, status=status)
+
+
+def param_text(value) -> str:
+    """A param as the runs table shows it: `1` epoch, not `1.0` (params are text in MLflow)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def set_rounded_tags(tracking_uri: str, run_id: str) -> None:
+    """The run's final metrics rounded, as tags named like them (what the grid's view shows:
+    MLflow's runs table prints metric values with every float digit)."""
+    from mlflow.entities import RunTag
+
+    c = client(tracking_uri)
+    metrics = c.get_run(run_id).data.metrics
+    tags = [
+        RunTag(m, f"{metrics[m]:.{decimals}f}")
+        for m, decimals in ROUNDED_METRICS.items()
+        if metrics.get(m) is not None
+    ]
+    if tags:
+        c.log_batch(run_id, tags=tags)
 
 
 def trial_params(trial, units_dataset: str) -> dict:

@@ -107,3 +107,8 @@ TAG_TRUNK = "slmscale.trunk"  # a WSD run's trunk (the key its branch shares wit
 # --- fit runs: nesting, verdicts, seeds and compute (laws helper, issues 26/27) ---
 KIND_STUDY = "study"  # an experiment-level parent for fits that span several grids
 N_ITEMS_SUFFIX = "_n_items"  # `<metric>_n_items`: items a benchmark was scored on (chance test)
+# --- what the grid's saved view shows (console/MLflow helper, issue 27) ---
+# Rounded text copies of a trial's final metrics, as tags named like the metric, with their
+# decimals: MLflow's runs table prints metric values with every float digit.
+ROUNDED_METRICS = {M_TEST_LOSS_FINAL: 4, **{m: 3 for m in DOWNSTREAM_METRICS}}
+ARTIFACT_GRID_TABLE = "grid/trials.csv"  # every trial of the grid, rounded, on its parent run
