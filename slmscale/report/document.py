@@ -57,8 +57,9 @@ def _intro_blocks(doc: dict) -> list:
         )
     else:
         ci_note = "No bootstrap was run (--bootstrap 0): no intervals."
-    if doc.get("interval_method"):
-        ci_note += f" Intervals of the law's constants: {doc['interval_method']}."
+    method = doc.get("interval_method")
+    if method and method not in ci_note:
+        ci_note += f" Intervals of the law's constants: {method}."
     flagged = not_identified_names(doc)
     rule = doc.get("identification_rule", "")
     ident = (

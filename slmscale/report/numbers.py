@@ -103,14 +103,19 @@ def interval_cell(ci, v: dict | None = None, digits: int = 4) -> str:
     return f"[{lo_t}, {hi_t}]"
 
 
-def with_interval(value, ci, v: dict | None, digits: int = 4) -> str:
-    """Estimate and interval in one cell: `0.43 [0.38, 0.47]`, with the verdict's marks."""
+def with_interval(value, ci, v: dict | None, digits: int = 4, bootstrapped: bool = False) -> str:
+    """Estimate and interval in one cell: `0.43 [0.38, 0.47]`, with the verdict's marks.
+
+    `bootstrapped`: the fit ran a bootstrap, so a number left with neither interval nor
+    verdict says so (`(no interval)`) instead of reading as a measurement."""
     if _missing(value):
         return "-"
     text = value_cell(value, v, digits)
     ci = (v or {}).get("interval") or ci
     if ci and ci != [None, None]:
         text += " " + interval_cell(ci, v, digits)
+    elif bootstrapped and v is None:
+        text += " (no interval)"
     return text
 
 

@@ -112,7 +112,7 @@ def table3(doc: dict) -> tuple[list[str], list[list[str]]]:
             continue
 
         def cell(key, ci_key, value, ci=ci):
-            return with_interval(value, ci.get(ci_key), verdict(doc, key), 3)
+            return with_interval(value, ci.get(ci_key), verdict(doc, key), 3, "bootstrap" in doc)
 
         rows.append(
             [m, "raw accuracy",
