@@ -93,7 +93,7 @@ def test_identification_rule_is_a_factor_on_the_interval():
     assert not_identified({"B": [30.0, 40.0], "A": [1.0, 100.0]}) == ["A"]
     # E on the box edge: the N-term absorbs it, so A and alpha (and Eq. 6) are conditional.
     edge = not_identified({"B": [30.0, 40.0], "alpha": [0.014, 0.021]}, ["E"])
-    assert edge == ["A", "E", "G", "a", "alpha", "b"]
+    assert edge == ["A", "B", "E", "G", "a", "alpha", "b"]
 
 
 def test_bias_corrected_interval_contains_its_estimate():

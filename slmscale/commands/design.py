@@ -115,6 +115,14 @@ def run(args) -> int:
         raise UserError("--write-spec writes the proposed next runs: give --next K > 0")
     if args.tracking_uri and not args.experiment:
         raise UserError("--tracking-uri goes with --experiment")
+    if not Path(args.spec).is_file():
+        raise UserError(f"{args.spec}: spec file not found")
+    if args.experiment:  # a typo in the name is told now, not after the simulations
+        from slmscale.tracking.fits import check_experiments
+        from slmscale.tracking.store import reading_tracking_uri
+
+        args.tracking_uri = reading_tracking_uri(args.tracking_uri)
+        check_experiments(args.tracking_uri, args.experiment)
     started = time.monotonic()
     prior = _prior(args)
     plan = load_plan(args.spec, args.overrides)

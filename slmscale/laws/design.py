@@ -20,7 +20,7 @@ bootstrap and its identification check):
 
 Identified: the project's rule (`identify.py`, the one fit.json's verdicts use) applied to the
 simulated interval: within a factor of 10 (scale constants) or 3 (exponents), not ended by the
-search box (more than 2.5% of refits on its edge), and E on the edge also marks A, alpha, G, a, b.
+search box (more than 2.5% of refits on its edge), and E on the edge also marks A, B, alpha, G, a, b.
 The interval is placed around the prior's centre from the refits' errors: E, A, B, R*_N, R*_D, G
 as ratios (est / true), the exponents alpha, beta, a, b as differences, so a prior with spread
 (bootstrap samples) measures the grid, not the spread of the prior; it is clipped to the search

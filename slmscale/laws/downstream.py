@@ -43,6 +43,7 @@ class LinearRelation:
     )
     link_intercept: float | None = None
     plateau_range: tuple[float, float] | None = None  # min, max of the saturated runs
+    resid_sd: float | None = None  # residual sd of the line: one run's scatter about it
 
     def __call__(self, loss):
         return self.slope * np.asarray(loss, float) + self.intercept
@@ -103,6 +104,8 @@ def fit_linear_relation(loss, metric, chance: float = 0.5) -> LinearRelation | N
     xs, ys = x[: n - k], y[: n - k]
     slope, icpt = np.polyfit(xs, ys, 1)
     r = float(np.corrcoef(xs, ys)[0, 1]) if np.ptp(ys) > 0 else float("nan")
+    resid = ys - (slope * xs + icpt)
+    sd = float(np.sqrt(np.sum(resid**2) / max(xs.size - 2, 1)))
     ls, li = _weighted_line(xs[None, :], _logit(ys, chance)[None, :], np.ones((1, xs.size)))
     return LinearRelation(
         slope=float(slope),
@@ -117,6 +120,7 @@ def fit_linear_relation(loss, metric, chance: float = 0.5) -> LinearRelation | N
         link_slope=float(ls[0]),
         link_intercept=float(li[0]),
         plateau_range=(float(y[n - k :].min()), float(y[n - k :].max())) if k else None,
+        resid_sd=sd,
     )
 
 

@@ -394,8 +394,8 @@ def _plateau_interval(rel: LinearRelation, samples) -> list[float | None]:
     if rel.plateau_range:
         lo = rel.plateau_range[0] if lo is None else min(lo, rel.plateau_range[0])
         hi = rel.plateau_range[1] if hi is None else max(hi, rel.plateau_range[1])
-    if lo is None or hi <= lo:  # one plateau run and no spread: the line's residual scale
-        half = max(abs(rel.slope) * 0.01, 0.005)
+    if lo is None or hi <= lo:  # no spread in the plateau runs: one run's scatter (the line's)
+        half = max(1.96 * (rel.resid_sd or 0.0), 0.005)
         lo, hi = rel.plateau - half, rel.plateau + half
     return [float(max(lo, rel.chance)), float(min(hi, 1.0))]
 

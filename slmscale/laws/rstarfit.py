@@ -33,6 +33,14 @@ def _rstar_parts(params, N, D, U_D):
     return U_N, R_N, U, R_D
 
 
+def repetitions(params, N, D, U_D) -> tuple[np.ndarray, np.ndarray]:
+    """(R_N (B, M), R_D (M,)): Eq. 8's repetitions of each run under each row's Eq. 6."""
+    N, D, U_D = (np.asarray(x, float) for x in (N, D, U_D))
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
+        _, R_N, _, R_D = _rstar_parts(np.atleast_2d(params), N, D, U_D)
+    return R_N, R_D
+
+
 def _effective(u, R, logR):
     """U + U R* (1 - exp(-R / R*)) and its derivative in log R*; logR broadcasts against R."""
     Rs = np.exp(logR)

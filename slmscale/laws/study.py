@@ -58,6 +58,18 @@ class Study:
         return self.table.subset(idx)
 
     @property
+    def max_repeats(self) -> dict[str, float]:
+        """The largest R_N, R_D (repetitions beyond the first) of the multi-epoch runs."""
+        if self.multi is None or self.data_constrained is None:
+            return {}
+        from slmscale.laws.rstarfit import repetitions
+
+        p = self.chinchilla.params
+        row = np.array([[p.E, p.A, p.B, p.alpha, p.beta]])
+        R_N, R_D = repetitions(row, self.multi.N, self.multi.D, self.multi.U)
+        return {"R_star_N": float(np.max(R_N)), "R_star_D": float(np.max(R_D))}
+
+    @property
     def estimates10(self) -> np.ndarray:
         """(10,) E, A, B, alpha, beta, R*_N, R*_D (NaN without Eq. 7/8), G, a, b."""
         p = self.chinchilla.params

@@ -11,7 +11,11 @@ constants, 3 for exponents, above 0, not ended by the search box):
    design` makes before a grid is trained.
 
 A constant is identified only when both pass.  a and b (= 1 - a) are one number: identified
-only together.  E on the box edge also marks A, alpha, G, a, b (`identify.E_EDGE_PARTNERS`).
+only together.  E on the box edge also marks A, B, alpha, G, a, b (`identify.E_EDGE_PARTNERS`).
+R*_N and R*_D must also lie within the repetitions the runs made (their interval's upper end
+at most the largest R_N = N / U_N - 1, R_D = D / U_D - 1 of the multi-epoch runs): beyond that
+the runs see only the start of Eq. 8's saturation, and on the paper's grid (R_D at most 9,
+R*_D 25) the R*_D a study called identified ([3.7, 17.9]) missed the truth.
 
 The reported interval (`ci95`) is the hull of the two, clipped to the search box.  Chosen by
 measured coverage on the paper's own grid (tune_spaces/paper.yaml, 55 runs, Table 4 speech
@@ -90,8 +94,9 @@ def hull(a, b) -> list[float | None]:
     return [min(a[0], b[0]), max(a[1], b[1])]
 
 
-def check(name: str, iv) -> str:
-    """ "pass", or why the rule rejects this interval (one short clause)."""
+def check(name: str, iv, max_repeats: float | None = None) -> str:
+    """ "pass", or why the rule rejects this interval (one short clause).  `max_repeats`: for R*,
+    the largest repetition count of the runs (module doc)."""
     if not iv or iv[0] is None or iv[1] is None:
         return "no interval (too few usable refits)"
     lo, hi = iv
@@ -99,6 +104,8 @@ def check(name: str, iv) -> str:
     if edges:
         end = {"lo": "lower", "hi": "upper"}[edges[0]]
         return f"interval reaches the search box's {end} end"
+    if max_repeats is not None and name.startswith("R_star") and hi > max_repeats:
+        return f"interval reaches {hi:.3g} repetitions, beyond the {max_repeats:.3g} the runs made"
     if identify.is_identified(name, iv):
         return "pass"
     if lo <= 0 <= hi:
@@ -110,12 +117,17 @@ def check(name: str, iv) -> str:
 
 
 def verdict(
-    name: str, estimate, interval_runs, interval_sim, sim_status: str | None = None
+    name: str,
+    estimate,
+    interval_runs,
+    interval_sim,
+    sim_status: str | None = None,
+    max_repeats: float | None = None,
 ) -> dict:
     """fit.json's verdict of one number (docs/laws.md "fit.json additions")."""
     iv = clip(name, hull(interval_runs, interval_sim))
-    c_int = check(name, interval_runs)
-    c_sim = sim_status or check(name, interval_sim)
+    c_int = check(name, interval_runs, max_repeats)
+    c_sim = sim_status or check(name, interval_sim, max_repeats)
     edge = edge_of(name, estimate)
     ends = (
         [e for e in (edge_of(name, iv[0]), edge_of(name, iv[1])) if e] if iv[0] is not None else []
