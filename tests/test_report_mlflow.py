@@ -88,3 +88,34 @@ def test_report_from_mlflow_logs_a_fit_run(tmp_path):
     assert {"fit/fit.json", "fit/run_ids.json", "fit/report.html"} <= files
     local = c.download_artifacts(fit_run.info.run_id, "fit/run_ids.json", str(tmp_path))
     assert json.loads(open(local).read()) == sorted(ids[1:])
+
+
+@pytest.mark.slow
+def test_fit_run_nests_under_the_grid_it_fitted_and_states_its_verdicts(tmp_path):
+    """Two grids in one experiment, the fitted runs in the older one: the fit nests there (not
+    under the newest grid), that grid's parent shows the headline numbers, and the fit run's
+    metrics carry fit.json's verdicts."""
+    from slmscale.tracking.store import client, get_experiment_id
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ids = make_store(uri)
+    c = client(uri)
+    exp = get_experiment_id(uri, "study")
+    grid = {schema.TAG_KIND: schema.KIND_GRID}
+    fitted = c.create_run(exp, run_name="grid-main", tags={**grid, schema.TAG_GRID: "main"})
+    for rid in ids:
+        c.set_tag(rid, schema.TAG_PARENT_RUN, fitted.info.run_id)
+    newer = c.create_run(exp, run_name="grid-other", tags={**grid, schema.TAG_GRID: "other"})
+    out = tmp_path / "fit.json"
+    args = ["fit", "--experiment", "study", "--tracking-uri", uri, "--bootstrap", "20"]
+    assert main([*args, "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    (fit_run,) = c.search_runs(
+        [exp], filter_string=f"tags.`{schema.TAG_KIND}` = '{schema.KIND_FIT}'"
+    )
+    assert fit_run.data.tags[schema.TAG_PARENT_RUN] == fitted.info.run_id
+    assert c.get_run(fitted.info.run_id).data.metrics["fit.E"] == pytest.approx(doc["params"]["E"])
+    assert "fit.E" not in c.get_run(newer.info.run_id).data.metrics
+    m = fit_run.data.metrics
+    for k, v in doc["verdicts"].items():
+        assert m[f"{k}.identified"] == float(v["identified"]), k
