@@ -38,7 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _autoscaler import BIN, _parents, pids_of, start_fake_cluster  # noqa: E402
+from _autoscaler import BIN, _parents, descendants, pids_of, start_fake_cluster  # noqa: E402
 
 TRIAL_TITLE = "ray::ImplicitFunc"  # a Tune function trial's actor
 
@@ -67,14 +67,7 @@ def head_processes(sessions: set[int]) -> list[int]:
     ours = set(pids_of(sessions))
     monitors = {p for p in ours if "autoscaler/_private/monitor.py" in _cmdline(p)}
     node_roots = {p for p in ours if parent.get(p) in monitors}
-    excluded, frontier = set(node_roots), list(node_roots)
-    while frontier:
-        p = frontier.pop()
-        for child, ppid in parent.items():
-            if ppid == p and child not in excluded:
-                excluded.add(child)
-                frontier.append(child)
-    return sorted(ours - excluded)
+    return sorted(ours - descendants(node_roots, parent))
 
 
 def _group(pgid: int) -> list[int]:

@@ -61,6 +61,19 @@ def _parents() -> dict[int, int]:
     return parent
 
 
+def descendants(roots: set[int], parent: dict[int, int] | None = None) -> set[int]:
+    """`roots` and every process below them."""
+    parent = _parents() if parent is None else parent
+    found, frontier = set(roots), list(roots)
+    while frontier:
+        p = frontier.pop()
+        for child, ppid in parent.items():
+            if ppid == p and child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
 def pids_of(sessions: set[int]) -> list[int]:
     """Processes in our sessions, plus their descendants (the job driver gets its own session)."""
     parent = _parents()
@@ -71,14 +84,7 @@ def pids_of(sessions: set[int]) -> list[int]:
                 members.add(pid)
         except OSError:
             continue
-    frontier = list(members)
-    while frontier:
-        p = frontier.pop()
-        for child, ppid in parent.items():
-            if ppid == p and child not in members:
-                members.add(child)
-                frontier.append(child)
-    return sorted(members)
+    return sorted(descendants(members, parent))
 
 
 def stop_sessions(sessions: set[int], grace_s: float = 4.0) -> None:
@@ -267,9 +273,11 @@ class FakeCluster:
             f"""
 import json
 from ray.util.state import list_nodes
-nodes = list_nodes(address={self.dashboard!r}, filters=[("state", "=", "ALIVE")], detail=True)
+# Filtered here, not by the API: with a filter that drops dead nodes, Ray 2.60 reports the
+# dropped ones as missing output and raises.
+nodes = list_nodes(address={self.dashboard!r}, detail=True, raise_on_missing_output=False)
 print(json.dumps([{{"node_id": n.node_id, "is_head": n.is_head_node,
-                   "resources": n.resources_total}} for n in nodes]))
+                   "resources": n.resources_total}} for n in nodes if n.state == "ALIVE"]))
 """
         )
 
@@ -318,7 +326,15 @@ def start_fake_cluster(
     ray_tmp = Path(tempfile.mkdtemp(prefix="sla", dir="/tmp"))  # unix sockets: keep it short
     gcs, dashboard = free_port(), free_port()
     gcs_address = f"127.0.0.1:{gcs}"
-    env = cluster_env({"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"})
+    # Ray's memory monitor would judge every fake node by this whole shared machine's memory,
+    # other sessions' use included, and kill our workers for it (seen: the job's supervisor).
+    env = cluster_env(
+        {
+            "RAY_FAKE_CLUSTER": "1",
+            "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+            "RAY_memory_monitor_refresh_ms": "0",
+        }
+    )
     config = autoscaling_config(
         gcs_address, worker_types, head_cpus=head_cpus, idle_timeout_minutes=idle_timeout_minutes
     )
@@ -355,6 +371,34 @@ def start_fake_cluster(
         out, _ = launcher.communicate(timeout=1000)
         assert launcher.returncode == 0, f"start_mlflow.sh failed:\n{out.decode()[-3000:]}"
     return cluster
+
+
+def train_worker_nodes(run_python, dashboard: str, submission_id: str) -> list[str]:
+    """Node id of every Ray Train worker actor the job created (alive or dead); `run_python`
+    runs code with the cluster's token and returns its stdout."""
+    code = f"""
+import json
+from ray.job_submission import JobSubmissionClient
+from ray.util.state import list_actors
+job_id = JobSubmissionClient({dashboard!r}).get_job_info({submission_id!r}).job_id
+actors = list_actors(address={dashboard!r}, filters=[("job_id", "=", job_id)],
+                     limit=10000, detail=True, raise_on_missing_output=False)
+print(json.dumps([[a.class_name, a.node_id] for a in actors]))
+"""
+    actors = json.loads(run_python(code).strip().splitlines()[-1])
+    return [node for cls, node in actors if cls == "RayTrainWorker"]
+
+
+def trial_keys(spec: Path, env: dict) -> list[str]:
+    """The trial keys of a spec, from `slmscale grid --dry-run`."""
+    out = subprocess.run(
+        [str(BIN / "slmscale"), "grid", str(spec), "--dry-run", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [row["trial_key"] for row in json.loads(out.stdout)]
 
 
 _CLEANUP: list[FakeCluster] = []  # what an interrupted test run still has to stop (atexit)

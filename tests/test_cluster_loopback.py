@@ -15,11 +15,8 @@ a token of our own passed in the environment (nothing is written to ~/.ray).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,59 +26,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _autoscaler import (
+    BIN,
+    OBJECT_STORE_BYTES,
+    ROOT,
+    cluster_env,
+    free_port,
+    launch_mlflow,
+    ray_start,
+    stop_mlflow,
+    stop_sessions,
+    train_worker_nodes,
+    trial_keys,
+)
 
 # Timeouts are ceilings for a hung cluster, not speed checks: the machine may be loaded (load
 # average 10-40 seen), so each is several times what an idle 2-core run takes.
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(2400)]
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-OBJECT_STORE_BYTES = 200 * 1024**2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _pids_of(sessions: set[int]) -> list[int]:
-    """Processes in our sessions, plus their descendants (the job driver gets its own session)."""
-    parent, members = {}, []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            parent[pid] = int(stat.rsplit(")", 1)[1].split()[1])
-            if os.getsid(pid) in sessions:
-                members.append(pid)
-        except (OSError, ValueError):
-            continue
-    found = set(members)
-    frontier = list(members)
-    while frontier:
-        p = frontier.pop()
-        for child, ppid in parent.items():
-            if ppid == p and child not in found:
-                found.add(child)
-                frontier.append(child)
-    return sorted(found)
-
-
-def _stop_sessions(sessions: set[int], grace_s: float = 4.0) -> None:
-    """SIGTERM every process we started (by pid), SIGKILL what is left after `grace_s`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = _pids_of(sessions)
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_s
-        while _pids_of(sessions) and time.monotonic() < deadline:
-            time.sleep(0.2)
 
 
 @dataclass
@@ -113,57 +74,9 @@ class Cluster:
         return out.stdout
 
 
-def _ray_start(args: list[str], env: dict, sessions: set[int]) -> None:
-    proc = subprocess.Popen(
-        [str(BIN / "ray"), "start", *args],
-        env=env,
-        start_new_session=True,  # its daemons keep this session id: how we find them later
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    sessions.add(proc.pid)
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, f"ray start {' '.join(args)} failed:\n{out[-3000:]}"
-
-
-def _launch_mlflow(state: Path, env: dict) -> tuple[subprocess.Popen, str]:
-    """deploy/start_mlflow.sh with SQLite and a local artifact folder, bound to 127.0.0.1.
-
-    Launched, not awaited: the server starts while the Ray nodes do.
-    """
-    port = _free_port()
-    env = {
-        **env,
-        "MLFLOW_HOST": "127.0.0.1",
-        "MLFLOW_WORKERS": "1",
-        "MLFLOW_BIN": str(BIN / "mlflow"),
-        "SLMSCALE_STATE_DIR": str(state),
-        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{state / 'mlflow.db'}",
-        "MLFLOW_START_TIMEOUT_S": "900",
-    }
-    script = ["bash", str(ROOT / "deploy" / "start_mlflow.sh"), str(state / "artifacts"), str(port)]
-    proc = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _stop_mlflow(state: Path) -> None:
-    """The server is the leader of its own process group (setsid): end that group, by its id."""
-    pidfile = state / "mlflow.pid"
-    if not pidfile.exists():
-        return
-    group = int(pidfile.read_text())
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(group, sig)
-        except ProcessLookupError:
-            return
-        time.sleep(1)
-
-
 def _start_nodes(ray_tmp: Path, env: dict, sessions: set[int]) -> str:
     """A head (no custom resource) and a worker node with `worker_node`; the dashboard URL."""
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard = free_port(), free_port()
     common = [
         "--node-ip-address=127.0.0.1",
         f"--temp-dir={ray_tmp}",
@@ -176,16 +89,16 @@ def _start_nodes(ray_tmp: Path, env: dict, sessions: set[int]) -> str:
         "--include-dashboard=true",  # `ray job submit` talks to the dashboard
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}",
-        f"--ray-client-server-port={_free_port()}",
+        f"--ray-client-server-port={free_port()}",
         "--num-cpus=1",
         '--resources={"head_node": 1}',
     ]
     worker = [f"--address=127.0.0.1:{gcs}", "--num-cpus=3", '--resources={"worker_node": 3}']
     for args in (head, worker):
         # Two nodes on one machine: every fixed default port must be made unique per node.
-        ports = [f"--dashboard-agent-listen-port={_free_port()}"]
-        ports += [f"--metrics-export-port={_free_port()}"]
-        _ray_start(args + ports + common, env, sessions)
+        ports = [f"--dashboard-agent-listen-port={free_port()}"]
+        ports += [f"--metrics-export-port={free_port()}"]
+        ray_start(args + ports + common, env, sessions)
     return f"http://127.0.0.1:{dashboard}"
 
 
@@ -195,28 +108,22 @@ def cluster(tmp_path_factory, request) -> Cluster:
     # Ray's unix sockets live under the temp dir: keep its path short (108-byte socket limit).
     ray_tmp = Path(tempfile.mkdtemp(prefix="slr", dir="/tmp"))
     sessions: set[int] = set()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "MLFLOW_"))}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        RAY_AUTH_MODE="token",
-        RAY_AUTH_TOKEN=secrets.token_hex(32),
-        RAY_USAGE_STATS_ENABLED="0",
-    )
+    env = cluster_env()
     state = work / "mlflow"
     launcher: list[subprocess.Popen] = []
 
     def teardown() -> None:
-        _stop_sessions(sessions)
+        stop_sessions(sessions)
         for proc in launcher:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        _stop_mlflow(state)
+        stop_mlflow(state)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
     request.addfinalizer(teardown)
 
-    mlflow_start, tracking_uri = _launch_mlflow(state, env)
+    mlflow_start, tracking_uri = launch_mlflow(state, env)
     launcher.append(mlflow_start)
     # Exported to the Ray processes, and so to jobs and trials, as ray_cluster.yaml does.
     env["MLFLOW_TRACKING_URI"] = tracking_uri
@@ -283,39 +190,13 @@ def _smoke_spec(cluster: Cluster) -> Path:
     return path
 
 
-def _trial_keys(spec: Path, env: dict) -> list[str]:
-    out = subprocess.run(
-        [str(BIN / "slmscale"), "grid", str(spec), "--dry-run", "--format", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return [row["trial_key"] for row in json.loads(out.stdout)]
-
-
-def _train_worker_nodes(cluster: Cluster, submission_id: str) -> list[str]:
-    """Node id of every Ray Train worker actor the job created (alive or dead)."""
-    code = f"""
-import json
-from ray.job_submission import JobSubmissionClient
-from ray.util.state import list_actors
-job_id = JobSubmissionClient({cluster.dashboard!r}).get_job_info({submission_id!r}).job_id
-actors = list_actors(address={cluster.dashboard!r}, filters=[("job_id", "=", job_id)],
-                     limit=10000, detail=True, raise_on_missing_output=False)
-print(json.dumps([[a.class_name, a.node_id] for a in actors]))
-"""
-    actors = json.loads(cluster.python(code).splitlines()[-1])
-    return [node for cls, node in actors if cls == "RayTrainWorker"]
-
-
 def test_smoke_grid_submitted_as_a_job_trains_on_the_worker_and_tracks_in_the_server(cluster):
     from slmscale.tracking import get_experiment_id, runs_dataframe
     from slmscale.tracking.schema import KIND_FIT, TAG_TRIAL_KEY
 
     nodes = _node_ids(cluster)
     spec = _smoke_spec(cluster)
-    keys = _trial_keys(spec, cluster.env)
+    keys = trial_keys(spec, cluster.env)
     assert len(keys) == len(set(keys)) == 6  # 2 sizes x 2 budgets, the 2-epoch run, ours
 
     storage = cluster.workdir / "ray_results"
@@ -329,7 +210,7 @@ def test_smoke_grid_submitted_as_a_job_trains_on_the_worker_and_tracks_in_the_se
     assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-3000:]
     print(f"smoke grid as a Ray job: {elapsed:.0f} s")
 
-    workers = _train_worker_nodes(cluster, submission)
+    workers = train_worker_nodes(cluster.python, cluster.dashboard, submission)
     assert len(workers) == len(keys), workers  # one Train worker per trial, no restarts
     assert set(workers) == {nodes["worker"]}
 
