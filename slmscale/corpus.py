@@ -151,7 +151,7 @@ def load_trial_data(trial: Trial, cache_dir: str | Path | None = None) -> TrialD
         tokens=trial.tokens,
         context=trial.context,
         max_test_tokens=trial.eval.max_test_tokens,
-        first_pass_in_order=trial.schedule.kind == "wsd",
+        first_pass_in_order=trial.schedule.kind != "cosine",  # WSD branches and their trunks
         cache_dir=cache_dir,
     )
 

@@ -93,10 +93,11 @@ class Schedule:
 
     cosine: the paper's, one run per budget.  wsd: warmup, constant LR, then a cooldown over the
     last `cooldown_fraction` of the steps (`1-sqrt` or `linear`), so that the runs of one model
-    size share a constant-LR trunk and branch off it (docs/grid.md, "Schedules").
+    size share a constant-LR trunk and branch off it (docs/grid.md, "Schedules").  constant:
+    warmup then constant LR, the trunk itself (slmscale.grid.trunks; never a grid point).
     """
 
-    kind: Literal["cosine", "wsd"] = "cosine"
+    kind: Literal["cosine", "wsd", "constant"] = "cosine"
     cooldown_fraction: float = 0.2
     cooldown_shape: Literal["1-sqrt", "linear"] = "1-sqrt"
 

@@ -110,3 +110,71 @@ def test_nan_loss_fails_the_trial_with_a_reason(smoke_trials, inject_faults):
     assert result.status == "FAILED"
     assert "non-finite train loss" in result.reason and "step 3" in result.reason
     assert result.steps == 4
+
+
+def test_wsd_lr_is_exact_at_warmup_end_branch_point_and_last_step():
+    from slmscale.train.schedule import branch_step
+    from slmscale.trial import Schedule
+
+    for shape in ("1-sqrt", "linear"):
+        wsd = Schedule(kind="wsd", cooldown_fraction=0.2, cooldown_shape=shape)
+        kw = dict(steps=1000, warmup_steps=100, lr_max=5e-4, lr_min=5e-5, schedule=wsd)
+        b = branch_step(1000, wsd)
+        assert b == 800
+        assert lr_at(99, **kw) == 5e-4  # warmup reaches lr_max exactly on its last step
+        assert lr_at(100, **kw) == lr_at(799, **kw) == 5e-4  # the constant trunk
+        assert lr_at(b - 1, **kw) == 5e-4  # the last trunk step, just before the branch point
+        assert lr_at(b, **kw) < 5e-4  # the first cooldown step
+        assert lr_at(999, **kw) == 5e-5  # lr_min exactly on the last step
+        cool = [lr_at(s, **kw) for s in range(b, 1000)]
+        assert all(x > y for x, y in zip(cool, cool[1:], strict=False))
+    # 1-sqrt drops fast, then slowly: below linear all the way down
+    sq = Schedule(kind="wsd", cooldown_shape="1-sqrt")
+    lin = Schedule(kind="wsd", cooldown_shape="linear")
+    kw = dict(steps=1000, warmup_steps=100, lr_max=5e-4, lr_min=5e-5)
+    assert all(lr_at(s, **kw, schedule=sq) < lr_at(s, **kw, schedule=lin) for s in range(800, 999))
+    trunk = Schedule(kind="constant")
+    assert lr_at(999, **kw, schedule=trunk) == 5e-4  # a trunk never cools down
+
+
+def test_a_branch_equals_a_from_scratch_wsd_run(smoke_trials, tmp_path):
+    """Trunk to the branch step, then the cooldown: the curve and final loss of a WSD run of
+    that budget trained from scratch, to 1e-6 (both deterministic on the CPU)."""
+    from slmscale.grid.trunks import branch_step, plan_trunks
+    from slmscale.train import checkpoint as ckpt
+    from slmscale.trial import Schedule
+
+    wsd = Schedule(kind="wsd", cooldown_fraction=0.25)
+    trials = [
+        replace(t, schedule=wsd) for t in smoke_trials if t.model_size == "tiny-a" and t.epochs == 1
+    ]
+    (trunk,) = plan_trunks(trials)
+    assert len(trunk.branches) == 2 and trunk.branch_steps() == [12, 24]  # 16 and 32 steps
+    opts = RuntimeOptions(log_every_steps=1, deterministic=True)
+    done = train_one_trial(
+        trunk.trial,
+        checkpoint_dir=tmp_path / "trunk",
+        checkpoint_steps=trunk.branch_steps(),
+        keep_checkpoints=None,
+        options=opts,
+    )
+    assert done.steps == 24 and done.tokens_trained == 24 * 256
+    saved = {ckpt.read_state(p)["progress"]["step"]: p for p in ckpt.candidates(tmp_path / "trunk")}
+    for branch in trunk.branches:
+        b = branch_step(branch)
+        scratch_curve, branched_curve = [], []
+
+        def keep(curve):
+            return lambda m, step: (
+                curve.append((step, m["train_loss"])) if "train_loss" in m else None
+            )
+
+        scratch = train_one_trial(branch, reporter=keep(scratch_curve), options=opts)
+        branched = train_one_trial(
+            branch, reporter=keep(branched_curve), resume_from=[saved[b]], options=opts
+        )
+        assert branched.tokens_trained == scratch.tokens_trained == branch.tokens
+        assert abs(branched.test_loss_final - scratch.test_loss_final) < 1e-6
+        after = [(s, x) for s, x in scratch_curve if s > b * 256]
+        assert len(after) == len(branched_curve) and after
+        assert max(abs(x - y) for (_, x), (_, y) in zip(after, branched_curve, strict=True)) < 1e-6

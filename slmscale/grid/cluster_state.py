@@ -19,6 +19,7 @@ refused up front and only the autoscaler's own report (`autoscaler_infeasible`) 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping
 
 from slmscale.grid.cluster_limits import (
@@ -147,6 +148,29 @@ def admit_grid(
         f"{head / 1024**3:.0f} GiB at {HEAD_BYTES_PER_TRIAL / 1e9:.1f} GB per trial in flight"
     )
     return bound, why
+
+
+def admit_on_cluster(
+    trial_resources: Iterable, max_concurrent: int | None = None, stream=None
+) -> int | None:
+    """What `slmscale grid` calls before it opens any MLflow run.
+
+    On a cluster it joins (RAY_ADDRESS set, as under `ray job submit`): connect, refuse trials
+    no node type can ever place (UserError: one line, exit 2), and return the bound on trials
+    in flight (`admit_grid`), saying how it was found on `stream`.  Elsewhere (a local Ray,
+    whose limit is the grid's own) `max_concurrent` is returned unchanged and Ray is not started.
+    """
+    if not os.environ.get("RAY_ADDRESS"):
+        return max_concurrent
+    import ray
+
+    from slmscale.console import init_ray
+
+    if not ray.is_initialized():
+        init_ray(log_to_driver=True)  # trial logs must reach `ray job logs`
+    bound, why = admit_grid(trial_resources, max_concurrent)
+    print(f"cluster: {why}", file=stream or sys.stderr)
+    return bound
 
 
 def _autoscaler_events(limit: int = 200) -> list[str]:

@@ -137,8 +137,56 @@ def render_table(spec: GridSpec, data: DataInfo, trials: list[Trial]) -> str:
             "gradients, AdamW, activations of one micro-batch; slmscale.train.memory); "
             "+ckpt: activation checkpointing"
         )
+    out.extend(schedule_lines(spec, data, trials))
     out.extend(mixture_lines(spec, data, trials))
     return "\n".join(out)
+
+
+def schedule_lines(
+    spec: GridSpec, data: DataInfo, trials: list[Trial], storage_path: str | None = None
+) -> list[str]:
+    """This grid's compute under its schedule and the other one (cosine runs vs WSD trunks with
+    cooldowns, slmscale.grid.trunks), in FLOPs and, with a throughput, GPU-hours; for WSD, each
+    trunk's length and what a previous run of the grid already saved of it."""
+    from slmscale.grid.trunks import plan_trunks, schedule_cost
+
+    cost = schedule_cost(trials, data.available_tokens)
+    tp = spec.throughput
+
+    def amount(flops: float, mfu_flops: float) -> str:
+        hours = f", {mfu_flops / (tp.mfu * tp.peak_flops) / 3600:,.1f} GPU-h" if tp else ""
+        return f"{flops:.3g} FLOPs{hours}"
+
+    s = spec.schedule
+    wsd = f"wsd ({s.cooldown_fraction:.0%} {s.cooldown_shape} cooldowns on {cost.trunks} trunks)"
+    cosine = "cosine (a run per point, the paper's)"
+    lines = [
+        f"schedule {s.kind}: {amount(cost.wsd, cost.wsd_mfu) if s.kind == 'wsd' else amount(cost.cosine, cost.cosine_mfu)}",
+        f"  {cosine}: {amount(cost.cosine, cost.cosine_mfu)}",
+        f"  {wsd}: {amount(cost.wsd, cost.wsd_mfu)}, {cost.saved:.0%} less than cosine",
+    ]
+    if s.kind == "wsd":
+        trunks = plan_trunks(trials, data.available_tokens)
+        lines += ["  " + _trunk_line(trunk, storage_path) for trunk in trunks]
+        alone = len(trials) - sum(len(t.branches) for t in trunks)
+        if alone:
+            lines.append(f"  {alone} points train alone (no other budget shares their data)")
+    return lines
+
+
+def _trunk_line(trunk, storage_path: str | None) -> str:
+    steps = trunk.branch_steps()
+    line = (
+        f"trunk {trunk.trial.model_size} ({trunk.key}): {trunk.steps:,} steps, "
+        f"{len(trunk.branches)} branches at steps {steps[0]:,}..{steps[-1]:,}"
+    )
+    if storage_path is not None:
+        from slmscale.grid.trunkrun import saved_branch_steps
+
+        saved = [s for s in saved_branch_steps(storage_path, trunk.key) if s <= trunk.steps]
+        if saved:
+            line += f"; reused: its state up to step {max(saved):,} (saved by an earlier run)"
+    return line
 
 
 def _source_sizes(spec: GridSpec, data: DataInfo) -> list[tuple[float | None, float]]:

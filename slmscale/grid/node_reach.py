@@ -9,7 +9,7 @@ then named before (or while) a trial trains on it:
 
     reach = NodeReach(tracking_uri, storage_path, units_paths)
     for problem in reach.check_new_nodes():      # in the grid loop, every few seconds
-        ...                                      # "node 10.0.3.7 (gpu.a10g.spot): ..."
+        ...                                      # "node 10.0.3.7 (id ...a1b2c3d4): ..."
 
 `reach_problems` is the check itself, with no Ray: a Train worker can also call it on its own
 node before it trains.
@@ -18,7 +18,6 @@ node before it trains.
 from __future__ import annotations
 
 import os
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -85,41 +84,43 @@ def _node_label(node: dict) -> str:
 
 
 class NodeReach:
-    """Ask every node once, when first seen alive, whether it reaches what trials need."""
+    """Ask every node once, when first seen alive, whether it reaches what trials need.
+
+    Non-blocking for a grid loop: each call sends the question to nodes not yet asked and
+    collects the answers that came back within `timeout_s`; the others are collected later.
+    """
 
     def __init__(self, tracking_uri: str, storage_path: str, units_paths: Iterable[str]) -> None:
         self.args = (tracking_uri, storage_path, list(units_paths))
         self.checked: dict[str, list[str]] = {}  # node id -> its problems
+        self._asked: dict = {}  # ObjectRef -> the node (ray.nodes() entry) it was sent to
 
-    def check_new_nodes(self, timeout_s: float = 120.0) -> list[str]:
-        """Check the alive nodes not yet checked; one phrase per problem, naming the node.
+    def check_new_nodes(self, timeout_s: float = 0.0) -> list[str]:
+        """Problems found on the nodes that answered since the last call, each naming its node.
 
-        A node that does not answer within `timeout_s` (still starting, or lost) is asked again
-        on the next call.
+        A node that died under the question is asked again if it comes back.
         """
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         probe = ray.remote(num_cpus=0, max_retries=0)(reach_problems)
-        asked = {}
+        waiting = {node["NodeID"] for node in self._asked.values()}
         for node in ray.nodes():
-            if node.get("Alive") and node["NodeID"] not in self.checked:
-                strategy = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-                ref = probe.options(scheduling_strategy=strategy).remote(*self.args)
-                asked[ref] = node
-        deadline = time.monotonic() + timeout_s
+            node_id = node["NodeID"]
+            if node.get("Alive") and node_id not in self.checked and node_id not in waiting:
+                strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+                self._asked[probe.options(scheduling_strategy=strategy).remote(*self.args)] = node
+        if not self._asked:
+            return []
+        refs = list(self._asked)
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         problems = []
-        pending = list(asked)
-        while pending and time.monotonic() < deadline:
-            done, pending = ray.wait(pending, timeout=max(0.0, deadline - time.monotonic()))
-            for ref in done:
-                node = asked[ref]
-                try:
-                    found = ray.get(ref)
-                except Exception:  # the node died under the probe: ask again if it comes back
-                    continue
-                self.checked[node["NodeID"]] = found
-                problems += [f"{_node_label(node)}: {p}" for p in found]
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        for ref in done:
+            node = self._asked.pop(ref)
+            try:
+                found = ray.get(ref)
+            except Exception:  # the node died under the question: ask again if it comes back
+                continue
+            self.checked[node["NodeID"]] = found
+            problems += [f"{_node_label(node)}: {p}" for p in found]
         return problems

@@ -34,14 +34,18 @@ def make_packs(
     *,
     key: Callable[[T], str],
     work: Callable[[T], float],
-    resources: Callable[[T], dict],
+    resources: Callable[[T], object],
+    size: Callable[[T], int] = lambda _item: 1,
 ) -> list[list[T]]:
-    """Split `items` into packs of at most `per_pack`, balanced by `work`, one resource set each.
+    """Split `items` into packs of at most `per_pack` (counted by `size`: an item may be a group
+    of trials, e.g. a WSD trunk and its branches, that must stay together), balanced by `work`,
+    one resource set each.
 
-    Within a resource group there are ceil(n / per_pack) packs; items are placed largest work
-    first, each into the pack with the least work so far that still has room (ties: the
-    earlier pack).  Inside a pack, items run smallest work first, so the pack's first results
-    come early.  Packs are returned in order of their first item's key (deterministic).
+    Within a resource group there are ceil(total size / per_pack) packs; items are placed
+    largest work first, each into the pack with the least work so far that still has room, or
+    the least filled one when none has (ties: the earlier pack).  Inside a pack, items run
+    smallest work first, so the pack's first results come early.  Packs are returned in order
+    of their first item's key (deterministic).
     """
     if per_pack < 1:
         raise ValueError(f"per_pack must be >= 1, got {per_pack}")
@@ -50,13 +54,14 @@ def make_packs(
         groups.setdefault(json.dumps(resources(item), sort_keys=True), []).append(item)
     packs: list[list[T]] = []
     for members in groups.values():
-        n_packs = math.ceil(len(members) / per_pack)
+        n_packs = max(1, math.ceil(sum(size(i) for i in members) / per_pack))
         bins: list[list[T]] = [[] for _ in range(n_packs)]
-        loads = [0.0] * n_packs
+        loads, filled = [0.0] * n_packs, [0] * n_packs
         for item in sorted(members, key=lambda i: (-work(i), key(i))):
-            open_bins = [b for b in range(n_packs) if len(bins[b]) < per_pack]
-            b = min(open_bins, key=lambda b: (loads[b], b))
+            fits = [b for b in range(n_packs) if filled[b] + size(item) <= per_pack]
+            b = min(fits, key=lambda b: (loads[b], b)) if fits else filled.index(min(filled))
             bins[b].append(item)
             loads[b] += work(item)
-        packs += [sorted(b, key=lambda i: (work(i), key(i))) for b in bins]
+            filled[b] += size(item)
+        packs += [sorted(b, key=lambda i: (work(i), key(i))) for b in bins if b]
     return sorted(packs, key=lambda p: key(p[0]))

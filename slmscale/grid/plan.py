@@ -146,10 +146,17 @@ def make_jobs(
 
     Data paths become absolute (Ray workers run in other folders); the keys do not change, as
     present data is identified by content (slmscale.trial)."""
+    from slmscale.grid.trunks import plan_trunks
+
     check_data_present(plan.data)
     spec, jobs = plan.spec, []
     names = run_names(plan.trials)
     label = units_dataset_label(plan.data)
+    trunk_of = {
+        b.key: trunk.key
+        for trunk in plan_trunks(plan.trials, plan.data.available_tokens)
+        for b in trunk.branches
+    }
     for t in plan.trials:
         resources = trial_resources(spec, t)
         memory = memory_plan(spec, t, plan.data.n_units)
@@ -164,6 +171,7 @@ def make_jobs(
                 storage_path=storage_path,
                 options=runtime_options(spec, memory, resources),
                 resources=resources,
+                trunk=trunk_of.get(t.key),
             )
         )
     return jobs

@@ -34,10 +34,25 @@ class TrialJob:
     options: RuntimeOptions = RuntimeOptions()
     resources: TrialResources = TrialResources()
     parent_run_id: str = ""  # the grid's parent run (tracking.grid_run); trials nest under it
+    # WSD (slmscale.grid.trunks): a branch names the trunk it leaves; a trunk job names itself
+    # and the steps its branches leave it at (its `trial` is the constant-LR trunk).
+    trunk: str | None = None
+    branch_steps: tuple[int, ...] = ()
+
+    @property
+    def is_trunk(self) -> bool:
+        return bool(self.branch_steps)
 
     @property
     def key(self) -> str:
-        return self.trial.key
+        """The trial's key; a trunk's is `trunk-<its key>` (no grid point has that form)."""
+        return f"trunk-{self.trunk}" if self.is_trunk else self.trial.key
+
+    @property
+    def kind(self) -> str:
+        from slmscale.tracking.schema import KIND_TRAIN, KIND_TRUNK
+
+        return KIND_TRUNK if self.is_trunk else KIND_TRAIN
 
     @property
     def tokens(self) -> int:
@@ -50,17 +65,22 @@ def start_run(job: TrialJob, tags: dict | None = None):
     `tags` are set on a new run only (e.g. the Train job of a pack, slmscale.grid.packs)."""
     from slmscale.tracking.grid_run import log_units_inputs, trial_tags
     from slmscale.tracking.runs import log_trial_config, open_trial_run, trial_params
-    from slmscale.tracking.schema import TAG_GRID, TAG_PARENT_RUN, TAG_SCHEDULE
+    from slmscale.tracking.schema import TAG_GRID, TAG_PARENT_RUN, TAG_SCHEDULE, TAG_TRUNK
 
     trial = job.trial
     tags = {
         TAG_GRID: job.grid,
-        TAG_SCHEDULE: trial.schedule.kind,
+        TAG_SCHEDULE: describe_schedule(trial),
+        **({TAG_TRUNK: job.trunk} if job.trunk else {}),
         **trial_tags(job.parent_run_id),
         **(tags or {}),
     }
     params = trial_params(trial, job.units_label)
-    run = open_trial_run(job.tracking_uri, job.experiment_id, job.key, job.run_name, params, tags)
+    if job.is_trunk:  # it grows with the grid: its length is a metric, not a param
+        params = {k: v for k, v in params.items() if k not in TRUNK_LENGTH_PARAMS}
+    run = open_trial_run(
+        job.tracking_uri, job.experiment_id, job.key, job.run_name, params, tags, job.kind
+    )
     if not run.resumed:
         log_trial_config(job.tracking_uri, run.run_id, trial.to_dict())
         sources = [{"path": src.path, "digest": src.digest} for src in trial.data]
@@ -70,6 +90,17 @@ def start_run(job: TrialJob, tags: dict | None = None):
 
         client(job.tracking_uri).set_tag(run.run_id, TAG_PARENT_RUN, job.parent_run_id)
     return run
+
+
+TRUNK_LENGTH_PARAMS = ("tokens", "unique_tokens", "epochs", "steps")
+
+
+def describe_schedule(trial: Trial) -> str:
+    """`cosine`, `wsd (1-sqrt, 20%)` or `constant (WSD trunk)`: the run's schedule tag."""
+    s = trial.schedule
+    if s.kind == "wsd":
+        return f"wsd ({s.cooldown_shape}, {s.cooldown_fraction:.0%})"
+    return "constant (WSD trunk)" if s.kind == "constant" else s.kind
 
 
 def record_device(job: TrialJob, run_id: str, device: str) -> None:
@@ -136,6 +167,7 @@ def run_worker(
             on_checkpoint=checkpointed,
             rank=rank,
             world_size=world_size,
+            checkpoint_steps=job.branch_steps,
         )
         if logger is not None:
             logger.flush()

@@ -22,6 +22,12 @@ that asked for a GPU on a worker where torch sees none closes FAILED at once wit
 Packs (`resources.trials_per_job` > 1, slmscale.grid.packs).  One job trains several trials one
 after another with the same processes; each trial keeps its own MLflow run and checkpoints.
 Rank 0 opens each trial's run (resumed when it has one) just before training it.
+
+WSD (slmscale.grid.trunks, slmscale.grid.trunkrun).  A trunk job trains the constant-LR trunk to
+its last branch step, from its own newest checkpoint or the furthest branch point already saved
+(a grown grid continues it), and saves its state at every branch step for good.  A branch starts
+from its own checkpoints, else from its trunk's state at its branch step, with the trunk's curve
+copied into its run first.  A branch whose trunk has no checkpoint there is left unstarted.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from slmscale.grid import trunkrun
 from slmscale.grid.runner import TrialJob, finish, run_worker, start_run
+from slmscale.grid.trunks import branch_step
 from slmscale.train.checkpoint import PREFIX, make_scratch, sweep_scratch
 from slmscale.train.device import DeviceUnavailable
 
@@ -76,15 +84,16 @@ def _agree(ctx, value):
     return box[0]
 
 
-def _own_checkpoints(restored, suffix: str) -> Iterator[Path]:
-    """This trial's checkpoints in the job's storage folder, newest first, each downloaded only
-    when the newer one is unusable.  `suffix` tells a pack's trials apart (empty: one trial)."""
+def _own_paths(restored, suffix: str) -> list[str]:
+    """This trial's checkpoints in the job's storage folder, newest first (names sort by step).
+    `suffix` tells a pack's trials apart (empty: one trial)."""
     import pyarrow.fs as pafs
-    import ray.train
 
+    if restored is None:
+        return []
     parent = restored.path.rstrip("/").rsplit("/", 1)[0]
     infos = restored.filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
-    mine = sorted(
+    return sorted(
         (
             i.path
             for i in infos
@@ -94,9 +103,39 @@ def _own_checkpoints(restored, suffix: str) -> Iterator[Path]:
         ),
         reverse=True,
     )
-    for path in mine:
+
+
+def _step_of(path: str) -> int:
+    """`.../ckpt-0000000123-<attempt>...` -> 123."""
+    return int(path.rstrip("/").rsplit("/", 1)[-1][len(PREFIX) :].split("-", 1)[0])
+
+
+def _own_checkpoints(restored, suffix: str) -> Iterator[Path]:
+    """This trial's checkpoints, newest first, each downloaded only when the newer one is
+    unusable."""
+    import ray.train
+
+    for path in _own_paths(restored, suffix):
         with ray.train.Checkpoint(path, restored.filesystem).as_directory() as local:
             yield Path(local)
+
+
+def _candidates(job: TrialJob, restored, suffix: str, scratch: Path) -> Iterator[Path]:
+    """Where the trial resumes from, newest first: its own checkpoints; for a WSD branch or a
+    trunk, also the trunk's branch point it needs (a branch: its own; a trunk: the furthest
+    saved), placed by step among its own."""
+    own = _own_paths(restored, suffix)
+    point = None
+    if job.is_trunk:
+        saved = [s for s in trunkrun.saved_branch_steps(job.storage_path, job.trunk)]
+        point = max((s for s in saved if s <= job.trial.steps), default=None)
+    elif job.trunk:
+        point = branch_step(job.trial)
+    newer_own = [p for p in own if point is None or _step_of(p) >= point]
+    if newer_own:
+        yield from _own_checkpoints(restored, suffix)
+    if point is not None and point in trunkrun.saved_branch_steps(job.storage_path, job.trunk):
+        yield trunkrun.fetch_branch_checkpoint(job.storage_path, job.trunk, point, scratch)
 
 
 def train_worker(config: dict) -> None:
@@ -117,6 +156,8 @@ def train_worker(config: dict) -> None:
         run_id, status, why = _agree(ctx, opened)
         if status == "FINISHED":
             ray.train.report(progress(job, "SKIPPED", tokens_seen=job.tokens))
+        elif status == "KILLED":
+            ray.train.report(progress(job, "KILLED", reason=why))
         elif run_id is None:
             ray.train.report(progress(job, "FAILED", reason=why))
         else:
@@ -125,14 +166,36 @@ def train_worker(config: dict) -> None:
 
 
 def _open(job: TrialJob, run_id: str | None, tags: dict) -> tuple:
-    """(run id, status, reason) of the trial's run, opened here unless the driver did."""
+    """(run id, status, reason) of the trial's run, opened here unless the driver did.
+
+    A WSD branch whose trunk has no checkpoint at its branch step is not started (KILLED, no
+    run: a rerun trains it).  A FINISHED trunk whose grid grew is opened again."""
+    if job.trunk and not job.is_trunk and run_id is None:
+        step = branch_step(job.trial)
+        if step not in trunkrun.saved_branch_steps(job.storage_path, job.trunk):
+            why = trunkrun.failed_reason(job.storage_path, job.trunk) or "not trained yet"
+            return None, "KILLED", f"not started: its trunk has no state at step {step} ({why})"
     if run_id is not None:
         return run_id, "RUNNING", ""
     try:
         run = start_run(job, tags=tags)
     except Exception as exc:  # the store is unreachable: not a reason to retry the job
         return None, "FAILED", f"could not open its MLflow run: {last_line(exc)}"
+    if job.is_trunk and run.status == "FINISHED":
+        if max(job.branch_steps) > max(
+            trunkrun.saved_branch_steps(job.storage_path, job.trunk), default=0
+        ):
+            from slmscale.tracking.store import client
+
+            client(job.tracking_uri).update_run(run.run_id, status="RUNNING")
+            return run.run_id, "RUNNING", ""
+    elif job.trunk and not run.resumed:
+        trunkrun.copy_trunk_curve(job, run.run_id, branch_step(job.trial) * _per_step(job))
     return run.run_id, run.status, ""
+
+
+def _per_step(job: TrialJob) -> int:
+    return job.trial.batch_size * job.trial.context
 
 
 def _train_trial(job: TrialJob, run_id: str, ctx, suffix: str) -> None:
@@ -145,6 +208,13 @@ def _train_trial(job: TrialJob, run_id: str, ctx, suffix: str) -> None:
     attempt = _agree(ctx, uuid.uuid4().hex[:8] if rank == 0 else None)
 
     def on_checkpoint(path, tokens_seen: int) -> None:
+        step = tokens_seen // _per_step(job)
+        if job.is_trunk and step in job.branch_steps:  # kept for good, not in Ray's rotation
+            if path is not None:
+                trunkrun.save_branch_checkpoint(path, job.storage_path, job.trunk, step)
+                shutil.rmtree(path, ignore_errors=True)
+            ray.train.report(progress(job, tokens_seen=tokens_seen))
+            return
         checkpoint = ray.train.Checkpoint.from_directory(str(path)) if path else None
         ray.train.report(
             progress(job, tokens_seen=tokens_seen),
@@ -158,7 +228,7 @@ def _train_trial(job: TrialJob, run_id: str, ctx, suffix: str) -> None:
 
     scratch = make_scratch(job.key)
     restored = ray.train.get_checkpoint()
-    candidates = _own_checkpoints(restored, suffix) if restored is not None else None
+    candidates = _candidates(job, restored, suffix, scratch / "from-trunk")
     try:
         result = run_worker(
             job,
@@ -176,12 +246,13 @@ def _train_trial(job: TrialJob, run_id: str, ctx, suffix: str) -> None:
         ray.train.report(progress(job, "FAILED", reason=str(exc)))
         return
     finally:
-        if candidates is not None:
-            candidates.close()  # removes a downloaded copy now, not at garbage collection
+        candidates.close()  # removes a downloaded copy now, not at garbage collection
         # After the final report every upload is done; on an error a pending one may be cut,
         # and the restart falls back to the checkpoint before it.
         shutil.rmtree(scratch, ignore_errors=True)
     if rank == 0:
+        if job.is_trunk:
+            _trunk_done(job, run_id, result)
         finish(job, run_id, result.status, result.reason)
     final = result.test_loss_final if result.test_loss_final is not None else float("nan")
     ray.train.report(
@@ -193,3 +264,13 @@ def _train_trial(job: TrialJob, run_id: str, ctx, suffix: str) -> None:
             reason=result.reason or "",
         )
     )
+
+
+def _trunk_done(job: TrialJob, run_id: str, result) -> None:
+    """A trunk's run says how far it got; a trunk that failed tells its waiting branches."""
+    from slmscale.tracking.runs import log_metrics
+    from slmscale.tracking.schema import M_TRUNK_STEPS
+
+    log_metrics(job.tracking_uri, run_id, {M_TRUNK_STEPS: result.steps}, result.tokens_trained)
+    if result.status != "FINISHED":
+        trunkrun.mark_failed(job.storage_path, job.trunk, result.reason or result.status)

@@ -30,10 +30,12 @@ import time
 from dataclasses import dataclass, replace
 
 from slmscale.config.grid import ResourcesSpec, TrialResources
+from slmscale.grid import trunkrun
 from slmscale.grid.packs import make_packs, pack_name
 from slmscale.grid.runner import TrialJob, finish, start_run
 from slmscale.grid.table import TrialTable, tune_callback
 from slmscale.grid.trainworker import TrainUnit, last_line, progress, train_worker
+from slmscale.grid.trunks import branch_step, make_trunk
 from slmscale.tracking.schema import TAG_FAILURE
 from slmscale.tracking.store import client
 from slmscale.train.checkpoint import sweep_scratch
@@ -119,10 +121,10 @@ def _settle(job: TrialJob, reason: str | None, lost: bool) -> dict:
     """
     from slmscale.tracking.runs import canonical_order, find_trial_runs
 
-    runs = find_trial_runs(job.tracking_uri, job.experiment_id, job.key)
+    runs = find_trial_runs(job.tracking_uri, job.experiment_id, job.key, job.kind)
     if not runs:
-        why = f"not started: {reason}" if reason else "not started"
-        return progress(job, "KILLED", reason=why)
+        why = reason if (reason or "").startswith("not started") else f"not started: {reason}"
+        return progress(job, "KILLED", reason=why if reason else "not started")
     ended = client(job.tracking_uri).get_run(min(runs, key=canonical_order).info.run_id)
     status = ended.info.status
     if status in ("FINISHED", "FAILED"):
@@ -147,12 +149,25 @@ def tune_trial(config: dict) -> None:
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)  # propagated to the Train controller
     unit: TrainUnit = config["unit"]["work"]
     unit = replace(unit, started=time.time())
-    if not unit.packed:  # one trial: its run is opened here, before Ray Train starts
-        run = start_run(unit.jobs[0])
-        if run.status == "FINISHED":
-            tune.report(progress(unit.jobs[0], "SKIPPED", tokens_seen=unit.jobs[0].tokens))
+    first = unit.jobs[0]
+    if not unit.packed and first.trunk and not first.is_trunk:
+        # A WSD branch starts once its trunk has passed its branch step (holding no workers).
+        failed = trunkrun.wait_for_branch_point(first, branch_step(first.trial))
+        if failed is not None:
+            tune.report(_settle(first, f"not started: its trunk failed ({failed})", lost=True))
             return
-        unit = replace(unit, run_ids={unit.jobs[0].key: run.run_id})
+    if not unit.packed and not first.is_trunk:  # one trial: its run is opened before Train
+        run = start_run(first)
+        if run.status == "FINISHED":
+            tune.report(progress(first, "SKIPPED", tokens_seen=first.tokens))
+            return
+        if first.trunk and not run.resumed:
+            trunkrun.copy_trunk_curve(
+                first,
+                run.run_id,
+                branch_step(first.trial) * first.trial.batch_size * first.trial.context,
+            )
+        unit = replace(unit, run_ids={first.key: run.run_id})
     queue = Queue(actor_options={"num_cpus": 0})
     settled: dict[str, dict] = {}
     try:
@@ -166,6 +181,8 @@ def tune_trial(config: dict) -> None:
             culprit = _running(todo)
             if culprit is not None:
                 settled[culprit.key] = _settle(culprit, reason, lost)
+                if culprit.is_trunk and settled[culprit.key]["status"] == "FAILED":
+                    trunkrun.mark_failed(culprit.storage_path, culprit.trunk, reason)
             if lost or culprit is None or not todo.packed:
                 for job in todo.jobs:
                     settled.setdefault(job.key, _settle(job, reason, lost))
@@ -189,7 +206,7 @@ def _running(unit: TrainUnit) -> TrialJob | None:
     from slmscale.tracking.runs import trial_status
 
     for job in unit.jobs:
-        if trial_status(job.tracking_uri, job.experiment_id, job.key) == "RUNNING":
+        if trial_status(job.tracking_uri, job.experiment_id, job.key, job.kind) == "RUNNING":
             return job
     return None
 
@@ -199,21 +216,53 @@ def _unfinished(job: TrialJob, settled: dict) -> bool:
 
     if job.key in settled:
         return False
-    return trial_status(job.tracking_uri, job.experiment_id, job.key) not in ("FINISHED", "FAILED")
+    status = trial_status(job.tracking_uri, job.experiment_id, job.key, job.kind)
+    return status not in ("FINISHED", "FAILED")
 
 
 def units_of_work(todo: list[TrialJob], resources: ResourcesSpec) -> list[TrainUnit]:
-    """What Tune schedules: one unit per trial, or packs of `resources.trials_per_job`."""
+    """What Tune schedules: one unit per trial (a WSD trunk before its branches), or packs of
+    about `resources.trials_per_job` trials, a trunk and its branches always in one pack."""
+    groups = work_groups(todo)
     if resources.trials_per_job <= 1:
-        return [TrainUnit(f"trial-{j.key}", (j,), packed=False) for j in todo]
+        return [TrainUnit(f"trial-{j.key}", (j,), packed=False) for g in groups for j in g]
     packs = make_packs(
-        todo,
+        groups,
         resources.trials_per_job,
-        key=lambda j: j.key,
-        work=lambda j: j.trial.steps,  # what a small trial's time goes with (grid.packs)
-        resources=lambda j: j.resources.group(),
+        key=lambda g: g[0].key,
+        work=lambda g: sum(_steps_to_train(j) for j in g),  # a small trial's time (grid.packs)
+        resources=lambda g: g[0].resources.group(),
+        size=len,
     )
-    return [TrainUnit(pack_name([j.key for j in p]), tuple(p), packed=True) for p in packs]
+    units = []
+    for pack in packs:
+        jobs = tuple(j for g in pack for j in g)
+        units.append(TrainUnit(pack_name([j.key for j in jobs]), jobs, packed=True))
+    return units
+
+
+def work_groups(todo: list[TrialJob]) -> list[list[TrialJob]]:
+    """The jobs to run, grouped: [trunk job, its branches (shortest first)] for WSD trials that
+    share a trunk (the trunk to the last branch step still needed), [job] for the others."""
+    by_trunk: dict[str, list[TrialJob]] = {}
+    for j in todo:
+        if j.trunk:
+            by_trunk.setdefault(j.trunk, []).append(j)
+    groups: list[list[TrialJob]] = []
+    for key, members in by_trunk.items():
+        trunk = make_trunk(key, [j.trial for j in members])
+        by_key = {j.key: j for j in members}
+        head = replace(
+            members[0], trial=trunk.trial, branch_steps=tuple(trunk.branch_steps()),
+            run_name=f"{trunk.trial.model_size}-trunk-{key[:6]}",
+        )  # fmt: skip
+        groups.append([head, *(by_key[t.key] for t in trunk.branches)])
+    return groups + [[j] for j in todo if not j.trunk]
+
+
+def _steps_to_train(job: TrialJob) -> int:
+    """Optimizer steps a job trains: a branch only its cooldown."""
+    return job.trial.steps - (branch_step(job.trial) if job.trunk and not job.is_trunk else 0)
 
 
 def trials_that_fit(jobs: list[TrialJob], total: dict) -> int:
@@ -327,10 +376,14 @@ def run_grid(
         file=stream or sys.stderr,
     )
     table = TrialTable(stream=stream, title=f"grid {grid_name}")
-    for j in todo:
-        table.add(j.key, j.run_name, j.tokens, work=j.trial.flops)
     if not todo:
         return GridSummary(len(jobs), table)
+    units = units_of_work(todo, resources)
+    for unit in units:
+        for j in unit.jobs:
+            table.add(j.key, j.run_name, j.tokens, work=j.trial.flops)
+            if j.is_trunk:  # a new try: waiting branches must not see the last one's failure
+                trunkrun.clear_failed(j.storage_path, j.trunk)
     started = not ray.is_initialized()
     joining_cluster = bool(os.environ.get("RAY_ADDRESS"))  # e.g. under `ray job submit`
     if started:
@@ -346,7 +399,6 @@ def run_grid(
     try:
         if joining_cluster or not started:
             check_cluster_reach(todo, stream)
-        units = units_of_work(todo, resources)
         limit = max_concurrent or resources.max_concurrent_trials
         if limit is None and started and not joining_cluster:
             # A local Ray started here: its resources are all there will be.

@@ -32,11 +32,14 @@ class TrialRun:
     resumed: bool
 
 
-def find_trial_runs(tracking_uri: str, experiment_id: str, trial_key: str) -> list:
+def find_trial_runs(
+    tracking_uri: str, experiment_id: str, trial_key: str, kind: str = KIND_TRAIN
+) -> list:
+    """The runs of a trial (kind `train`), or of a WSD trunk (kind `trunk`), by key."""
     c = client(tracking_uri)
     return c.search_runs(
         [experiment_id],
-        filter_string=f"tags.`{TAG_TRIAL_KEY}` = '{trial_key}' and tags.`{TAG_KIND}` = '{KIND_TRAIN}'",
+        filter_string=f"tags.`{TAG_TRIAL_KEY}` = '{trial_key}' and tags.`{TAG_KIND}` = '{kind}'",
         max_results=10,
     )
 
@@ -48,13 +51,15 @@ def open_trial_run(
     run_name: str,
     params: dict,
     tags: dict | None = None,
+    kind: str = KIND_TRAIN,
 ) -> TrialRun:
-    """The one MLflow run of a trial: existing (resumed, status set back to RUNNING) or new.
+    """The one MLflow run of a trial (or trunk): existing (resumed, status set back to RUNNING)
+    or new.
 
     A FINISHED run is returned untouched (status FINISHED) so the caller can skip the trial.
     """
     c = client(tracking_uri)
-    existing = find_trial_runs(tracking_uri, experiment_id, trial_key)
+    existing = find_trial_runs(tracking_uri, experiment_id, trial_key, kind)
     if existing:
         run = min(existing, key=canonical_order)
         status = run.info.status
@@ -68,7 +73,7 @@ def open_trial_run(
     from slmscale import __version__
 
     all_tags = {
-        TAG_KIND: KIND_TRAIN,
+        TAG_KIND: kind,
         TAG_TRIAL_KEY: trial_key,
         TAG_VERSION: __version__,
         **(tags or {}),
@@ -82,11 +87,11 @@ def open_trial_run(
     # The caller holds the trial's claim (slmscale.grid.claims), so this run is the only one.
     # A safety net for writers that do not share the claims folder: if another run of the key
     # appeared meanwhile, keep the first by (status, start time, id) and drop ours.
-    others = find_trial_runs(tracking_uri, experiment_id, trial_key)
+    others = find_trial_runs(tracking_uri, experiment_id, trial_key, kind)
     first = min(others, key=canonical_order) if others else run
     if first.info.run_id != run.info.run_id:
         c.delete_run(run.info.run_id)
-        return open_trial_run(tracking_uri, experiment_id, trial_key, run_name, params, tags)
+        return open_trial_run(tracking_uri, experiment_id, trial_key, run_name, params, tags, kind)
     return TrialRun(run.info.run_id, "NEW", resumed=False)
 
 
@@ -95,9 +100,11 @@ def canonical_order(run) -> tuple:
     return (run.info.status != "FINISHED", run.info.start_time, run.info.run_id)
 
 
-def trial_status(tracking_uri: str, experiment_id: str, trial_key: str) -> str | None:
+def trial_status(
+    tracking_uri: str, experiment_id: str, trial_key: str, kind: str = KIND_TRAIN
+) -> str | None:
     """The MLflow status of the trial's run (FINISHED/FAILED/KILLED/RUNNING), None when it has none."""
-    runs = find_trial_runs(tracking_uri, experiment_id, trial_key)
+    runs = find_trial_runs(tracking_uri, experiment_id, trial_key, kind)
     return min(runs, key=canonical_order).info.status if runs else None
 
 

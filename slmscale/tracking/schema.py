@@ -112,3 +112,5 @@ N_ITEMS_SUFFIX = "_n_items"  # `<metric>_n_items`: items a benchmark was scored 
 # decimals: MLflow's runs table prints metric values with every float digit.
 ROUNDED_METRICS = {M_TEST_LOSS_FINAL: 4, **{m: 3 for m in DOWNSTREAM_METRICS}}
 ARTIFACT_GRID_TABLE = "grid/trials.csv"  # every trial of the grid, rounded, on its parent run
+KIND_TRUNK = "trunk"  # a WSD trunk's run (constant LR; its branches are the grid's trials)
+M_TRUNK_STEPS = "trunk_steps"  # how far a trunk has been trained (it grows with the grid)

@@ -77,6 +77,7 @@ class Checkpointing:
     directory: Path | None = None
     on_checkpoint: OnCheckpoint = _noop
     keep: int | None = ckpt.KEEP
+    at_steps: frozenset[int] = frozenset()  # also after these steps, the last one included
 
 
 @dataclass
@@ -209,12 +210,14 @@ def train_one_trial(
     rank: int = 0,
     world_size: int = 1,
     keep_checkpoints: int | None = ckpt.KEEP,
+    checkpoint_steps: Iterable[int] = (),
     warn: Callable[[str], None] = _stderr,
 ) -> TrialResult:
     """Train one trial to exactly D tokens.
 
     Checkpoints go to `checkpoint_dir/ckpt-<step>` (the newest `keep_checkpoints` kept; None keeps
-    all, for a caller that uploads and deletes them, e.g. Ray Train).  Resumes from the newest
+    all, for a caller that uploads and deletes them, e.g. Ray Train), on the options' interval
+    and after each of `checkpoint_steps` (a WSD trunk's branch steps, its last step included).  Resumes from the newest
     usable checkpoint of `resume_from` (a checkpoint folder, a root of them, or an iterable of
     folders newest first; default: `checkpoint_dir`).  A non-finite loss ends the trial with
     status FAILED and the reason; nothing is raised.  With `output_dir`, rank 0 saves the final
@@ -237,7 +240,9 @@ def train_one_trial(
         world_size=world_size,
         options=options,
         report=reporter or _noop,
-        checkpointing=Checkpointing(checkpoint_dir, on_checkpoint or _noop, keep_checkpoints),
+        checkpointing=Checkpointing(
+            checkpoint_dir, on_checkpoint or _noop, keep_checkpoints, frozenset(checkpoint_steps)
+        ),
         warn=warn,
     )
     if options.activation_checkpointing:
@@ -308,7 +313,8 @@ def _train_loop(run: _Run) -> str | None:
         eval_due = step % interval == 0 and step < run.steps
         every = options.checkpoint_every_steps
         step_ckpt_due = every is not None and step % every == 0 and step < run.steps
-        if not (log_due or eval_due or step_ckpt_due):
+        asked = step in run.checkpointing.at_steps
+        if not (log_due or eval_due or step_ckpt_due or asked):
             continue
         # Flush: one host sync for the whole window of steps.
         wants_time_ckpt = (
@@ -324,7 +330,7 @@ def _train_loop(run: _Run) -> str | None:
             run.progress.periodic_eval_tokens += sample_tokens
             seen = run.progress.tokens_seen
             run.report({M_TEST_LOSS: loss, **_flops(run, seen)}, seen)
-        if (step_ckpt_due or window.time_checkpoint) and step < run.steps:
+        if asked or ((step_ckpt_due or window.time_checkpoint) and step < run.steps):
             _checkpoint(run)
             last_checkpoint = time.monotonic()
         window = _Window()

@@ -12,6 +12,8 @@ cooldown over the last `cooldown_fraction` of the run's steps, from the trunk's 
 step down to exactly `lr_min` at the last step, shaped `1-sqrt` (lr falls as 1 - sqrt(progress),
 their best) or `linear`.  Runs of one model size share the trunk up to each one's branch step, so
 the warmup must not depend on a run's length: it is `warmup_min_steps` for every WSD run.
+
+constant: the trunk itself (slmscale.grid.trunks): the WSD warmup, then `lr_max` to the end.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def warmup_steps(steps: int, optimizer: Optimizer, schedule: Schedule | None = N
     cosine: max(warmup_min_steps, warmup_fraction x steps).  wsd: warmup_min_steps, the same for
     every run of a trunk whatever its length.
     """
-    if schedule is not None and schedule.kind == "wsd":
+    if schedule is not None and schedule.kind in ("wsd", "constant"):
         return min(steps, optimizer.warmup_min_steps)
     return min(steps, max(optimizer.warmup_min_steps, int(optimizer.warmup_fraction * steps)))
 
@@ -56,6 +58,8 @@ def lr_at(
 ) -> float:
     """Learning rate of optimizer step `step` (0-based) of a run of `steps` steps."""
     warm = lr_max * (step + 1) / warmup_steps if step < warmup_steps else lr_max
+    if schedule is not None and schedule.kind == "constant":  # a WSD trunk
+        return warm
     if schedule is not None and schedule.kind == "wsd":
         return _wsd(step, warm, steps, lr_min, schedule)
     if step < warmup_steps:
