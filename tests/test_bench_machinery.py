@@ -65,7 +65,12 @@ def test_results_json_has_machine_and_one_entry_per_row(cpu_run, monkeypatch):
     doc = json.loads(out.read_text())
     assert set(doc) == {"machine", "figures"}
     m = doc["machine"]
-    assert m["cpu_cores"] >= 1 and m["gpu"] is None and m["versions"]["torch"]
+    assert m["cpu_cores"] >= 1 and m["versions"]["torch"]
+    # the machine's GPU as torch sees it (None here; named on a GPU machine), measured or not
+    import torch
+
+    gpu = torch.cuda.get_device_properties(0).name if torch.cuda.is_available() else None
+    assert (m["gpu"] or {}).get("name") == gpu and m["gpu_measured"] is False
     assert len(m["load_average_start"]) == 3 and len(m["load_average_end"]) == 3
     assert set(m["section_seconds"]) == {"data", "train", "tokenize", "eval"}
     assert len(doc["figures"]) == len(figures)
@@ -87,7 +92,8 @@ def test_ratio_is_value_over_baseline(cpu_run):
 def test_missing_gpu_yields_na_rows(cpu_run):
     figures, _, _ = cpu_run
     gpu_rows = [f for f in figures if "GPU" in f.name]
-    assert len(gpu_rows) == 1 + 2 + 1 + 1  # tokens/s per GPU size, 2 MFU, shared GPU, HuBERT
+    # per GPU size: tokens/s, MFU, peak memory; then the shared GPU and HuBERT
+    assert len(gpu_rows) == 3 * len(TINY_SCALE.gpu_shapes) + 1 + 1
     for f in gpu_rows:
         assert f.value is None and f.met is None and f.ratio is None and f.note == NO_GPU
     assert "n/a" in render_table(figures)
@@ -111,6 +117,11 @@ def test_gpu_path_runs_without_ray_on_the_cpu_device(monkeypatch):
     assert any("sharing one GPU" in n for n in names)
     shared = next(f for f in figures if "sharing one GPU" in f.name)
     assert len(shared.extra["per_trial"]) == 2 and shared.value == sum(shared.extra["per_trial"])
+    (memory,) = [f for f in figures if f.name.startswith("peak memory")]
+    assert memory.value is None and memory.baseline > 0  # off-GPU: nothing measured, predicted
+    assert memory.target.startswith("ratio <= 1") and memory.met is None
+    (mfu,) = [f for f in figures if f.name.startswith("MFU")]
+    assert mfu.value is None and mfu.target == ""  # no peak FLOP/s off-GPU; MICRO: no target
 
 
 def test_fit_section_rows_and_extrapolation_note():
@@ -141,6 +152,8 @@ def test_judge_says_by_how_much_a_target_is_missed():
 def test_only_rejects_unknown_sections_and_keeps_bench_order():
     assert parse_only("eval,fit") == ["fit", "eval"]
     assert parse_only(None) == ["fit", "data", "train", "tokenize", "eval"]
+    assert parse_only(None, gpu=True) == ["data", "train", "tokenize", "eval"]  # no GPU in fit
+    assert parse_only("fit", gpu=True) == ["fit"]
     with pytest.raises(UserError, match="unknown section"):
         parse_only("fit,speed")
 
@@ -197,7 +210,7 @@ def test_bench_imports_without_ray_or_mlflow(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "ray", None)
     monkeypatch.setitem(sys.modules, "mlflow", None)
-    for name in ("fit", "data", "train", "tokenize", "evaluate", "steps", "run"):
+    for name in ("fit", "data", "train", "tokenize", "evaluate", "steps", "run", "ray_train"):
         monkeypatch.delitem(sys.modules, f"slmscale.bench.{name}", raising=False)
         importlib.import_module(f"slmscale.bench.{name}")
     importlib.import_module("slmscale.commands.bench")

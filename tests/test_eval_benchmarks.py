@@ -19,8 +19,9 @@ from test_eval_fixtures import (
     write_units,
 )
 
+from slmscale.bench.evaluate import measure_pairs_per_second
 from slmscale.errors import UserError
-from slmscale.evaluate import check_benchmarks, measure_pairs_per_second, score_benchmarks
+from slmscale.evaluate import check_benchmarks, score_benchmarks
 from slmscale.model import ModelShape, build_model
 
 # Item A: 3 voices win/lose/tie; item B: 1 voice win; item C (another type): lose, win.

@@ -104,8 +104,11 @@ def limit_threads(n: int | None) -> Iterator[None]:
     L-BFGS-B 20x slower with OpenBLAS's 2 threads.  So CPU figures run with 1 thread by default.
     """
     import torch
-    from threadpoolctl import threadpool_limits
 
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the GPU machine lacks it: the env and torch limits still hold
+        threadpool_limits = None
     saved_env = {k: os.environ.get(k) for k in THREAD_ENV}
     saved_torch = torch.get_num_threads()
     if n is None:
@@ -115,8 +118,11 @@ def limit_threads(n: int | None) -> Iterator[None]:
         os.environ.update({k: str(n) for k in THREAD_ENV})
     torch.set_num_threads(n or os.cpu_count() or 1)
     try:
-        with threadpool_limits(n or os.cpu_count()):
+        if threadpool_limits is None:
             yield
+        else:
+            with threadpool_limits(n or os.cpu_count()):
+                yield
     finally:
         torch.set_num_threads(saved_torch)
         for k, v in saved_env.items():

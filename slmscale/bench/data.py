@@ -30,10 +30,10 @@ import torch
 from slmscale import units as units_io
 from slmscale.bench.context import Context, profile_top
 from slmscale.bench.results import Figure, judge
-from slmscale.bench.steps import cached_step
+from slmscale.bench.steps import StepTiming, cached_step
 from slmscale.corpus import open_data, pad_batch
 from slmscale.model import special_token_ids
-from slmscale.train.bench import StepTiming
+from slmscale.units_digest import SHARD_DIGESTS, shard_digests
 
 SECTION = "data"
 N_UNITS = 500
@@ -48,6 +48,7 @@ def write_random_units(root: Path, tokens: int, seed: int = 0, shard_tokens: int
         _write_shard(root / f"shard-{i:05d}.parquet", part, seed + i)
     meta = {"encoder": "bench", "encoder_id": "bench-random", "layer": None, "frame_rate": 25}
     meta |= {"sample_rate": 16000, "kmeans_sha256": "bench", "n_units": N_UNITS, "dedup": True}
+    meta[SHARD_DIGESTS] = shard_digests(root)  # as `slmscale tokenize` records them
     units_io.write_json_atomic(root / units_io.META_FILE, meta)
     return root
 

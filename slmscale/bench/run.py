@@ -4,11 +4,10 @@ the train section's CPU path)."""
 from __future__ import annotations
 
 import json
+import queue
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -41,12 +40,17 @@ def _sections() -> dict[str, Callable[[Context], list[Figure]]]:
 
 
 SECTIONS = ("fit", "data", "train", "tokenize", "eval")
+# What `--gpu` runs unless --only says otherwise: the sections with GPU figures (fit has none and
+# takes minutes of CPU), so the GPU bench fits in one 10-minute call on the GPU machine.
+GPU_SECTIONS = ("data", "train", "tokenize", "eval")
+STOPPED = "stopped (Ctrl-C or a time limit) before this section ended: not measured"
 
 
-def parse_only(only: str | None) -> list[str]:
-    """`--only fit,eval` -> ["fit", "eval"] in bench order; unknown names are a UserError."""
+def parse_only(only: str | None, gpu: bool = False) -> list[str]:
+    """`--only fit,eval` -> ["fit", "eval"] in bench order; unknown names are a UserError.
+    Without --only: every section, or with `gpu` the ones that have GPU figures."""
     if not only:
-        return list(SECTIONS)
+        return list(GPU_SECTIONS if gpu else SECTIONS)
     names = [n.strip() for n in only.split(",") if n.strip()]
     unknown = [n for n in names if n not in SECTIONS]
     if unknown or not names:
@@ -76,16 +80,31 @@ def run_section(name: str, scale: Scale, gpu: str | None, progress=None) -> list
         return [Figure(name, "section failed", None, "", note=note, extra={"traceback": tb})]
 
 
+def _section_child(name: str, scale: Scale, gpu: str | None, queue) -> None:
+    queue.put(run_section(name, scale, gpu))
+
+
 def _in_fresh_process(name: str, scale: Scale, gpu: str | None, progress) -> list[Figure]:
-    """`run_section` in a newly spawned process; the progress line ticks while it runs."""
-    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        future = pool.submit(run_section, name, scale, gpu)
+    """`run_section` in a newly spawned process; the progress line ticks while it runs.  An
+    interrupt (Ctrl-C, the GPU script's time limit) stops the child too."""
+    spawn = get_context("spawn")
+    results = spawn.Queue()
+    child = spawn.Process(target=_section_child, args=(name, scale, gpu, results))
+    child.start()
+    try:
         while True:
             try:
-                return future.result(timeout=5.0)
-            except FuturesTimeout:
+                return results.get(timeout=5.0)
+            except queue.Empty:
+                if not child.is_alive():
+                    why = f"its process ended with exit code {child.exitcode} and no rows"
+                    return [Figure(name, "section failed", None, "", note=why)]
                 if progress is not None:
                     progress.update(0)
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join(timeout=30)
 
 
 def run_bench(
@@ -102,14 +121,19 @@ def run_bench(
     desc["cpu_threads"] = scale.cpu_threads
     figures: list[Figure] = []
     timings = {}
-    for name in sections:
+    for i, name in enumerate(sections):
         t0 = time.perf_counter()
         if progress is not None:
             progress.update(0, extra=f"{name}...")
-        if isolate:
-            figures += _in_fresh_process(name, scale, gpu, progress)
-        else:
-            figures += run_section(name, scale, gpu, progress)
+        try:
+            if isolate:
+                figures += _in_fresh_process(name, scale, gpu, progress)
+            else:
+                figures += run_section(name, scale, gpu, progress)
+        except KeyboardInterrupt:  # the rows measured so far are still written
+            figures += [Figure(n, "section stopped", None, "", note=STOPPED) for n in sections[i:]]
+            desc["stopped_in"] = name
+            break
         timings[name] = round(time.perf_counter() - t0, 2)
         if progress is not None:
             progress.update(1, extra=f"{name} done")

@@ -3,6 +3,7 @@
 Prints one table; writes reports/bench/<machine>.json and .md (and --json FILE).  Sections:
 fit, data, train, tokenize, eval (see docs/bench.md).  `--gpu` measures the GPU figures when
 torch sees a GPU, without Ray (the Ray Train rows need the CPU path); otherwise they are n/a.
+With `--gpu` and no `--only`, the fit section (CPU only, no GPU figure) is left out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--gpu",
         action="store_true",
-        help="measure the GPU figures (MFU, shared GPU, HuBERT) on the visible GPU; no Ray",
+        help="measure the GPU figures (MFU, peak memory, shared GPU, HuBERT) on the visible GPU, "
+        "without Ray or MLflow; sections data, train, tokenize, eval unless --only",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results JSON here")
     parser.add_argument(
@@ -35,7 +37,7 @@ def run(args) -> int:
     from slmscale.bench.run import gpu_device, parse_only, run_bench, save
     from slmscale.progress import Progress
 
-    sections = parse_only(args.only)
+    sections = parse_only(args.only, gpu=args.gpu)
     device = gpu_device(args.gpu)
     scale = QUICK if args.quick else FULL
     with Progress(len(sections), "bench", " sections") as progress:

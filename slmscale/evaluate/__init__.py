@@ -17,7 +17,6 @@ from slmscale.evaluate.formats import BenchmarkPairs, Pair, load_pairs
 from slmscale.evaluate.identity import benchmark_digest, pairs_digest
 from slmscale.evaluate.metrics import DEFAULT_SCORE, SCORE_MODES, metric_name, pair_outcome
 from slmscale.evaluate.scoring import SequenceScores, score_sequences
-from slmscale.evaluate.speed import measure_pairs_per_second
 
 __all__ = [
     "DEFAULT_SCORE",
@@ -30,7 +29,6 @@ __all__ = [
     "benchmark_digest",
     "check_benchmarks",
     "load_pairs",
-    "measure_pairs_per_second",
     "metric_name",
     "pairs_digest",
     "pair_outcome",
