@@ -5,15 +5,7 @@ Pure data.  Each table is what the paper prints; nothing here is computed.
 
 from __future__ import annotations
 
-# Table 1 lives in `slmscale.model.PAPER_SIZES` (it builds models); its rows are repeated here
-# only as printed, for reports.
-TABLE1 = [
-    {"size": "20M", "layers": 6, "dim": 512, "heads": 8},
-    {"size": "85M", "layers": 12, "dim": 768, "heads": 12},
-    {"size": "155M", "layers": 12, "dim": 1024, "heads": 16},
-    {"size": "309M", "layers": 24, "dim": 1024, "heads": 16},
-    {"size": "823M", "layers": 16, "dim": 2048, "heads": 32},
-]
+# Table 1 (model sizes) is `slmscale.model.PAPER_SIZES`: it builds the models, so it is the one copy.
 
 # Table 2: dataset statistics (hours, HuBERT tokens, unigram tokens).
 TABLE2 = [
