@@ -183,7 +183,12 @@ def expand_grid(spec: GridSpec, data: DataInfo) -> list[Trial]:
 
 
 def _benchmark(bm) -> Benchmark:
-    return Benchmark(name=bm.name, units=bm.units, root=bm.root, split=bm.split, score=bm.score)
+    """A spec's benchmark, named by the content of its pairs and units when they are on disk
+    (so the same benchmark in another folder keeps the trial's key), else by its paths."""
+    from slmscale.evaluate.identity import benchmark_digest
+
+    digest = benchmark_digest(bm.name, bm.units, bm.root, bm.split)
+    return Benchmark(bm.name, bm.units, bm.root, bm.split, bm.score, digest)
 
 
 def gpu_hours(trial: Trial, mfu: float, peak_flops: float) -> float:
