@@ -15,6 +15,7 @@ covered by tests/test_demo_pipeline.py.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -91,11 +92,7 @@ def test_units_are_the_same_content_in_both_folders(two_folders):
 @pytest.mark.slow
 def test_every_trial_key_matches(two_folders):
     a, b = two_folders
-    if not all(bm.digest for t in a["trials"] for bm in t.benchmarks):
-        pytest.xfail(
-            "grid/expand.py does not name benchmarks by content yet (its Benchmark.digest from "
-            "slmscale.evaluate.benchmark_digest): their paths still split the keys"
-        )
+    assert all(bm.digest for t in a["trials"] for bm in t.benchmarks)  # named by content
     keys_a = [(t.model_size, t.tokens, t.key) for t in a["trials"]]
     keys_b = [(t.model_size, t.tokens, t.key) for t in b["trials"]]
     assert len(keys_a) == 4 and keys_a == keys_b
@@ -114,3 +111,26 @@ def test_a_trial_ends_with_the_same_loss_and_scores_in_both_folders(two_folders)
     assert a.status == b.status == "FINISHED"
     assert a.test_loss_final == b.test_loss_final and a.train_loss == b.train_loss
     assert a.downstream == b.downstream and set(a.downstream) >= {"sblimp_acc", "swuggy_acc"}
+
+
+@pytest.mark.slow
+def test_the_reference_check_reproduces_and_names_what_moved(two_folders):
+    """slmscale.demo.reference on the tiny world: the same data and code reproduce the recorded
+    trials; a moved loss or other k-means centroids are each named."""
+    from slmscale.demo import reference
+
+    a, _ = two_folders
+    points = (("r-small", 2000), ("r-mid", 4000))
+    spec_file = a["layout"].workdir.parent / "repro.yaml"
+    recorded = reference.measure(a["layout"].workdir, spec_file, PRESETS["tiny"], points)
+    again = reference.measure(a["layout"].workdir, spec_file, PRESETS["tiny"], points)
+    assert [p["loss"] for p in recorded["points"]] == [p["loss"] for p in again["points"]]
+    assert reference.compare(recorded, again) == []
+    moved = json.loads(json.dumps(recorded))
+    moved["points"][1]["loss"] *= 1.001
+    (line,) = reference.compare(moved, again)
+    assert line.startswith("r-mid at 4,000 tokens: test loss")
+    other_cpu = moved | {"kmeans_sha256": "0" * 64, "machine": {"cpu": "AMD EPYC"}}
+    lines = reference.compare(other_cpu, again)
+    assert any(ln.startswith("kmeans_sha256") for ln in lines)
+    assert "the k-means centroids differ" in lines[-1] and "AMD EPYC" in lines[-1]
