@@ -20,7 +20,7 @@ MARGIN = 0.02
 
 def chance_test(y, chance: float, n_items: float | None, *, alpha: float = ALPHA) -> dict:
     """fit.json's `chance_test`: best_acc, n_items, n_runs, p_value, alpha, at_chance, method."""
-    from scipy.stats import binom
+    from scipy.special import betainc  # not scipy.stats: its import alone takes seconds
 
     y = np.asarray(y, float)
     y = y[np.isfinite(y)]
@@ -36,7 +36,8 @@ def chance_test(y, chance: float, n_items: float | None, *, alpha: float = ALPHA
         return {**out, "n_items": None, "at_chance": bool(flat), "method": how}
     n = int(round(n_items))
     k = int(round(best * n))
-    p_best = float(binom.sf(k - 1, n, chance))  # P(X >= k)
+    # P(X >= k) for X ~ Binomial(n, chance) = I_chance(k, n - k + 1), the regularised beta
+    p_best = 1.0 if k <= 0 else 0.0 if k > n else float(betainc(k, n - k + 1, chance))
     p = float(1.0 - (1.0 - p_best) ** y.size)
     how = (
         f"binomial: best of {y.size} runs, {k}/{n} items against chance {chance:g}, "

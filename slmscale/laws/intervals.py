@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from slmscale.laws import simulate, verdicts
-from slmscale.laws.bootstrap import bootstrap_two_stage, resample_weights
+from slmscale.laws.bootstrap import bootstrap_two_stage, resample_weights, warm_starts_from
 from slmscale.laws.chinchilla import PARAM_NAMES
 from slmscale.laws.downstream import linear_samples, link_samples
 from slmscale.laws.gamma import gamma_q, interval
@@ -65,7 +65,7 @@ def parametric(study, n_sims: int, seed: int) -> dict:
     est = study.estimates10
     truth = est[None, :7]
     L = simulate.simulate_losses(np.repeat(truth, n_sims, 0), t.N, t.D, t.U, study.noise, seed)
-    warm = np.array([o[0] for o in study.chinchilla.optima])
+    warm = np.array(warm_starts_from(study.chinchilla))  # as the runs bootstrap starts
     refits, edge = simulate.refit_studies(t.N, t.D, t.U, L, study.doc["huber_delta"], warm)
     out = {}
     for j, k in enumerate(verdicts.LAW_KEYS):
@@ -83,6 +83,7 @@ def parametric(study, n_sims: int, seed: int) -> dict:
     return {"constants": out, "extrapolation": extrap, "samples": refits}
 
 
+SIM_MAX = 400  # simulated studies at the fitted law (percentiles need no more)
 BELT_GRID = np.logspace(-1.0, 4.0, 17)  # candidate R* values over the search box
 BELT_SIMS = 100
 
@@ -109,7 +110,7 @@ def rstar_belt(study, eq4_samples: np.ndarray, seed: int) -> dict[str, list[floa
     truth[:, :5] = eq4_samples[rng.integers(0, len(eq4_samples), n)]
     sigma = study.noise if np.ndim(study.noise) else np.full(len(t), study.noise)
     L = simulate.simulate_losses(truth, t.N, t.D, t.U, sigma, seed + 2)
-    warm = np.array([o[0] for o in study.chinchilla.optima])
+    warm = np.array(warm_starts_from(study.chinchilla))
     s = t.single_epoch
     delta = study.doc["huber_delta"]
     theta, _ = simulate.refit_eq4(t.N[s], t.D[s], L[:, s], delta, warm)
@@ -143,7 +144,8 @@ def add_intervals(study, *, n_boot: int, seed: int, progress=None) -> dict[str, 
         progress=progress,
     )  # fmt: skip
     samples = law_samples(ts.eq4, ts.rstar)
-    sim = parametric(study, n_boot, seed)
+    n_sims = min(n_boot, SIM_MAX)
+    sim = parametric(study, n_sims, seed)
     progress and progress.update(n_boot)
     est = dict(zip(verdicts.LAW_KEYS, study.estimates10, strict=True))
     doc["verdicts"] = {}
@@ -160,7 +162,7 @@ def add_intervals(study, *, n_boot: int, seed: int, progress=None) -> dict[str, 
         doc["ci95"][k] = doc["verdicts"][k]["interval"]
     verdicts.tie_together(doc["verdicts"])
     doc["identification"] = {
-        "n_sims": n_boot,
+        "n_sims": n_sims,
         "seed": seed,
         "noise": study.noise_summary,
         "constants": {
@@ -253,8 +255,9 @@ def eq4_verdicts(t, fit, n_boot: int, seed: int) -> tuple[dict, dict]:
     pred = simulate.true_losses(est7, t.N, t.D, t.U)[0]
     r = np.log(t.loss) - np.log(pred)
     sigma = max(float(np.sqrt(np.sum(r**2) / max(r.size - 5, 1))), 1e-4)
-    L = simulate.simulate_losses(np.repeat(est7, n_boot, 0), t.N, t.D, t.U, sigma, seed)
-    warm = np.array([o[0] for o in fit.optima])
+    n_sims = min(n_boot, SIM_MAX)
+    L = simulate.simulate_losses(np.repeat(est7, n_sims, 0), t.N, t.D, t.U, sigma, seed)
+    warm = np.array(warm_starts_from(fit))
     sims, _ = simulate.refit_studies(t.N, t.D, t.U, L, fit.huber_delta, warm)
     est = simulate.with_exponents(est7)[0]
     ci, out = {}, {}
