@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -270,12 +270,6 @@ def read_units(
         )
         return schema.empty_table()
     return pa.concat_tables(tables)
-
-
-def iter_units(root: str | Path, **kwargs) -> Iterator[tuple[str, list[int]]]:
-    """(utterance_id, units) pairs, shard by shard."""
-    t = read_units(root, columns=["utterance_id", "units", "dataset", "split"], **kwargs)
-    yield from zip(t["utterance_id"].to_pylist(), t["units"].to_pylist(), strict=True)
 
 
 def read_rejects(root: str | Path) -> pa.Table:

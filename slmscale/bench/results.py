@@ -72,7 +72,7 @@ def not_measured(section: str, name: str, unit: str, reason: str = NO_GPU, **kw)
     return Figure(section, name, None, unit, note=reason, **kw)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -111,7 +111,7 @@ def machine_description() -> dict:
     dists = ("torch", "torchaudio", "transformers", "ray", "mlflow", "scipy", "numpy", "pyarrow")
     return {
         "hostname": socket.gethostname(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average_start": load_average(),

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from slmscale.demo.language import Story, sample_passage, sample_story
+from slmscale.demo.language import sample_passage, sample_story
 from slmscale.demo.render import SAMPLE_RATE, SPEAKERS, PhoneBank, render
 from slmscale.progress import Progress
 
@@ -61,10 +61,6 @@ def speaker_id(voice_index: int) -> int:
 
 def text(sentences) -> str:
     return " . ".join(" ".join(s) for s in sentences)
-
-
-def story_text(story: Story) -> str:
-    return text(story.sentences)
 
 
 def write_corpus(

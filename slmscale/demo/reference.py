@@ -44,10 +44,10 @@ def machine() -> dict:
     import numpy
     import torch
 
-    from slmscale.bench.results import _cpu_model
+    from slmscale.bench.results import cpu_model
 
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
