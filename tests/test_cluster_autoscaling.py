@@ -108,10 +108,12 @@ print(json.dumps({"refused": refused, "bound": bound, "reported": reported, "rea
 
 
 def _grid_wired() -> bool:
-    """Whether the grid calls cluster_state.admit_grid yet (the lead's files)."""
-    grid = ROOT / "slmscale" / "grid"
-    sources = [grid / "tune.py", grid / "driver.py", ROOT / "slmscale" / "commands" / "grid.py"]
-    return any("admit_grid" in p.read_text() for p in sources if p.exists())
+    """Whether the grid (the lead's files, as imported) calls cluster_state's admission yet."""
+    import slmscale
+
+    pkg = Path(slmscale.__file__).parent
+    sources = [pkg / "grid" / "tune.py", pkg / "grid" / "driver.py", pkg / "commands" / "grid.py"]
+    return any("admit_" in p.read_text() for p in sources if p.exists())
 
 
 def _spec(cluster, custom: dict, name: str, gpus: float = 0.0) -> Path:
@@ -145,7 +147,7 @@ def _statuses(cluster, experiment: str) -> list[str]:
     return [r.info.status for r in client.search_runs([found.experiment_id], max_results=1000)]
 
 
-@pytest.mark.skipif(not _grid_wired(), reason="waits for the grid to call admit_grid (lead)")
+@pytest.mark.skipif(not _grid_wired(), reason="waits for the grid to call admit_on_cluster (lead)")
 def test_grid_refuses_an_unplaceable_trial_in_one_line_with_exit_2(cluster):
     spec = _spec(cluster, {"l4": 1}, "infeasible")
     env = {**cluster.env, "RAY_ADDRESS": cluster.gcs_address}
@@ -158,7 +160,7 @@ def test_grid_refuses_an_unplaceable_trial_in_one_line_with_exit_2(cluster):
         text=True,
         timeout=60,  # a hang is what this test is about: a minute is the ceiling
     )
-    print(f"refused in {time.monotonic() - t0:.1f} s")
+    print(f"refused in {time.monotonic() - t0:.1f} s: {out.stderr.strip().splitlines()[-1]}")
     assert out.returncode == 2, out.stderr[-3000:]
     errors = [line for line in out.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and "l4" in errors[0] and "gpu.a10g" in errors[0], out.stderr
@@ -173,7 +175,7 @@ reach = NodeReach({tracking!r}, {storage!r}, [{units!r}, "/nonexistent/units"])
 seen = {{}}
 deadline = time.monotonic() + 600
 while time.monotonic() < deadline:  # until a worker node has joined and been asked
-    for problem in reach.check_new_nodes():
+    for problem in reach.check_new_nodes(timeout_s=5):
         seen.setdefault(problem.split(":")[0], []).append(problem)
     workers = [n["NodeID"] for n in ray.nodes() if n["Alive"] and "a10g" in n["Resources"]]
     if any(w in reach.checked for w in workers):
@@ -240,6 +242,8 @@ def test_grid_scales_typed_workers_from_zero_trains_only_there_and_scales_back(c
     status = _job_status(cluster, submission)
     assert status.endswith("SUCCEEDED"), logs[-5000:]
     print(f"grid as a Ray job on the autoscaling cluster: {elapsed:.0f} s")
+    if _grid_wired():  # the default bound: two a10g nodes at most, one trial each
+        assert "cluster: 2 trials at once" in logs, logs[-3000:]
 
     nodes = _node_history(cluster)
     workers = train_worker_nodes(cluster.python, cluster.dashboard, submission)
