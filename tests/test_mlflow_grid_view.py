@@ -101,7 +101,8 @@ def test_the_saved_view_lists_the_grids_trials_flat_with_rounded_values(grid):
     tag = client(uri).get_experiment(exp).tags[TAG_SHARED_VIEW_PREFIX + "slmscale-grid-smoke"]
     state = json.loads(json.loads(tag)["state"])
     assert state == grid_view_state(parent)
-    assert state["searchFilter"] == f"tags.`mlflow.parentRunId` = '{parent}'"
+    trials = f"tags.`mlflow.parentRunId` = '{parent}' and tags.`slmscale.kind` = 'train'"
+    assert state["searchFilter"] == trials  # not the fit runs, which nest under the grid too
     assert state["orderByKey"] not in ("", "attributes.start_time")  # else parents are fetched
     assert "runsExpanded" not in state  # a shared view cannot carry it
     assert "tags.`test_loss_final`" in state["selectedColumns"]

@@ -31,6 +31,7 @@ from slmscale.tracking.schema import (
     DATASET_CONTEXT_TAG,
     EXPERIMENT_KIND_TRAINING,
     KIND_GRID,
+    KIND_TRAIN,
     M_GRID_DONE,
     M_GRID_FAILED,
     M_GRID_LEFT,
@@ -95,6 +96,7 @@ GRID_VIEW_PARAMS = ("model_size", "n_params", "tokens", "unique_tokens", "epochs
 #: MLflow's id of the run-name column, and a width that shows a whole trial name.
 RUN_NAME_COLUMN = "attributes.`Run Name`"
 RUN_NAME_WIDTH = 280
+VALUE_WIDTH = 140  # a rounded value's column: room for its header (`topic_cloze_acc`)
 
 
 def _column(kind: str, name: str) -> str:
@@ -105,6 +107,12 @@ def grid_view_id(grid_name: str) -> str:
     return f"slmscale-grid-{grid_name}"
 
 
+def _trials_of(parent_run_id: str | None) -> str:
+    """A search filter for the grid's trial runs (its fit runs nest under it too)."""
+    kind = f"tags.`{TAG_KIND}` = '{KIND_TRAIN}'"
+    return f"tags.`{TAG_PARENT_RUN}` = '{parent_run_id}' and {kind}" if parent_run_id else kind
+
+
 def grid_view_state(parent_run_id: str | None) -> dict:
     """The runs-table state of the grid's saved view: every trial of the grid, one row each.
 
@@ -112,7 +120,7 @@ def grid_view_state(parent_run_id: str | None) -> dict:
     - It drops `runsExpanded` from a shared view, so a view cannot unfold a parent run.  But it
       nests a run under its parent only when the parent is among the loaded runs, and it fetches
       parents itself only when the table is ordered by start time.  So the view filters on the
-      grid's trials (`tags.mlflow.parentRunId = <parent>`) and orders by the final test loss
+      grid's trials (`tags.mlflow.parentRunId = <parent>`, kind train) and orders by final loss
       (worst, i.e. smallest compute, first): the trials are listed flat, none folded.
     - It formats metric cells only for its GenAI metrics; ours would show every float digit.  The
       view shows the rounded copies each trial run carries as tags (`ROUNDED_METRICS`).
@@ -125,7 +133,10 @@ def grid_view_state(parent_run_id: str | None) -> dict:
     return {
         "selectedColumns": columns,
         "columnOrder": [RUN_NAME_COLUMN, *columns],
-        "columnWidths": {RUN_NAME_COLUMN: RUN_NAME_WIDTH},
+        "columnWidths": {
+            RUN_NAME_COLUMN: RUN_NAME_WIDTH,
+            **{_column("tags", m): VALUE_WIDTH for m in ROUNDED_METRICS},
+        },
         "runsHiddenMode": "SHOW_ALL",  # every trial in the charts too (default: the first 10)
         "viewMaximized": False,
         "runListHidden": False,
@@ -136,7 +147,7 @@ def grid_view_state(parent_run_id: str | None) -> dict:
         "groupsExpanded": {},
         "orderByKey": _column("metrics", M_TEST_LOSS_FINAL),
         "orderByAsc": False,
-        "searchFilter": f"tags.`{TAG_PARENT_RUN}` = '{parent_run_id}'" if parent_run_id else "",
+        "searchFilter": _trials_of(parent_run_id),
         "startTime": "ALL",
         "lifecycleFilter": "Active",
         "datasetsFilter": [],
