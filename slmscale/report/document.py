@@ -155,17 +155,23 @@ def _run_list_blocks(doc: dict) -> list:
         ("h2", "Excluded runs"),
         ("table", ["run_id", "reason"], [[e["run_id"], e["reason"]] for e in doc["excluded"]]),
     ]
-    for key, title in (("outliers", "Outliers"), ("duplicates", "Duplicated runs")):
-        items = doc.get(key)
-        if items:
-            blocks += [
-                ("h2", f"{title} (named by the fit)"),
-                (
-                    "table",
-                    ["run_id", "reason"],
-                    [[e["run_id"], e.get("reason", "")] for e in items],
-                ),
-            ]
+    outliers = doc.get("outliers") or []
+    if outliers:
+        rows = [
+            [e["run_id"], num(e.get("log_residual"), 3), num(e.get("mad_z"), 3),
+             "yes" if e.get("excluded", True) else "no (kept: --keep-outliers)",
+             e.get("reason", "")]
+            for e in outliers
+        ]  # fmt: skip
+        head = ["run_id", "log residual", "robust z", "excluded", "reason"]
+        blocks += [("h2", "Outliers (named by the fit)"), ("table", head, rows)]
+    dups = doc.get("duplicates") or []
+    if dups:
+        rows = [[e["run_id"], str(e.get("same_as", "-")), e.get("reason", "")] for e in dups]
+        blocks += [
+            ("h2", "Duplicated runs (named by the fit)"),
+            ("table", ["run_id", "same as", "reason"], rows),
+        ]
     missing = doc.get("runs_missing_metrics") or {}
     if missing:
         blocks.append(

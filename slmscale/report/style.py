@@ -38,7 +38,7 @@ def _nice_ticks(lo: float, hi: float) -> list[float]:
         ticks = [s * 10.0**k for k in range(k0, k1 + 1) for s in subs]
         ticks = [t for t in ticks if lo <= t * (1 + 1e-9) and t <= hi * (1 + 1e-9)]
         if len(ticks) <= 8:
-            return ticks if len(ticks) >= 3 else _linear_ticks(lo, hi)
+            return ticks if len(ticks) >= 4 else _linear_ticks(lo, hi)
     return ticks
 
 
