@@ -155,7 +155,7 @@ def test_missing_model_is_one_line_before_torch_is_imported(tmp_path, model):
         "import sys, argparse\n"
         "from slmscale.commands.tokenize import precheck\n"
         "from slmscale.errors import UserError\n"
-        "args = argparse.Namespace(encoder='hubert', allow_download=False, "
+        "args = argparse.Namespace(encoder='hubert', allow_download=False, input=[], "
         f"model={model!r})\n"
         "try:\n"
         "    precheck(args)\n"
@@ -586,5 +586,7 @@ def test_eval_cli_names_what_differs(hubert_setup, tmp_path):
     same = SimpleNamespace(name="sblimp", units=str(tmp_path / "same"))
     other = SimpleNamespace(name="swuggy", units=str(tmp_path / "other"))
     _refuse_other_tokenizers([same], train, "train")
-    with pytest.raises(UserError, match=r"swuggy units were made by a different tokenizer.*encoder_id"):
+    with pytest.raises(
+        UserError, match=r"swuggy units were made by a different tokenizer.*encoder_id"
+    ):
         _refuse_other_tokenizers([same, other], train, "train")
