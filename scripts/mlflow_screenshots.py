@@ -4,7 +4,7 @@
 
 All on this machine (127.0.0.1 only), in a fresh SQLite store:
 1. trains the smoke grid (`slmscale grid tune_spaces/smoke.yaml`: real runs, for the run pages);
-2. writes the demo's 125-trial grid the way a grid writes it, losses simulated
+2. writes the demo's grid (over 100 trials) the way a grid writes it, losses simulated
    (scripts/mlflow_simulated_grid.py), and fits it with `slmscale fit --experiment demo`;
 3. starts `mlflow server` and has headless Chromium (scripts/cdp_browser.py) check, as a
    person would look:

@@ -1,8 +1,8 @@
 """A grid's runs written into an MLflow store the way `slmscale grid` writes them, minus training.
 
-    python scripts/mlflow_simulated_grid.py sqlite:////tmp/x/mlflow.db   # the demo grid, 125 runs
+    python scripts/mlflow_simulated_grid.py sqlite:////tmp/x/mlflow.db   # the demo's grid
 
-Why: checking what the MLflow UI shows of a 125-trial grid (scripts/mlflow_screenshots.py)
+Why: checking what the MLflow UI shows of a grid of over 100 trials (scripts/mlflow_screenshots.py)
 should not need ten minutes of training.  The runs are made by the same functions a grid uses
 (the parent run and its saved view, each trial's params, tags, dataset input, rounded tags and
 end), with the trial list of tune_spaces/demo.yaml; only the numbers are simulated: test losses
