@@ -180,3 +180,27 @@ def test_a_125_trial_grid_never_outgrows_the_terminal(columns, lines):
     )
     assert any("slmscale status" in line for line in shown) or columns < 80
     assert all(len(line) < columns for line in shown)
+
+
+def test_a_tall_grid_shows_running_then_latest_changes_then_the_next_waiting():
+    t = TrialTable(stream=io.StringIO(), title="grid big")
+    for i in range(30):
+        t.add(f"k{i}", f"trial-{i:02d}", 100)
+    t.update("k3", state="RUNNING")
+    t.update("k0", state="RUNNING")
+    t.update("k1", state="FINISHED", loss=2.0)
+    t.update("k2", state="FAILED", note="non-finite loss")
+    lines = t.render_live(10).splitlines()
+    assert len(lines) == 10 and lines[0].startswith("grid big: 1/30 done, 2 running, 1 failed")
+    names = [line.split()[0] for line in lines[2:-1]]
+    assert names == [
+        "trial-03",
+        "trial-00",
+        "trial-02",
+        "trial-01",
+        "trial-04",
+        "trial-05",
+        "trial-06",
+    ]
+    assert lines[-1] == "... 23 more trials not shown; `slmscale status SPEC` lists every trial"
+    assert t.render_live(2).splitlines() == [t.header()]  # a terminal two lines high: counts only

@@ -157,8 +157,8 @@ class TrialTable:
         """At most `lines` lines: the header, the running trials, then the latest changes.
 
         A grid that fits is shown whole, in grid order.  Otherwise running trials come first
-        (earliest started first), then ended trials, latest change first, and a last line says
-        how many are not shown and where they are.
+        (earliest started first), then ended trials (latest change first), then the next ones
+        waiting, and a last line says how many are not shown and where they are.
         """
         budget = lines - 2  # the header and the column names
         if len(self.rows) <= budget:
@@ -171,7 +171,8 @@ class TrialTable:
         ended = sorted(
             (r for r in self.rows.values() if r.state in ENDED), key=lambda r: -r.changed
         )
-        shown = (running + ended)[: budget - 1]  # one line for what is not shown
+        waiting = [r for r in self.rows.values() if r.state not in ENDED and r.state != "RUNNING"]
+        shown = (running + ended + waiting)[: budget - 1]  # one line for what is not shown
         now = time.monotonic()
         rest = len(self.rows) - len(shown)
         body = [self.header(), _COLUMNS, *(r.line(now) for r in shown)]
