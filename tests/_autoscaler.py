@@ -19,6 +19,10 @@ sockets), free ports, a token of our own in the environment (nothing written to 
 every process started in a new session, stopped by that session id (never `ray stop`, which
 stops every Ray on the machine).  The fake worker nodes are children of the head's autoscaler
 and keep its session, so they are found the same way.
+
+Both cluster tests (test_cluster_loopback, test_cluster_autoscaling) and
+scripts/measure_head_memory.py use these helpers: one module, so that the bookkeeping of what
+was started, and how it is stopped, exists once (hence a little over 400 lines).
 """
 
 from __future__ import annotations

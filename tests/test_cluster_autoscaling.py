@@ -211,6 +211,12 @@ def _wait_job(cluster, submission_id: str, timeout_s: float) -> str:
     return logs
 
 
+def _first_traceback(logs: str) -> str:
+    """The first traceback in a job's logs (why a trial failed), or nothing."""
+    at = logs.find("Traceback (most recent call last)")
+    return logs[at : at + 4000] + "\n...\n" if at >= 0 else ""
+
+
 def _job_status(cluster, submission_id: str) -> str:
     return cluster.python_json(
         f"""
@@ -240,7 +246,7 @@ def test_grid_scales_typed_workers_from_zero_trains_only_there_and_scales_back(c
     logs = _wait_job(cluster, submission, timeout_s=1500)
     elapsed = time.monotonic() - t0
     status = _job_status(cluster, submission)
-    assert status.endswith("SUCCEEDED"), logs[-5000:]
+    assert status.endswith("SUCCEEDED"), _first_traceback(logs) + logs[-3000:]
     print(f"grid as a Ray job on the autoscaling cluster: {elapsed:.0f} s")
     if _grid_wired():  # the default bound: two a10g nodes at most, one trial each
         assert "cluster: 2 trials at once" in logs, logs[-3000:]
