@@ -123,7 +123,9 @@ def test_tiny_demo_with_both_ablations(tmp_path):
     comp = json.loads((rep / "comparison.json").read_text())
     assert comp["data_ablation"]["arms"] == ["demo_tiny", "demo_tiny_book"]
     assert len(comp["data_ablation"]["rows"]) == 2 * 3  # 3 sizes at the shared budget
-    assert (rep / "fit-demo_tiny_uni.json").is_file()
+    # 4 unigram runs cannot carry Eq. 4's 5 constants: the report says so where its row would be
+    assert not (rep / "fit-demo_tiny_uni.json").exists()
+    assert "no Eq. 4 fit (4 single-epoch run(s) left to fit, fewer than the 5" in md
 
     # the time breakdown is read back from the runs: one row per trial, training <= total
     times = trial_times(result.tracking_uri, result.experiments)
