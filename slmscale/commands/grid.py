@@ -52,11 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def plan(spec_path: str):
-    p = load_plan(spec_path)
-    return p.spec, p.data, p.trials
-
-
 def prepare_jobs(args, plan_: GridPlan):
     """Resolve tracking and storage, create the experiment once, describe every trial."""
     from slmscale.grid.plan import check_data_present
@@ -118,13 +113,23 @@ def run(args) -> int:
     if args.dry_run:
         spec, data, trials = plan_.spec, plan_.data, plan_.trials
         print(
-            render_json(spec, data, trials) if args.format == "json" else render_table(spec, data, trials)
+            render_json(spec, data, trials)
+            if args.format == "json"
+            else render_table(spec, data, trials)
         )
         return 0
     from slmscale.grid.claims import Claims, claims_dir
     from slmscale.grid.driver import drive
 
     tracking_uri, storage, jobs = prepare_jobs(args, plan_)
+    # On a cluster (RAY_ADDRESS): refuse trials no node type can ever place, and bound the
+    # trials in flight by what the node types and the head's memory hold (docs/cluster.md).
+    from slmscale.grid.cluster_state import admit_on_cluster
+
+    max_concurrent = admit_on_cluster(
+        [j.resources for j in jobs],
+        args.max_concurrent or plan_.spec.resources.max_concurrent_trials,
+    )
     # One parent run per grid, even with two drivers starting together: find-or-create it under
     # a claim (slmscale.grid.claims), so the second driver finds the first one's.
     with Claims(claims_dir(tracking_uri, storage, jobs[0].experiment_id)) as claims:
@@ -132,7 +137,7 @@ def run(args) -> int:
         parent = open_grid_parent(args, plan_, tracking_uri, jobs[0].experiment_id)
     jobs = [replace(job, parent_run_id=parent) for job in jobs]
     outcome = drive(
-        jobs, plan_.spec.resources, max_concurrent=args.max_concurrent, grid_name=plan_.spec.name
+        jobs, plan_.spec.resources, max_concurrent=max_concurrent, grid_name=plan_.spec.name
     )
     from slmscale.tracking.grid_run import finish_grid_run
 

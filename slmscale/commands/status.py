@@ -41,6 +41,7 @@ def _runs_by_key(tracking_uri: str, experiment: str) -> dict[str, dict] | None:
         M_TEST_LOSS_FINAL,
         TAG_FAILURE,
         TAG_KIND,
+        TAG_PENDING,
         TAG_TRIAL_KEY,
     )
     from slmscale.tracking.store import client, stored_experiments
@@ -66,7 +67,8 @@ def _runs_by_key(tracking_uri: str, experiment: str) -> dict[str, dict] | None:
                 "run_id": run.info.run_id,
                 "status": run.info.status,
                 "loss": run.data.metrics.get(M_TEST_LOSS_FINAL),
-                "failure": run.data.tags.get(TAG_FAILURE),
+                # why it failed; or, still waiting for workers, why (slmscale.grid.cluster_state)
+                "failure": run.data.tags.get(TAG_FAILURE) or run.data.tags.get(TAG_PENDING),
             }
     return out
 

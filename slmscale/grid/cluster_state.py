@@ -1,16 +1,15 @@
 """The running cluster's side of slmscale.grid.cluster_limits: its node types, the head's memory,
 and why a trial waits (issue 28).  Call these from the driver, after `ray.init`.
 
-Where the node types come from, first found wins:
+Where the node types come from, first found wins (public Ray APIs only: the cluster config that
+autoscaler v2 and KubeRay keep in the GCS has no public reader in Ray 2.60, so it is not read):
 
-1. the GCS's cluster config, which autoscaler v2 and KubeRay report (Ray Train V2 reads the same
-   record to refuse a worker group bigger than the cluster can ever be);
-2. the config file of the head's autoscaler (Ray's default, v1, autoscaler started by
+1. the config file of the head's autoscaler (Ray's default, v1, autoscaler started by
    `ray start --head --autoscaling-config=FILE`, which is what `ray up` runs; the file is
    `~/ray_bootstrap_config.yaml`, with CPU and GPU filled in from the instance types).  The v1
    autoscaler publishes no node types, so this is read from its command line: the driver must
    run on the head, as `ray job submit` runs it;
-3. a cluster without an autoscaler (`ray start` by hand): its live nodes, as they are.
+2. a cluster without an autoscaler (`ray start` by hand): its live nodes, as they are.
 
 None when neither applies (a driver off the head of a v1 autoscaling cluster): then nothing is
 refused up front and only the autoscaler's own report (`autoscaler_infeasible`) can say.
@@ -57,35 +56,18 @@ def _monitor_args(gcs_port: str) -> list[str] | None:
     return None
 
 
-def _gcs_cluster_config() -> ClusterShape | None:
-    """The cluster config autoscaler v2 / KubeRay put in the GCS (no public reader in 2.60)."""
-    try:
-        from ray._private.state import state
+def _nodes() -> list[tuple[str, dict, bool]]:
+    """(node id, resources, is head) of every alive node (Ray's public state API)."""
+    from ray.util.state import list_nodes
 
-        config = state.get_cluster_config()
-    except Exception:  # an older or newer Ray without it: fall through to the next source
-        return None
-    if config is None or not config.node_group_configs:
-        return None
-    types = {
-        "available_node_types": {
-            g.name: {"resources": dict(g.resources), "max_workers": g.max_count}
-            for g in config.node_group_configs
-        }
-    }
-    shape = node_types_from_config(types)
-    return ClusterShape(shape.node_types, None, source="the GCS's cluster config")
+    return [
+        (n.node_id, dict(n.resources_total), bool(n.is_head_node))
+        for n in list_nodes(filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
+    ]
 
 
 def _live_nodes() -> ClusterShape:
-    import ray
-
-    nodes = [
-        (n["Resources"], "node:__internal_head__" in n["Resources"])
-        for n in ray.nodes()
-        if n.get("Alive")
-    ]
-    shape = node_types_from_nodes(nodes)
+    shape = node_types_from_nodes([(resources, head) for _, resources, head in _nodes()])
     return ClusterShape(shape.node_types, None, source="its live nodes", autoscaling=False)
 
 
@@ -93,9 +75,6 @@ def read_cluster_shape() -> ClusterShape | None:
     """The node types of the connected cluster (module docstring); None when unknown."""
     import yaml
 
-    shape = _gcs_cluster_config()
-    if shape is not None:
-        return shape
     args = _monitor_args(_gcs_port())
     if args is None:
         return None
@@ -115,11 +94,11 @@ def head_memory_bytes() -> int:
     import ray
 
     here = ray.get_runtime_context().get_node_id()
-    for node in ray.nodes():
-        if node.get("Alive") and "node:__internal_head__" in node["Resources"]:
-            if node["NodeID"] == here:
+    for node_id, resources, head in _nodes():
+        if head:
+            if node_id == here:
                 return int(psutil.virtual_memory().total)
-            return int(node["Resources"].get("memory", 0))
+            return int(resources.get("memory", 0))
     return int(psutil.virtual_memory().total)
 
 

@@ -43,6 +43,12 @@ from slmscale.train.checkpoint import sweep_scratch
 HEALTH_CHECK_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 HEALTH_CHECK_S = "0.25"  # Train V2 polls every 2 s by default: most of a small trial's overhead
 POLL_S = 0.5  # how long the trainable waits for a Train report before checking on fit()
+# A worker group that cannot be placed fails after this many seconds (Ray's default is 60: too
+# short for a cloud node to boot), and is retried CONTROLLER_RETRIES times: about an hour, then
+# the trial is FAILED instead of waiting forever on a placement that never comes.
+START_TIMEOUT_ENV, START_TIMEOUT_S = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "600"
+CONTROLLER_RETRIES = 6
+PENDING_AFTER_S = 120.0  # a started trial with no report this long says why it waits
 
 
 def _forwarder(queue):
@@ -144,10 +150,23 @@ def tune_trial(config: dict) -> None:
     stop the unit, leaving its unfinished trials to a rerun.
     """
     from ray import tune
-    from ray.util.queue import Queue
 
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)  # propagated to the Train controller
+    os.environ.setdefault(START_TIMEOUT_ENV, START_TIMEOUT_S)
     unit: TrainUnit = config["unit"]["work"]
+    try:
+        _run_unit(unit, tune)
+    except Exception as exc:  # noqa: BLE001 - our own bug or an unreachable store: say which
+        # and never leave a run RUNNING behind a "Tune error"
+        reason = f"the grid's trial driver failed: {last_line(exc)}"
+        for job in unit.jobs:
+            tune.report(_settle(job, reason, lost=False))
+
+
+def _run_unit(unit: TrainUnit, tune) -> None:
+    """tune_trial's body: the unit's Train job(s), then each trial's final result."""
+    from ray.util.queue import Queue
+
     unit = replace(unit, started=time.time())
     first = unit.jobs[0]
     if not unit.packed and first.trunk and not first.is_trunk:
@@ -181,8 +200,6 @@ def tune_trial(config: dict) -> None:
             culprit = _running(todo)
             if culprit is not None:
                 settled[culprit.key] = _settle(culprit, reason, lost)
-                if culprit.is_trunk and settled[culprit.key]["status"] == "FAILED":
-                    trunkrun.mark_failed(culprit.storage_path, culprit.trunk, reason)
             if lost or culprit is None or not todo.packed:
                 for job in todo.jobs:
                     settled.setdefault(job.key, _settle(job, reason, lost))
@@ -192,7 +209,10 @@ def tune_trial(config: dict) -> None:
         queue.shutdown()
     for job in unit.jobs:
         sweep_scratch(job.key)  # scratch copies of this trial's killed workers on this node
-        tune.report(settled.get(job.key) or _settle(job, None, lost=False))
+        final = settled.get(job.key) or _settle(job, None, lost=False)
+        if job.is_trunk and final["status"] in ("FAILED", "KILLED"):  # release its branches
+            trunkrun.mark_failed(job.storage_path, job.trunk, final.get("reason") or "")
+        tune.report(final)
 
 
 def _tune_config(unit: TrainUnit) -> dict:
@@ -396,6 +416,7 @@ def run_grid(
             log_to_driver=joining_cluster,
             logging_level=ray_logging_level(),
         )
+    watch = None
     try:
         if joining_cluster or not started:
             check_cluster_reach(todo, stream)
@@ -403,6 +424,16 @@ def run_grid(
         if limit is None and started and not joining_cluster:
             # A local Ray started here: its resources are all there will be.
             limit = trials_that_fit(todo, ray.cluster_resources())
+        callbacks = [tune_callback(table)]
+        if joining_cluster:  # why trials wait, nodes that cannot reach the store
+            from slmscale.grid.clusterwatch import cluster_watch, refusal_stopper
+            from slmscale.grid.node_reach import NodeReach
+
+            job = todo[0]
+            reach = NodeReach(job.tracking_uri, job.storage_path, [s.path for s in job.trial.data])
+            watch = cluster_watch(table, units, reach, stream)
+            callbacks.append(watch)
+            stopper = _either(stopper, refusal_stopper(watch))
         tuner = tune.Tuner(
             tune.with_resources(tune_trial, {"CPU": 0.01}),
             param_space={"unit": tune.grid_search([_tune_config(u) for u in units])},
@@ -414,7 +445,7 @@ def run_grid(
             run_config=tune.RunConfig(
                 name=f"grid-{grid_name}",
                 storage_path=todo[0].storage_path,
-                callbacks=[tune_callback(table)],
+                callbacks=callbacks,
                 stop=stopper,
                 verbose=0,
             ),
@@ -424,4 +455,25 @@ def run_grid(
         if started:
             ray.shutdown()
     table.draw(force=True)
+    if watch is not None and watch.refusal is not None:
+        _refuse(todo, watch.refusal)
     return GridSummary(len(jobs) - len(todo), table)
+
+
+def _either(a, b):
+    """Tune stops when either stopper says so (`a` may be None)."""
+    from ray.tune.stopper import CombinedStopper
+
+    return b if a is None else CombinedStopper(a, b)
+
+
+def _refuse(jobs: list[TrialJob], why: str) -> None:
+    """A trial the cluster can never place: its runs left open are FAILED, the grid exits 2."""
+    from slmscale.errors import UserError
+    from slmscale.tracking.runs import find_trial_runs
+
+    for job in jobs:
+        for run in find_trial_runs(job.tracking_uri, job.experiment_id, job.key, job.kind):
+            if run.info.status == "RUNNING":
+                finish(job, run.info.run_id, "FAILED", why)
+    raise UserError(f"resources: {why}")

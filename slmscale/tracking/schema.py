@@ -114,3 +114,4 @@ ROUNDED_METRICS = {M_TEST_LOSS_FINAL: 4, **{m: 3 for m in DOWNSTREAM_METRICS}}
 ARTIFACT_GRID_TABLE = "grid/trials.csv"  # every trial of the grid, rounded, on its parent run
 KIND_TRUNK = "trunk"  # a WSD trunk's run (constant LR; its branches are the grid's trials)
 M_TRUNK_STEPS = "trunk_steps"  # how far a trunk has been trained (it grows with the grid)
+TAG_PENDING = "slmscale.pending"  # why a started trial has no workers yet (cluster_state)
