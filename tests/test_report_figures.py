@@ -42,6 +42,12 @@ def _runs(law, seed=0, tokenizer="hubert25hz-k500", prefix="run"):
     return runs, curves
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    style.plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def study():
     runs, curves = _runs(SPEECH_LAW)

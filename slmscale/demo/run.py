@@ -21,6 +21,8 @@ when no trial was trained since it was written; so a second run takes seconds.
 
 Edge module: it starts the other stages, but imports no Ray or MLflow itself (it reads the
 store only through slmscale.tracking, to see whether every trial is already FINISHED).
+Over 400 lines on purpose: the stages, in the order they run, are the demo; split across files
+they would read as a framework.
 """
 
 from __future__ import annotations
