@@ -91,10 +91,21 @@ class LogMelParams:
     hop: int = 160
 
     def encoder_id(self) -> str:
-        return f"logmel:n_mels={self.n_mels},n_fft={self.n_fft},hop={self.hop}"
+        # fp64: features computed in float64 (LogMelEncoder), so not those of earlier versions
+        return f"logmel:n_mels={self.n_mels},n_fft={self.n_fft},hop={self.hop},fp64"
 
 
 class LogMelEncoder(FrameEncoder):
+    """Log-mel frames, computed in float64 and returned as float32.
+
+    Why float64: in float32 the STFT's last bits depend on the code path torch's math library
+    (MKL) takes on the CPU (AVX-512, AVX2, SSE4.2), k-means training amplifies those bits into
+    other centroids, and a few utterances get other units, so the same demo gave other losses on
+    another CPU family (issue 27).  In float64 the differences fall below float32's resolution:
+    the same centroids and units on every path measured (tests/test_audio_cpu_paths.py).  About
+    2x the float32 cost, which only the log-mel encoder (the demo's and tests') pays.
+    """
+
     kind = "logmel"
     layer = None
 
@@ -112,11 +123,11 @@ class LogMelEncoder(FrameEncoder):
             n_mels=params.n_mels,
             center=False,
             power=2.0,
-        ).to(self.device)
+        ).to(self.device, dtype=torch.float64)
 
     @torch.inference_mode()
     def features(self, batch: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        spec = torch.log(self.mel(batch) + 1e-6).transpose(1, 2)  # (B, F, n_mels)
+        spec = torch.log(self.mel(batch.double()) + 1e-6).transpose(1, 2)  # (B, F, n_mels)
         return [spec[i, : self.n_frames(int(n))].float() for i, n in enumerate(lengths.tolist())]
 
 

@@ -58,15 +58,20 @@ def load_centroids(path: str | Path, trust_pickle: bool = False) -> np.ndarray:
 
 
 def assign(features: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Nearest centroid per frame (squared Euclidean), computed where the tensors live."""
+    """Nearest centroid per frame (squared Euclidean), computed where the tensors live.
+
+    On the CPU in float64: in float32 the distances' last bits depend on the CPU's math-library
+    code path, and a frame almost equidistant from two centroids got another unit on another
+    CPU family (see LogMelEncoder).  GPUs keep float32 (their HuBERT frames vary more anyway)."""
     if features.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=features.device)
     if features.shape[1] != centroids.shape[1]:
         raise UserError(
             f"k-means dim {centroids.shape[1]} does not match the encoder's {features.shape[1]}"
         )
-    f = features.float()
-    dist = (centroids * centroids).sum(1)[None, :] - 2.0 * (f @ centroids.T)
+    dtype = torch.float64 if features.device.type == "cpu" else torch.float32
+    f, c = features.to(dtype), centroids.to(dtype)
+    dist = (c * c).sum(1)[None, :] - 2.0 * (f @ c.T)
     return dist.argmin(dim=1)
 
 
