@@ -216,10 +216,13 @@ async def _browse(ui: str, exp_id: str, view: str, facts: dict, trial: tuple, ou
         await asyncio.sleep(2.0)
         first = await _table(b)
         await b.screenshot(out / "mlflow-runs-grid-view.png")
-        if await b.js(CLICK_LOAD_MORE):
-            n = len(facts["trial_names"])
-            await b.wait_for(f"document.querySelectorAll('.ag-row[row-index]').length >= {n}")
-            await asyncio.sleep(2.0)
+        n = len(facts["trial_names"])
+        for _ in range(3):  # a click while the table is busy can be lost: try again
+            if not await b.js(CLICK_LOAD_MORE):
+                break
+            if await b.wait_for(f"document.body.innerText.includes('{n} matching runs')", 60):
+                await asyncio.sleep(2.0)
+                break
         problems += _view_problems(first, await _table(b), facts["trial_names"])
 
         await b.open(runs_url, "document.body.innerText.includes('grid-demo')")
@@ -262,6 +265,16 @@ def _train_smoke(work: Path, uri: str, env: dict) -> int:
     return subprocess.run(cmd, cwd=work, env=env, timeout=3600).returncode
 
 
+def _make_store(work: Path, uri: str, env: dict, train: bool) -> int:
+    """The smoke grid trained (if `train`), the demo grid written and fitted: 0 when done."""
+    if train and _train_smoke(work, uri, env) != 0:
+        return 1
+    print("writing the demo grid (simulated losses) and fitting it ...", flush=True)
+    simulate_grid(uri, "demo")
+    fit = [str(BIN / "slmscale"), "fit", "--experiment", "demo", "--tracking-uri", uri]
+    return subprocess.run([*fit, "--bootstrap", "20"], cwd=work, env=env, timeout=1800).returncode
+
+
 def _server(work: Path, uri: str, env: dict) -> tuple[subprocess.Popen, str]:
     port = free_port()
     ui = f"http://127.0.0.1:{port}"
@@ -286,6 +299,11 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "img"), help="where the PNGs go")
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temp folder)")
     ap.add_argument("--no-train", action="store_true", help="skip the trained smoke grid")
+    ap.add_argument(
+        "--check-only",
+        action="store_true",
+        help="with --keep DIR of an earlier run: serve its store, check and picture it again",
+    )
     args = ap.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="slmscale-shots-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -294,12 +312,7 @@ def main() -> int:
     env = {**os.environ, "SLMSCALE_CACHE": str(work / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    if not args.no_train and _train_smoke(work, uri, env) != 0:
-        return 1
-    print("writing the demo grid (simulated losses) and fitting it ...", flush=True)
-    simulate_grid(uri, "demo")
-    fit = [str(BIN / "slmscale"), "fit", "--experiment", "demo", "--tracking-uri", uri]
-    if subprocess.run([*fit, "--bootstrap", "20"], cwd=work, env=env, timeout=1800).returncode:
+    if not args.check_only and _make_store(work, uri, env, train=not args.no_train):
         return 1
     server, ui = _server(work, uri, env)
     try:
