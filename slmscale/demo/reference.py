@@ -8,13 +8,16 @@ machine.  `check` makes the demo's data again in a working folder with the curre
 k-means, tokenize), trains those trials, and fails naming every number that moved, and, when
 the units differ, that the data (not the training) is what changed.
 
-What can move them, measured (2026-12-06, docs in the closing note of issue 27): training is
-deterministic and insensitive to the CPU's instruction set (losses equal to 1e-6 with MKL limited
-to AVX2); the world's audio is bit-identical; but the k-means centroids depend on the code path
-torch's math library (MKL) takes on the CPU (AVX-512, AVX2 and SSE4.2 give three different
-centroid files), so a few utterances' units differ, every trial key changes (it names the
-k-means content) and losses move where those utterances fall.  A report made on one CPU family
-is reproduced to the digit only on the same family: `machine` in the file says which.
+What moved them before, measured (2026-12-06): training is deterministic and insensitive to the
+CPU's instruction set (losses equal to 1e-6 with MKL held to AVX2); the world's audio is
+bit-identical; but in float32 the log-mel features, hence the k-means centroids, depended on the
+code path torch's math library (MKL) takes on the CPU (AVX-512, AVX2 and SSE4.2 gave three
+centroid files), so a few utterances got other units, every trial key changed (it names the
+k-means content) and losses moved where those utterances fell.  The report of 2026-11-30 was
+made on an AMD EPYC VM and checked on an Intel Xeon.  Since then the log-mel features and the CPU
+assignment are computed in float64 (slmscale.audio.encoders.LogMelEncoder): one centroid file and
+the same units on all three paths.  The file still records the machine and the k-means hash, so
+that whatever else moves a number is named.
 
     python -m slmscale.demo.reference write --workdir DEMO_WORKDIR --report-dir reports/demo
     python -m slmscale.demo.reference check [--workdir DIR] [--reference FILE]   # exit 1: moved
