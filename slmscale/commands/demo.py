@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of k-means")
     parser.add_argument(
+        "--compare-schedules",
+        action="store_true",
+        help="also train the grid under the other LR schedule (cosine <-> wsd) as its own "
+        "experiment and compare the two in the report (losses, constants, compute)",
+    )
+    parser.add_argument(
         "--report-dir",
         default=None,
         help="also copy the report here (default: WORKDIR/reports/<grid name>)",
@@ -44,6 +50,7 @@ def run(args) -> int:
         quick=args.quick,
         seed=args.seed,
         report_dir=Path(args.report_dir) if args.report_dir else None,
+        compare_schedules=args.compare_schedules,
     )
     from slmscale.demo.timing import format_breakdown, trial_times
 

@@ -32,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="experiments set against --experiment: same tokenizer on another corpus -> "
         "Figure 3 (data ablation); another tokenizer -> Figure 5 (tokenizer ablation)",
     )
+    parser.add_argument(
+        "--compare-schedule",
+        metavar="EXP",
+        help="the same grid trained under the other LR schedule (e.g. wsd vs cosine) in "
+        "experiment EXP: per-point losses against the seed noise, both studies' Eq. 4 "
+        "constants, the compute each spent (schedules.json, fig_schedules)",
+    )
 
 
 def comparison_doc(arms, rows) -> dict:
@@ -66,7 +73,12 @@ def comparison_doc(arms, rows) -> dict:
 
 
 def write_report(
-    study, out: Path, title: str, arms=None, compared: dict | None = None
+    study,
+    out: Path,
+    title: str,
+    arms=None,
+    compared: dict | None = None,
+    schedules: dict | None = None,
 ) -> list[str]:
     """Write fit.json, figures, report.md and report.html into `out`; returns figure names."""
     from slmscale.report import style
@@ -100,14 +112,33 @@ def write_report(
         data = json.dumps(comparison_doc(arms, rows), indent=1, sort_keys=True) + "\n"
         write_bytes_atomic(out / "comparison.json", data.encode())
     blocks = build_blocks(study, figures, title, arms)
+    if schedules is not None:
+        from slmscale.report import schedules as sched
+
+        fig = sched.figure(schedules)
+        if fig is not None:
+            style.save(fig, out, "fig_schedules")
+            figures.append("fig_schedules")
+        data = json.dumps(rounded_doc(schedules), indent=1, sort_keys=True) + "\n"
+        write_bytes_atomic(out / "schedules.json", data.encode())
+        blocks += sched.blocks(schedules, figures)
     write_bytes_atomic(out / "report.md", to_markdown(blocks).encode())
     write_bytes_atomic(out / "report.html", to_html(blocks, out, title).encode())
     return figures
 
 
+def rounded_doc(doc: dict) -> dict:
+    from slmscale.laws.study import rounded
+
+    return rounded(doc)
+
+
 def run(args) -> int:
-    if args.compare and not args.experiment:
-        raise UserError("--compare names MLflow experiments: give the main one with --experiment")
+    if (args.compare or args.compare_schedule) and not args.experiment:
+        raise UserError(
+            "--compare and --compare-schedule name MLflow experiments: give the main one with "
+            "--experiment"
+        )
     study = study_from_args(args)
     out = Path(args.out)
     title = args.title or f"Scaling report: {study.doc['source'].get('label')}"
@@ -116,7 +147,14 @@ def run(args) -> int:
         from slmscale.report.compare import build_arms
 
         arms, compared = build_arms(args, study)
-    figures = write_report(study, out, title, arms, compared)
+    schedules = None
+    if args.compare_schedule:
+        from slmscale.report.schedules import comparison, fit_other
+
+        other = fit_other(args, args.compare_schedule)
+        exp = args.experiment[0] if isinstance(args.experiment, list) else args.experiment
+        schedules = comparison(study, other, args.tracking_uri, exp, args.compare_schedule)
+    figures = write_report(study, out, title, arms, compared, schedules)
     print(
         f"wrote {out}/report.md, report.html, fit.json and {len(figures)} figures", file=sys.stderr
     )

@@ -279,12 +279,16 @@ def write_resolved_spec(layout: DemoLayout, spec_file: Path) -> tuple[Path, str]
     return out, spec.name
 
 
-def _trials(spec_path: Path) -> list:
-    from slmscale.config import load_grid_spec
-    from slmscale.grid.expand import expand_grid, resolve_data
+def _trials(spec_path: Path, overrides: list[str] = ()) -> list:
+    from slmscale.grid.plan import load_plan
 
-    spec = load_grid_spec(spec_path)
-    return expand_grid(spec, resolve_data(spec, spec_path.parent))
+    return load_plan(str(spec_path), overrides).trials
+
+
+def _schedule(spec_path: Path) -> str:
+    from slmscale.config import load_grid_spec
+
+    return load_grid_spec(spec_path).schedule.kind
 
 
 def fit_law(spec_path: Path) -> str:
@@ -293,12 +297,14 @@ def fit_law(spec_path: Path) -> str:
     return "data_constrained" if multi >= MIN_MULTI_EPOCH_RUNS else "chinchilla"
 
 
-def _unfinished_trials(layout: DemoLayout, spec_path: Path, experiment: str) -> int:
+def _unfinished_trials(
+    layout: DemoLayout, spec_path: Path, experiment: str, overrides: list[str] = ()
+) -> int:
     """How many trials of the spec have no FINISHED run in the demo's store yet."""
     from slmscale.tracking.runs import find_trial_runs
     from slmscale.tracking.store import client
 
-    trials = _trials(spec_path)
+    trials = _trials(spec_path, overrides)
     exp = client(layout.tracking_uri).get_experiment_by_name(experiment)
     if exp is None:
         return len(trials)
@@ -311,14 +317,20 @@ def _unfinished_trials(layout: DemoLayout, spec_path: Path, experiment: str) -> 
     )
 
 
-def stage_grid(layout: DemoLayout, spec_path: Path, experiment: str, stage: str = "grid") -> bool:
-    if _unfinished_trials(layout, spec_path, experiment) == 0:
+def stage_grid(
+    layout: DemoLayout,
+    spec_path: Path,
+    experiment: str,
+    stage: str = "grid",
+    overrides: list[str] = (),
+) -> bool:
+    if _unfinished_trials(layout, spec_path, experiment, overrides) == 0:
         print(f"grid: every trial of {spec_path.name} is FINISHED in {layout.tracking_uri}")
         return True
     storage = layout.workdir / "grid_runs"
     cli(
         [
-            "grid", str(spec_path),
+            "grid", str(spec_path), *overrides,
             "--tracking-uri", layout.tracking_uri,
             "--storage-path", str(storage),
             "--experiment", experiment,
@@ -336,6 +348,7 @@ def stage_report(
     grid_reused: bool,
     law: str = "chinchilla",
     compare: list[str] | None = None,
+    compare_schedule: str | None = None,
 ) -> bool:
     """`slmscale report`, the ablations' experiments compared (Figures 3 and 5) when there are
     some; reused when the grids trained nothing new since it was written."""
@@ -348,6 +361,8 @@ def stage_report(
         argv += ["--bootstrap", str(bootstrap), "--law", law, "--out", str(made)]
         if compare:
             argv += ["--compare", *compare]
+        if compare_schedule:
+            argv += ["--compare-schedule", compare_schedule]
         cli(argv, "report")
     if report_dir.resolve() != made.resolve():
         if report_dir.exists():
@@ -394,8 +409,12 @@ def run_demo(
     audiobook_spec: Path | None = None,
     unigram_spec: Path | None = None,
     unigram_vocab: int = UNIGRAM_VOCAB,
+    compare_schedules: bool = False,
 ) -> DemoResult:
     """The whole demo; returns the stage timings and where the report is.
+
+    `compare_schedules` also trains the main grid under the other LR schedule (cosine <-> WSD,
+    docs/grid.md "Schedules") as its own experiment, and the report compares the two.
 
     `ablations` (default: not `quick`, and only with the repo's specs) adds the audiobook
     corpus and the unigram tokenizer, their grids (`audiobook_spec`, `unigram_spec`: default
@@ -421,6 +440,18 @@ def run_demo(
         _timed(result, "grid", lambda: stage_grid(layout, spec_path, result.experiment))
         result.grid_stages = {"grid": result.experiment}
         result.experiments = [result.experiment]
+        other = None
+        if compare_schedules:
+            kind = "cosine" if _schedule(spec_path) == "wsd" else "wsd"
+            other = f"{result.experiment}_{kind}"
+            over = [f"schedule.kind={kind}"]
+            result.grid_stages[f"grid_{kind}"] = other
+            result.experiments.append(other)
+            _timed(
+                result,
+                f"grid_{kind}",
+                lambda: stage_grid(layout, spec_path, other, f"grid_{kind}", over),
+            )
         if ablations:
             # Each ablation grid in its own experiment, as a user's study would be: the report
             # compares them with the main one (`slmscale report --compare`).
@@ -457,6 +488,7 @@ def run_demo(
                 grids_reused,
                 fit_law(spec_path),
                 compare=result.compared,
+                compare_schedule=other,
             ),
         )
     result.report_dir = report_dir

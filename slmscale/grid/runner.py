@@ -65,13 +65,20 @@ def start_run(job: TrialJob, tags: dict | None = None):
     `tags` are set on a new run only (e.g. the Train job of a pack, slmscale.grid.packs)."""
     from slmscale.tracking.grid_run import log_units_inputs, trial_tags
     from slmscale.tracking.runs import log_trial_config, open_trial_run, trial_params
-    from slmscale.tracking.schema import TAG_GRID, TAG_PARENT_RUN, TAG_SCHEDULE, TAG_TRUNK
+    from slmscale.tracking.schema import (
+        TAG_BRANCH_STEP,
+        TAG_GRID,
+        TAG_PARENT_RUN,
+        TAG_SCHEDULE,
+        TAG_TRUNK,
+    )
 
     trial = job.trial
     tags = {
         TAG_GRID: job.grid,
         TAG_SCHEDULE: describe_schedule(trial),
         **({TAG_TRUNK: job.trunk} if job.trunk else {}),
+        **({TAG_BRANCH_STEP: str(_branch_step(trial))} if job.trunk and not job.is_trunk else {}),
         **trial_tags(job.parent_run_id),
         **(tags or {}),
     }
@@ -93,6 +100,12 @@ def start_run(job: TrialJob, tags: dict | None = None):
 
 
 TRUNK_LENGTH_PARAMS = ("tokens", "unique_tokens", "epochs", "steps")
+
+
+def _branch_step(trial: Trial) -> int:
+    from slmscale.grid.trunks import branch_step
+
+    return branch_step(trial)
 
 
 def describe_schedule(trial: Trial) -> str:

@@ -115,3 +115,5 @@ ARTIFACT_GRID_TABLE = "grid/trials.csv"  # every trial of the grid, rounded, on 
 KIND_TRUNK = "trunk"  # a WSD trunk's run (constant LR; its branches are the grid's trials)
 M_TRUNK_STEPS = "trunk_steps"  # how far a trunk has been trained (it grows with the grid)
 TAG_PENDING = "slmscale.pending"  # why a started trial has no workers yet (cluster_state)
+TAG_BRANCH_STEP = "slmscale.branch_step"  # a WSD branch: the trunk's step it starts from
+M_FLOPS_TRAINED = "flops_trained"  # what the run's own training cost (a branch: its cooldown)

@@ -64,6 +64,18 @@ def periodic_eval_budget(run, cost: float) -> float:
     return 3.0 * cost * run.data.stream.tokens / n_evals
 
 
+def _item_counts(counts: dict[str, dict]) -> dict[str, float]:
+    """`<metric>_n_items`: how many items each benchmark was scored on (the laws' chance test
+    and the report's binomial intervals need it beside the accuracy)."""
+    from slmscale.tracking.schema import BENCHMARK_METRICS, N_ITEMS_SUFFIX
+
+    return {
+        f"{BENCHMARK_METRICS[name]}{N_ITEMS_SUFFIX}": float(c["items_scored"])
+        for name, c in counts.items()
+        if name in BENCHMARK_METRICS and "items_scored" in c
+    }
+
+
 def score_spread(run) -> tuple[dict, dict]:
     """Downstream scores, the benchmarks spread over the ranks (rank r scores benchmarks r,
     r + world, ...; the trained weights are the same on every rank), gathered on every rank."""
@@ -84,7 +96,7 @@ def score_spread(run) -> tuple[dict, dict]:
             tokenizer_fingerprint=run.data.tokenizer_fingerprint,
             device=str(run.device),
         )
-        part = (dict(scored.metrics), dict(scored.details))
+        part = (dict(scored.metrics) | _item_counts(scored.counts), dict(scored.details))
     parts = [part]
     if run.world_size > 1:
         parts = [None] * run.world_size

@@ -1,0 +1,236 @@
+"""`slmscale report --compare-schedule EXP`: the same grid under another LR schedule, side by side.
+
+A study trained with cosine runs (the paper's) and the same grid trained as WSD trunks with
+cooldown branches (docs/grid.md "Schedules") should give the same science for less compute.
+This says whether it did, from the two experiments' runs and fits:
+- per grid point (N, D, U_D; seed repeats averaged): the two final test losses and their
+  relative difference, median and max, against the run-to-run noise the seed repeats measured
+  (fit.json `seed_spread`, `pooled_std_log`);
+- the Eq. 4 constants of both studies with their 95% intervals, and whether each lies inside
+  the other's interval;
+- the training compute each really spent (a WSD branch only its cooldown, plus its trunk:
+  `slmscale.branch_step`, trunk runs' `trunk_steps`) and each grid's wall time (its parent
+  run's start to end).
+
+Edge module (reads MLflow through slmscale.tracking); the arithmetic is `compare_points` and
+`compare_constants`, pure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+CONSTANTS = ("E", "A", "B", "alpha", "beta")
+
+
+def compare_points(a, b) -> dict:
+    """Per-point final losses of two runs tables (laws.table.RunsTable) on the same grid."""
+    keys_b = zip(b.N, b.D, b.U, strict=True)
+    index_b = {(float(n), float(d), float(u)): i for i, (n, d, u) in enumerate(keys_b)}
+    points = []
+    for i, key in enumerate(zip(a.N, a.D, a.U, strict=True)):
+        j = index_b.get(tuple(float(x) for x in key))
+        if j is None:
+            continue
+        la, lb = float(a.loss[i]), float(b.loss[j])
+        points.append(
+            {"params": key[0], "tokens": key[1], "unique_tokens": key[2], "a": la, "b": lb,
+             "rel_diff": (lb - la) / la}
+        )  # fmt: skip
+    diffs = np.array([abs(p["rel_diff"]) for p in points])
+    signed = np.array([p["rel_diff"] for p in points])
+    return {
+        "points": points,
+        "n": len(points),
+        "median_abs_rel_diff": float(np.median(diffs)) if len(diffs) else None,
+        "max_abs_rel_diff": float(diffs.max()) if len(diffs) else None,
+        "median_rel_diff": float(np.median(signed)) if len(signed) else None,
+    }
+
+
+def compare_constants(doc_a: dict, doc_b: dict) -> dict:
+    """Each Eq. 4 constant of both fits, and whether each estimate is inside the other's 95%
+    interval."""
+    out = {}
+    for k in CONSTANTS:
+        va, vb = doc_a["params"].get(k), doc_b["params"].get(k)
+        ca, cb = (doc_a.get("ci95") or {}).get(k), (doc_b.get("ci95") or {}).get(k)
+        out[k] = {
+            "a": va,
+            "b": vb,
+            "ci_a": ca,
+            "ci_b": cb,
+            "a_in_b": _inside(va, cb),
+            "b_in_a": _inside(vb, ca),
+        }
+    return out
+
+
+def _inside(v, ci) -> bool | None:
+    if v is None or not ci or ci[0] is None or ci[1] is None:
+        return None
+    return bool(ci[0] <= v <= ci[1])
+
+
+def spent(tracking_uri: str, experiment: str) -> dict:
+    """What an experiment's grid cost: training FLOPs (6ND) its runs and trunks really trained,
+    and the wall time of its grid parent run(s)."""
+    from slmscale.tracking.schema import (
+        KIND_GRID,
+        KIND_TRAIN,
+        KIND_TRUNK,
+        M_TRUNK_STEPS,
+        TAG_BRANCH_STEP,
+        TAG_KIND,
+    )
+    from slmscale.tracking.store import client
+
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], max_results=50_000)
+    flops, wall = 0.0, 0.0
+    for r in runs:
+        kind, p = r.data.tags.get(TAG_KIND), r.data.params
+        if kind == KIND_GRID and r.info.end_time:
+            wall += (r.info.end_time - r.info.start_time) / 1000.0
+        if kind not in (KIND_TRAIN, KIND_TRUNK) or r.info.status != "FINISHED":
+            continue
+        n, per_step = float(p["n_params"]), float(p["batch_size"]) * float(p["context"])
+        if kind == KIND_TRUNK:
+            tokens = r.data.metrics.get(M_TRUNK_STEPS, 0.0) * per_step
+        else:
+            tokens = float(p["tokens"]) - float(r.data.tags.get(TAG_BRANCH_STEP, 0)) * per_step
+        flops += 6.0 * n * tokens
+    return {"flops": flops, "wall_s": wall}
+
+
+def schedule_of(tracking_uri: str, experiment: str) -> str:
+    """The schedule an experiment's trials trained with (their `slmscale.schedule` tag)."""
+    from slmscale.tracking.schema import KIND_TRAIN, TAG_KIND, TAG_SCHEDULE
+    from slmscale.tracking.store import client
+
+    c = client(tracking_uri)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{TAG_KIND}` = '{KIND_TRAIN}'", max_results=1
+    )
+    return (runs[0].data.tags.get(TAG_SCHEDULE) or "cosine") if runs else "cosine"
+
+
+def fit_other(args, experiment: str):
+    """The other schedule's study, fitted exactly as the main one (same flags, its runs)."""
+    import argparse
+    import sys
+
+    from slmscale.commands.fit import study_from_args
+
+    print(f"report: fitting {experiment} (the other schedule)", file=sys.stderr)
+    return study_from_args(argparse.Namespace(**{**vars(args), "experiment": [experiment]}))
+
+
+def comparison(study_a, study_b, tracking_uri: str, exp_a: str, exp_b: str) -> dict:
+    """The whole comparison (schedules.json): points, constants, noise, compute, verdicts."""
+    points = compare_points(study_a.table, study_b.table)
+    constants = compare_constants(study_a.doc, study_b.doc)
+    noise = [
+        (d.get("seed_spread") or {}).get("metrics", {}).get("loss", {}).get("pooled_std_log")
+        for d in (study_a.doc, study_b.doc)
+    ]
+    noise = [x for x in noise if x is not None and math.isfinite(x)]
+    seed_noise = float(np.mean(noise)) if noise else None
+    cost = {exp_a: spent(tracking_uri, exp_a), exp_b: spent(tracking_uri, exp_b)}
+    ratio = cost[exp_b]["flops"] / cost[exp_a]["flops"] if cost[exp_a]["flops"] else None
+    median = points["median_abs_rel_diff"]
+    return {
+        "experiments": {
+            exp_a: schedule_of(tracking_uri, exp_a),
+            exp_b: schedule_of(tracking_uri, exp_b),
+        },
+        "points": points,
+        "seed_noise_rel": seed_noise,
+        "median_within_noise": (median <= seed_noise)
+        if median is not None and seed_noise
+        else None,
+        "constants": constants,
+        "constants_agree": all(
+            c["a_in_b"] is not False and c["b_in_a"] is not False for c in constants.values()
+        ),
+        "cost": cost,
+        "flops_ratio": ratio,
+    }
+
+
+def figure(doc: dict):
+    """Each point's final loss under the other schedule against this one's, with y = x."""
+    from slmscale.report import style
+
+    pts = doc["points"]["points"]
+    if not pts:
+        return None
+    from matplotlib import colormaps
+
+    from slmscale.report.numbers import num
+
+    (a, b) = doc["experiments"]
+    fig, (ax,) = style.panels(1)
+    sizes = sorted({p["params"] for p in pts})
+    colors = colormaps["viridis"](np.linspace(0, 0.9, len(sizes)))
+    for color, n in zip(colors, sizes, strict=True):
+        mine = [p for p in pts if p["params"] == n]
+        ax.scatter([p["a"] for p in mine], [p["b"] for p in mine], s=14, color=color,
+                   label=f"N = {num(n, 3)}")  # fmt: skip
+    lo = min(min(p["a"], p["b"]) for p in pts)
+    hi = max(max(p["a"], p["b"]) for p in pts)
+    ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, label="equal")
+    ax.set_xlabel(f"final test loss, {a} ({doc['experiments'][a]})")
+    ax.set_ylabel(f"final test loss, {b} ({doc['experiments'][b]})")
+    style.legend_beside(ax)
+    return fig
+
+
+def blocks(doc: dict, figures: list[str]) -> list:
+    """The report's section on the schedule comparison."""
+    from slmscale.report.numbers import num, with_interval
+
+    (a, b) = doc["experiments"]
+    sa, sb = doc["experiments"][a], doc["experiments"][b]
+    p, cost = doc["points"], doc["cost"]
+    noise = doc["seed_noise_rel"]
+    lines = [
+        f"The same grid trained twice: {a} ({sa}) and {b} ({sb}); {p['n']} grid points in both "
+        f"(seed repeats averaged). Final test loss of {b} against {a}: median relative difference "
+        f"{p['median_rel_diff']:+.2%}, median |difference| {p['median_abs_rel_diff']:.2%}, "
+        f"max {p['max_abs_rel_diff']:.2%}"
+        + (
+            f"; run-to-run noise measured from seed repeats: {noise:.2%} (std of log loss), "
+            f"so the median difference is {'within' if doc['median_within_noise'] else 'beyond'} "
+            "the seed noise."
+            if noise
+            else "; no seed repeats in either study, so no measured noise to compare with."
+        ),
+        f"Training compute really spent: {a} {num(cost[a]['flops'], 3)} FLOPs in "
+        f"{cost[a]['wall_s'] / 60:.1f} min, {b} {num(cost[b]['flops'], 3)} FLOPs in "
+        f"{cost[b]['wall_s'] / 60:.1f} min: {b} used {doc['flops_ratio']:.0%} of {a}'s FLOPs "
+        "(WSD counts each trunk once and each budget's cooldown; wall time is each grid's "
+        "parent run, start to end).",
+    ]
+    head = ["constant", a, b, f"{a} in {b}'s 95%", f"{b} in {a}'s 95%"]
+    rows = []
+    for k, c in doc["constants"].items():
+        yes = {True: "yes", False: "NO", None: "-"}
+        rows.append(
+            [k, with_interval(c["a"], c["ci_a"], None, 3), with_interval(c["b"], c["ci_b"], None, 3),
+             yes[c["a_in_b"]], yes[c["b_in_a"]]]
+        )  # fmt: skip
+    out = [
+        ("h2", f"Schedules: {sa} against {sb}"),
+        *[("p", line) for line in lines],
+        ("table", head, rows),
+        ("p", "Every Eq. 4 constant of each study lies inside the other's 95% interval."
+         if doc["constants_agree"] else "Some constant of one study lies outside the other's "
+         "95% interval (NO above)."),
+        ("fig", "fig_schedules", f"Final test loss per grid point, {b} against {a}"),
+    ]  # fmt: skip
+    return [x for x in out if x[0] != "fig" or x[1] in figures]
