@@ -5,7 +5,6 @@ time breakdown read back from the runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import replace
 
@@ -14,12 +13,6 @@ import pytest
 
 from slmscale.demo import language as lang
 from slmscale.demo.world import PRESETS
-
-MISSING = [
-    m
-    for m in ("slmscale.commands.grid", "slmscale.commands.report", "sentencepiece")
-    if importlib.util.find_spec(m) is None
-]
 
 COMMON = """
 batch_size: 4
@@ -65,7 +58,6 @@ def test_passages_keep_the_sentences_but_not_the_story():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(MISSING), reason=f"not available: {', '.join(MISSING)}")
 def test_tiny_demo_with_both_ablations(tmp_path):
     from slmscale.demo.run import run_demo
     from slmscale.demo.timing import format_breakdown, trial_times

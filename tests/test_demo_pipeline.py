@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from slmscale.demo.world import PRESETS
-
-STAGE_MODULES = [f"slmscale.commands.{c}" for c in ("kmeans", "tokenize", "grid", "report")]
-MISSING = [m for m in STAGE_MODULES if importlib.util.find_spec(m) is None]
 
 # Eq. 4 has 5 parameters: the report refuses < 5 single-epoch runs, so 3 sizes x 2 budgets.
 TINY_SPEC = """
@@ -41,7 +37,6 @@ resources: {workers: 1, cpus_per_worker: 0.9, max_concurrent_trials: 2, max_fail
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(bool(MISSING), reason=f"pipeline stages not built yet: {', '.join(MISSING)}")
 def test_tiny_demo_runs_every_stage(tmp_path):
     from slmscale.config import load_grid_spec
     from slmscale.demo.run import DemoLayout, closing_lines, run_demo, tokenize_jobs

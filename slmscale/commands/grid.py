@@ -8,7 +8,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from slmscale.grid.dryrun import render_json, render_table
 from slmscale.grid.plan import GridPlan, default_storage_path, load_plan, make_jobs
 
 OVERRIDES_HELP = (
@@ -111,6 +110,8 @@ def browse_hint(tracking_uri: str, experiment_id: str, grid_name: str) -> str:
 def run(args) -> int:
     plan_ = load_plan(args.spec, args.overrides)
     if args.dry_run:
+        from slmscale.grid.dryrun import render_json, render_table
+
         spec, data, trials = plan_.spec, plan_.data, plan_.trials
         print(
             render_json(spec, data, trials)
@@ -120,7 +121,10 @@ def run(args) -> int:
         return 0
     from slmscale.grid.claims import Claims, claims_dir
     from slmscale.grid.driver import drive
+    from slmscale.tracking.store import check_experiments, resolve_tracking_uri
 
+    experiment = args.experiment or plan_.spec.name
+    check_experiments(resolve_tracking_uri(args.tracking_uri), [experiment], allow_missing=True)
     tracking_uri, storage, jobs = prepare_jobs(args, plan_)
     # On a cluster (RAY_ADDRESS): refuse trials no node type can ever place, and bound the
     # trials in flight by what the node types and the head's memory hold (docs/cluster.md).

@@ -409,13 +409,9 @@ def run_grid(
     if started:
         # A local Ray keeps trial chatter out of the live table; on a cluster the trial logs
         # must reach `ray job logs`.
-        from slmscale.console import ray_logging_level
+        from slmscale.console import init_ray
 
-        ray.init(
-            include_dashboard=False,
-            log_to_driver=joining_cluster,
-            logging_level=ray_logging_level(),
-        )
+        init_ray(include_dashboard=False, log_to_driver=joining_cluster)
     watch = None
     try:
         if joining_cluster or not started:
