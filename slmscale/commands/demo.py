@@ -52,6 +52,11 @@ def run(args) -> int:
         report_dir=Path(args.report_dir) if args.report_dir else None,
         compare_schedules=args.compare_schedules,
     )
+    if args.report_dir and not args.quick:
+        # What `python -m slmscale.demo.reference check` compares the code with later.
+        from slmscale.demo.reference import write
+
+        print(f"reference trials: {write(Path(args.workdir), Path(args.report_dir))}")
     from slmscale.demo.timing import format_breakdown, trial_times
 
     total = sum(result.timings.values())

@@ -78,7 +78,7 @@ def precheck(args) -> None:
     input, k-means file or model is then one line in about a second, before torch loads)."""
     from pathlib import Path
 
-    from slmscale.audio.io import InputSpec
+    from slmscale.audio.inputs import InputSpec
     from slmscale.errors import UserError
 
     for text in args.input:

@@ -80,7 +80,7 @@ def resolve_data(spec: GridSpec, spec_dir: Path | None = None) -> DataInfo:
         if units_io.is_units_dataset(path):
             meta = units_io.load_meta(path)
             metas[str(path)] = meta
-            sources.append(_source(src, str(path), units_io.meta_hash(path)))
+            sources.append(_source(src, str(path), units_io.dataset_digest(path)))
             available += _units_tokens(meta, src.datasets)
         else:
             sources.append(_source(src, str(path), None))

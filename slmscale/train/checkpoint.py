@@ -18,7 +18,6 @@ are said on stderr with the path and the reason.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from slmscale.hashing import sha256_file
 
 STATE_FILE = "state.pt"
 MANIFEST_FILE = "manifest.json"
@@ -96,14 +97,6 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(
     directory: str | Path, model: torch.nn.Module, optimizer, progress: Progress
 ) -> Path:
@@ -122,7 +115,7 @@ def save_checkpoint(
         tmp / STATE_FILE,
     )
     manifest = {"file": STATE_FILE, "bytes": (tmp / STATE_FILE).stat().st_size}
-    manifest["sha256"] = _sha256(tmp / STATE_FILE)
+    manifest["sha256"] = sha256_file(tmp / STATE_FILE)
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest))
     old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
     if directory.exists():
@@ -188,7 +181,7 @@ def read_state(directory: str | Path) -> dict:
             raise CheckpointError(
                 f"{path}: {actual:,} bytes, the manifest says {size:,} (truncated)"
             )
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise CheckpointError(f"{path}: SHA-256 differs from its manifest (corrupted)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
