@@ -86,6 +86,7 @@ def parametric(study, n_sims: int, seed: int) -> dict:
 SIM_MAX = 400  # simulated studies at the fitted law (percentiles need no more)
 BELT_GRID = np.logspace(-1.0, 4.0, 17)  # candidate R* values over the search box
 BELT_SIMS = 100
+BELT_N_GRID = 11  # the belt's R* refits seed from a half-decade grid (1,700 of them per fit)
 
 
 def rstar_belt(study, eq4_samples: np.ndarray, seed: int) -> dict[str, list[float | None]]:
@@ -124,7 +125,9 @@ def rstar_belt(study, eq4_samples: np.ndarray, seed: int) -> dict[str, list[floa
         Lm = simulate.true_losses(cand, t.N[m], t.D[m], t.U[m]) * np.exp(
             np.tile(sigma[m] * z, (k, 1))
         )
-        rs = simulate.refit_rstar(np.tile(eq4, (k, 1)), t.N[m], t.D[m], t.U[m], Lm, delta)
+        rs = simulate.refit_rstar(
+            np.tile(eq4, (k, 1)), t.N[m], t.D[m], t.U[m], Lm, delta, n_grid=BELT_N_GRID
+        )
         got = np.log(rs[:, j - 5]).reshape(k, n)
         lo, hi = np.percentile(got, [2.5, 97.5], axis=1)
         obs = np.log(est[j])

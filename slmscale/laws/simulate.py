@@ -80,11 +80,14 @@ def refit_eq4(N, D, L, delta: float, warm=None) -> tuple[np.ndarray, np.ndarray]
         return g.theta, g.objective
 
 
-def refit_rstar(params, N, D, U, L, delta: float) -> np.ndarray:
-    """(S, 2) R*_N, R*_D for each row of params (S, 5) frozen and of L (S, M)."""
+def refit_rstar(params, N, D, U, L, delta: float, n_grid: int = 26) -> np.ndarray:
+    """(S, 2) R*_N, R*_D for each row of params (S, 5) frozen and of L (S, M); `n_grid`: the
+    coarse log grid per axis that seeds each polish (`rstarfit.fit_rstar_batch`)."""
     L = np.atleast_2d(L)
     with single_threaded_blas():
-        rs, _ = fit_rstar_batch(params, N, D, U, L, np.ones_like(L), huber_delta=delta)
+        rs, _ = fit_rstar_batch(
+            params, N, D, U, L, np.ones_like(L), huber_delta=delta, n_grid=n_grid
+        )
     return rs
 
 
