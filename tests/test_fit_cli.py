@@ -98,6 +98,7 @@ def test_full_flops_need_the_full_count_and_say_which_was_used(tmp_path, capsys)
     ]
     write_csv(tmp_path / "runs.csv", runs)
     assert main([*args, "--json", str(tmp_path / "fit.json")]) == 0
+    capsys.readouterr()
     doc = json.loads((tmp_path / "fit.json").read_text())
     assert doc["flops_definition"] == "full" and doc["envelope"]["flops_definition"] == "full"
     assert doc["flops_per_token"]["definition"] == "full" and doc["flops_per_token"]["p"] < 1.0
@@ -111,3 +112,8 @@ def test_full_flops_need_the_full_count_and_say_which_was_used(tmp_path, capsys)
     k, p = doc["flops_per_token"]["k"], doc["flops_per_token"]["p"]
     assert ans["flops_definition"] == "full"
     assert k * ans["N_opt"] ** p * ans["D_opt"] == pytest.approx(1e21, rel=1e-9)  # the full count
+    assert main(["plan", "--fit", str(tmp_path / "fit.json"), "--flops", "1e21", "--format",
+                 "json", "--flops-definition", "6nd"]) == 0  # fmt: skip
+    six = json.loads(capsys.readouterr().out)
+    assert six["flops_definition"] == "6nd"
+    assert 6.0 * six["N_opt"] * six["D_opt"] == pytest.approx(1e21, rel=1e-9)

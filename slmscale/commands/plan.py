@@ -3,11 +3,13 @@
 slmscale plan --fit fit.json --flops 1e20 [--mfu 0.4 --peak-flops 989e12 | --tokens-per-sec X]
 slmscale plan --fit fit.json --target-loss 2.1
 slmscale plan --fit fit.json --target sblimp_acc=0.7 [--format json] [--json FILE]
-    [--unique-tokens 10.89e9 | --units DIR]
+    [--unique-tokens 10.89e9 | --units DIR] [--flops-definition 6nd|full]
 
 The unique tokens available (U_D) default to those stored in fit.json (the runs' units
 dataset); with a data-constrained fit the allocation minimises Eq. 7/8 and the Eq. 6 answer is
-printed beside it.  Every number carries its bootstrap 95% interval.
+printed beside it.  Every number carries its bootstrap 95% interval; the constants the fit does not
+identify are named (its verdicts).  Compute is counted as the fit counted it (`flops_definition`)
+unless `--flops-definition` says otherwise.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--units", metavar="DIR", help="units dataset whose train tokens are the U_D available"
+    )
+    parser.add_argument(
+        "--flops-definition",
+        choices=("6nd", "full"),
+        help="compute definition of the budget: 6nd (C = 6 N D) or full (attention and output "
+        "layer counted); default: the fit's (`slmscale fit --flops`)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the answer as JSON to FILE")
     parser.add_argument(
@@ -90,7 +98,10 @@ def _print(answer: dict, out=None) -> None:
             f"compute needed {answer['flops']:.4g} FLOPs{_ci(answer.get('flops_ci95'))}", file=out
         )
     else:
-        print(f"compute C      {answer['flops']:.4g} FLOPs", file=out)
+        print(
+            f"compute C      {answer['flops']:.4g} FLOPs ({answer.get('flops_definition', '6nd')})",
+            file=out,
+        )
     u = answer.get("unique_tokens")
     print(
         f"law            {answer['law']}" + (f", U_D = {u:.4g} unique tokens" if u else ""),
@@ -158,7 +169,7 @@ def _units_tokens(path: str) -> float:
 def run(args) -> int:
     from slmscale.laws import plan
 
-    doc = load_fit(args.fit)
+    doc = plan.use_definition(load_fit(args.fit), args.flops_definition)
     if (args.mfu is None) != (args.peak_flops is None):
         raise UserError("--mfu and --peak-flops go together")
     throughput = {

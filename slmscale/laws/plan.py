@@ -181,6 +181,19 @@ def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None,
     return out
 
 
+def use_definition(doc: dict, definition: str | None) -> dict:
+    """The fit with its iso-FLOP lines under `definition` ("6nd" | "full"; None: the fit's)."""
+    if definition is None or definition == doc.get("flops_definition", "6nd"):
+        return doc
+    laws = doc.get("flops_per_token_by_definition") or {}
+    if definition not in laws:
+        raise UserError(
+            f"--flops-definition {definition}: the fit has no per-token law for it (fit with "
+            "runs that carry flops_full, or keep the fit's definition)"
+        )
+    return {**doc, "flops_definition": definition, "flops_per_token": laws[definition]}
+
+
 def _verdicts(doc: dict) -> tuple[list[str], dict]:
     """The fit's verdicts as plan states them: the same names as fit.json's `not_identified`."""
     v = doc.get("verdicts") or {}

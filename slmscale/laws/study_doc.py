@@ -216,6 +216,10 @@ def fill(study, missing: dict, huber_delta: float) -> None:
     s, doc = study.single, study.doc
     env = study.envelope
     doc["flops_per_token"] = flops_per_token_law(s, doc["flops_definition"])
+    both = {"6nd": flops_per_token_law(s, "6nd")}
+    if s.flops_full is not None and np.all(np.isfinite(s.flops_full)):
+        both["full"] = flops_per_token_law(s, "full")
+    doc["flops_per_token_by_definition"] = both  # `plan --flops-definition` picks one
     doc["flops_definition_text"] = FLOPS_TEXT[doc["flops_definition"]]
     doc["envelope"] = {
         "basis": env["basis"],
