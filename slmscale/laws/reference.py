@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from slmscale.errors import UserError
+from slmscale.laws.flops import six_nd
 from slmscale.laws.gamma import CHANCE, at_chance, gamma_q
 from slmscale.laws.powerlaw import envelope_law
 
@@ -85,7 +86,7 @@ def reference_envelopes(columns: dict[str, np.ndarray]) -> dict:
 
     The model groups are in `groups` (int index per row) with `n_groups`, for the bootstrap.
     """
-    C = 6.0 * columns["params_nonembedding"] * columns["tokens_seen"]
+    C = six_nd(columns["params_nonembedding"], columns["tokens_seen"])
     _, groups = np.unique(columns["model"], return_inverse=True)
     out = {}
     for text_name, speech_name in TEXT_TO_SPEECH.items():

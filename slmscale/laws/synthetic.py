@@ -16,6 +16,7 @@ import numpy as np
 
 from slmscale.laws import data_constrained as dc
 from slmscale.laws.chinchilla import ChinchillaParams
+from slmscale.laws.flops import six_nd
 
 PAPER_N = (20.4e6, 84.9e6, 154.2e6, 308.4e6, 822.1e6)
 PAPER_RATIOS = (2, 4, 8, 16, 32, 64, 128)
@@ -64,6 +65,6 @@ def synthetic_runs(
         t = d * np.linspace(0.1, 1.0, 10)
         curves["run_id"] += [rid] * t.size
         curves["tokens"] += t.tolist()
-        curves["flops"] += (6.0 * n * t).tolist()
+        curves["flops"] += six_nd(n, t).tolist()
         curves["test_loss"] += (law.predict(n, t) * np.exp(rng.normal(0, noise, t.size))).tolist()
     return runs, curves

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from slmscale.errors import UserError
+from slmscale.laws.flops import six_nd
 from slmscale.tracking.schema import DOWNSTREAM_METRICS
 
 REQUIRED = ("params", "tokens", "loss")
@@ -136,7 +137,7 @@ def validate_runs(
     U = _floats(columns.get("unique_tokens"), n)
     U = np.where(np.isfinite(U) & (U > 0), np.minimum(U, D), D)
     flops = _floats(columns.get("flops"), n)
-    flops = np.where(np.isfinite(flops) & (flops > 0), flops, 6.0 * N * D)
+    flops = np.where(np.isfinite(flops) & (flops > 0), flops, six_nd(N, D))
     status = _strings(columns.get("status"), n)
     excluded, keep, seen = [], [], set()
     for i in range(n):

@@ -121,7 +121,7 @@ def read_runs(tracking_uri: str, experiments: list[str], filter_string: str = ""
     """
     import pandas as pd
 
-    from slmscale.laws.flops import full_from_params
+    from slmscale.laws.flops import full_from_params, six_nd
 
     df = runs_dataframe(tracking_uri, experiments, filter_string)
     cols = dict(_COLUMNS)
@@ -131,7 +131,7 @@ def read_runs(tracking_uri: str, experiments: list[str], filter_string: str = ""
     out = pd.DataFrame({new: df[old] if old in df else None for old, new in cols.items()})
     for c in (*_NUMERIC, *DOWNSTREAM_METRICS):
         out[c] = pd.to_numeric(out[c], errors="coerce")
-    out["flops"] = 6.0 * out["params"] * out["tokens"]
+    out["flops"] = six_nd(out["params"], out["tokens"])
     vocab = (out["n_params_total"] - out["params"]) / (2.0 * out["d_model"])  # untied head
     computed = [
         full_from_params(*row)
@@ -178,6 +178,8 @@ def read_curves(tracking_uri: str, runs: dict, single_epoch_only: bool = True) -
     step = tokens seen (DESIGN.md), so flops = 6 N x step; multi-epoch runs are skipped by
     default (the loss envelope of Figure 1 is over single-epoch runs).
     """
+    from slmscale.laws.flops import six_nd
+
     out: dict[str, list] = {"run_id": [], "tokens": [], "flops": [], M_TEST_LOSS: []}
     rows = zip(runs["run_id"], runs["params"], runs["tokens"], runs["unique_tokens"], strict=True)
     for run_id, n, d, u in sorted(rows, key=lambda r: str(r[0])):
@@ -187,7 +189,7 @@ def read_curves(tracking_uri: str, runs: dict, single_epoch_only: bool = True) -
         for step, value in metric_history(tracking_uri, run_id, M_TEST_LOSS):
             out["run_id"].append(run_id)
             out["tokens"].append(float(step))
-            out["flops"].append(6.0 * float(n) * float(step))
+            out["flops"].append(float(six_nd(n, step)))
             out[M_TEST_LOSS].append(float(value))
     return out
 
