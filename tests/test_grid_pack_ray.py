@@ -22,7 +22,7 @@ def test_one_train_job_trains_a_pack_resumes_the_killed_trial_and_fails_only_the
 ):
     from dataclasses import replace
 
-    from slmscale.grid.tune import units_of_work
+    from slmscale.grid.units import units_of_work
     from slmscale.train import train_one_trial
 
     plan, jobs, uri = three_smoke_jobs(

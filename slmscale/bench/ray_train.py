@@ -37,7 +37,7 @@ def ray_train_throughput(shape: ModelShape, cpus: float = 1.0, **kwargs) -> dict
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from slmscale.grid.tune import HEALTH_CHECK_ENV, HEALTH_CHECK_S
+    from slmscale.grid.trainable import HEALTH_CHECK_ENV, HEALTH_CHECK_S
 
     os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_S)
     scratch = Path(tempfile.mkdtemp(prefix="slmscale-bench-"))

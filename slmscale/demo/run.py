@@ -56,7 +56,7 @@ DB_FILE = "mlflow.db"
 # seconds, so what Ray Train does around it is most of its time: its JSON log files (one pair
 # per controller and worker process) and its preemption watcher (a poll per worker group).
 # Neither is needed on one machine at this scale.  (The controller's health-check poll is the
-# grid's own setting, slmscale.grid.tune.HEALTH_CHECK_S, for every grid alike.)
+# grid's own setting, slmscale.grid.trainable.HEALTH_CHECK_S, for every grid alike.)
 RAY_SETTINGS = {
     "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
     "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
