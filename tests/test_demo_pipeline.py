@@ -39,7 +39,8 @@ resources: {workers: 1, cpus_per_worker: 0.9, max_concurrent_trials: 2, max_fail
 @pytest.mark.slow
 def test_tiny_demo_runs_every_stage(tmp_path):
     from slmscale.config import load_grid_spec
-    from slmscale.demo.run import DemoLayout, closing_lines, run_demo, tokenize_jobs
+    from slmscale.demo.run import closing_lines, run_demo
+    from slmscale.demo.stages import DemoLayout, tokenize_jobs
     from slmscale.grid.expand import expand_grid, resolve_data
     from slmscale.tracking import client
     from slmscale.units import read_rejects, read_units

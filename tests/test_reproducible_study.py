@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from slmscale import units as units_io
-from slmscale.demo.run import (
+from slmscale.demo.stages import (
     DemoLayout,
     _environment,
     stage_kmeans,

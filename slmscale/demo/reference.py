@@ -84,7 +84,7 @@ def data_identity(units_dir: Path) -> dict:
 def write(workdir: Path, report_dir: Path, experiment: str = "demo") -> Path:
     """`report_dir/reference_trials.json` from a finished demo in `workdir`: the points' final
     test losses as the demo's MLflow store holds them (what its report shows)."""
-    from slmscale.demo.run import DemoLayout
+    from slmscale.demo.stages import DemoLayout
     from slmscale.tracking.runs import find_trial_runs
     from slmscale.tracking.schema import M_TEST_LOSS_FINAL
     from slmscale.tracking.store import client
@@ -119,7 +119,7 @@ def write(workdir: Path, report_dir: Path, experiment: str = "demo") -> Path:
 def measure(workdir: Path, spec_file: Path = REPO_SPEC, world=None, points=POINTS) -> dict:
     """Make the demo's data in `workdir` (reused when there) and train the points' trials:
     the same document `write` makes, computed now."""
-    from slmscale.demo.run import (
+    from slmscale.demo.stages import (
         DemoLayout,
         _environment,
         stage_kmeans,
