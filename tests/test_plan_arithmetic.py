@@ -77,7 +77,9 @@ def test_target_loss_and_target_metric_invert_the_forward_plan():
 def test_plan_cli(tmp_path, capsys):
     path = tmp_path / "fit.json"
     path.write_text(json.dumps(fit_doc()))
-    assert main(["plan", "--fit", str(path), "--target", "sblimp_acc=0.58", "--format", "json"]) == 0
+    assert (
+        main(["plan", "--fit", str(path), "--target", "sblimp_acc=0.58", "--format", "json"]) == 0
+    )
     ans = json.loads(capsys.readouterr().out)
     assert ans["needed_loss"] == pytest.approx(2.2)
     assert 6 * ans["N_opt"] * ans["D_opt"] == pytest.approx(ans["flops"], rel=1e-12)
