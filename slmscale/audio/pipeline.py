@@ -8,9 +8,12 @@ Only references to inputs are in the driver; audio is decoded in tasks and strea
 actors, so the corpus is never held in memory.  Progress is counted in audio-seconds: the total
 from file headers, the done part reported by the encoder after every batch (actors report to a
 small counter actor that a driver thread polls every second), so a long file moves the bar.
-Encoder actors are sized to the memory there is (`sizing.py`), and the figure is printed.  `engine="local"` runs the same work in this
-process without Ray (the GPU benchmark machine has no Ray).  `tokenize()` is the Python API;
-`slmscale tokenize` is a thin CLI over it.
+Encoder actors are sized to the memory there is (`sizing.py`), and the figure is printed.
+`engine="local"` runs the same work in this process without Ray (the GPU benchmark machine has
+no Ray).  `tokenize()` is the Python API; `slmscale tokenize` is a thin CLI over it.
+
+Just over 400 lines on purpose: both engines and the shard writer they share, side by side, so
+that what the Ray path does can be read against the plain one.
 """
 
 from __future__ import annotations

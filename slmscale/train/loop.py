@@ -14,6 +14,10 @@ The host reads the device only at "flush" points: logging intervals, test-loss e
 checkpoints and the last step.  There the per-step losses are summed over ranks, checked for
 non-finite values (a checkpoint is never written after a non-finite step), logged, and the
 wall-clock checkpoint interval is agreed between ranks (rank 0's clock decides).
+
+A little over 400 lines on purpose: the trainer reads top to bottom in one file, set-up, resume,
+the loop, its flush and the final outputs, as nanoGPT's train.py does; the step itself
+(slmscale.train.step), evaluation, checkpoints and the schedule are their own modules.
 """
 
 from __future__ import annotations
