@@ -24,28 +24,12 @@ import argparse
 import asyncio
 import base64
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
+from cdp_browser import Browser  # scripts/cdp_browser.py, beside this file
+
 ROOT = Path(__file__).resolve().parents[1]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-]
 # section heading (start of its text) -> picture name; each picture runs to the next <h2>
 SECTIONS = {
     "Table 4": "report-table4",
@@ -88,74 +72,6 @@ CHECKS_JS = r"""
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    sys.exit("report_screenshots: no Chromium found (apt-get install -y chromium)")
-
-
-class Browser:
-    """Headless Chromium over the DevTools protocol, with a fresh profile it deletes after."""
-
-    def __init__(self, width: int):
-        self.port, self.n = _free_port(), 0
-        self.profile = tempfile.mkdtemp(prefix="report-shots-")
-        self.proc = subprocess.Popen(
-            [_chromium(), *FLAGS, f"--user-data-dir={self.profile}",
-             f"--window-size={width},1000", f"--remote-debugging-port={self.port}",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-
-    async def __aenter__(self):
-        import aiohttp
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                url = f"http://127.0.0.1:{self.port}/json/list"
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    tabs = json.loads(r.read())
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-        tab = next(t for t in tabs if t["type"] == "page")
-        self.session = aiohttp.ClientSession()
-        self.ws = await self.session.ws_connect(tab["webSocketDebuggerUrl"], max_msg_size=0)
-        await self.call("Page.enable")
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.session.close()
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-    async def call(self, method: str, **params):
-        self.n += 1
-        await self.ws.send_json({"id": self.n, "method": method, "params": params})
-        while True:
-            msg = await self.ws.receive_json(timeout=120)
-            if msg.get("id") == self.n:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-
-    async def js(self, expression: str):
-        r = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return r.get("result", {}).get("value")
-
-
 def _section_box_js(title: str) -> str:
     """The page box from the <h2> starting with `title` to the next <h2> (or the page end)."""
     return f"""
@@ -174,7 +90,7 @@ def _section_box_js(title: str) -> str:
 
 async def _run(report: Path, out: Path, width: int) -> list[str]:
     problems: list[str] = []
-    async with Browser(width) as b:
+    async with Browser(width=width, height=1000) as b:
         await b.call("Page.navigate", url=report.resolve().as_uri())
         for _ in range(300):
             if await b.js("document.readyState === 'complete'"):
