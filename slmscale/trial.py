@@ -100,6 +100,7 @@ class Schedule:
     kind: Literal["cosine", "wsd", "constant"] = "cosine"
     cooldown_fraction: float = 0.2
     cooldown_shape: Literal["1-sqrt", "linear"] = "1-sqrt"
+    warmup_steps: int | None = None  # WSD's (one for every run of a trunk); None: warmup_min_steps
 
     def identity(self) -> dict | None:
         if self.kind == "cosine":

@@ -234,6 +234,9 @@ class ScheduleSpec(StrictModel):
     kind: Literal["cosine", "wsd"] = "cosine"
     cooldown_fraction: float = Field(default=0.2, gt=0, le=1)
     cooldown_shape: Literal["1-sqrt", "linear"] = "1-sqrt"
+    # WSD's warmup, one for every run (a trunk is shared by runs of every length, so it cannot
+    # be a share of each run's steps as cosine's is); unset: optimizer.warmup_min_steps.
+    warmup_steps: int | None = Field(default=None, ge=0)
 
 
 class EvalSpec(StrictModel):

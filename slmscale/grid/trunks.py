@@ -55,8 +55,9 @@ def branch_step(trial: Trial) -> int:
 
 
 def shares_a_trunk(trial: Trial) -> bool:
-    """WSD trials branch off a trunk unless their run is shorter than the warmup."""
-    return trial.schedule.kind == "wsd" and trial.steps > trial.optimizer.warmup_min_steps
+    """WSD trials branch off a trunk unless they leave it before its warmup ends."""
+    warmup = lr_schedule.wsd_warmup(trial.optimizer, trial.schedule)
+    return trial.schedule.kind == "wsd" and branch_step(trial) > warmup
 
 
 def trunk_key(trial: Trial, available: float | None = None) -> str:
@@ -69,7 +70,7 @@ def trunk_key(trial: Trial, available: float | None = None) -> str:
     whole = available is not None and trial.unique_tokens == int(available)
     single = trial.unique_tokens == trial.tokens
     identity["unique_tokens"] = None if (single or whole) else trial.unique_tokens
-    identity["schedule"] = {"kind": "trunk"}
+    identity["schedule"] = {"kind": "trunk", "warmup_steps": trial.schedule.warmup_steps}
     identity["benchmarks"] = []  # scored by the branches, not the trunk
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -98,7 +99,7 @@ def make_trunk(key: str, branches: list[Trial]) -> Trunk:
         first,
         tokens=last * first.batch_size * first.context,
         unique_tokens=max(t.unique_tokens for t in branches),
-        schedule=Schedule(kind="constant"),
+        schedule=Schedule(kind="constant", warmup_steps=first.schedule.warmup_steps),
         benchmarks=(),
     )
     return Trunk(key, trunk, tuple(branches))

@@ -11,7 +11,8 @@ wsd (Hägele et al. 2024): the same warmup, then `lr_max` held constant (the *tr
 cooldown over the last `cooldown_fraction` of the run's steps, from the trunk's LR at the branch
 step down to exactly `lr_min` at the last step, shaped `1-sqrt` (lr falls as 1 - sqrt(progress),
 their best) or `linear`.  Runs of one model size share the trunk up to each one's branch step, so
-the warmup must not depend on a run's length: it is `warmup_min_steps` for every WSD run.
+the warmup must not depend on a run's length: it is `schedule.warmup_steps` (default
+`warmup_min_steps`) for every WSD run.
 
 constant: the trunk itself (slmscale.grid.trunks): the WSD warmup, then `lr_max` to the end.
 """
@@ -33,12 +34,20 @@ def steps_for(tokens: int, batch_size: int, context: int) -> int:
 def warmup_steps(steps: int, optimizer: Optimizer, schedule: Schedule | None = None) -> int:
     """The run's warmup, never more than the run has steps.
 
-    cosine: max(warmup_min_steps, warmup_fraction x steps).  wsd: warmup_min_steps, the same for
-    every run of a trunk whatever its length.
+    cosine: max(warmup_min_steps, warmup_fraction x steps).  wsd: the schedule's `warmup_steps`
+    (default warmup_min_steps), the same for every run of a trunk whatever its length.
     """
     if schedule is not None and schedule.kind in ("wsd", "constant"):
-        return min(steps, optimizer.warmup_min_steps)
+        return min(steps, wsd_warmup(optimizer, schedule))
     return min(steps, max(optimizer.warmup_min_steps, int(optimizer.warmup_fraction * steps)))
+
+
+def wsd_warmup(optimizer: Optimizer, schedule: Schedule) -> int:
+    """The warmup of every WSD run (and trunk) of a spec: it cannot scale with a run's length,
+    so it is set once (`schedule.warmup_steps`, as for a typical run), else warmup_min_steps."""
+    return (
+        schedule.warmup_steps if schedule.warmup_steps is not None else optimizer.warmup_min_steps
+    )
 
 
 def branch_step(steps: int, schedule: Schedule) -> int:
