@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import torch
 
+from slmscale.errors import UserError
 
-class DeviceUnavailable(RuntimeError):
-    """The trial asked for a CUDA device and torch sees none."""
+
+class DeviceUnavailable(UserError):
+    """The trial asked for a CUDA device and torch sees none (one line: what, why, the fix)."""
 
 
 def resolve_device(requested: str | None) -> torch.device:
