@@ -4,7 +4,9 @@ Read from the MLflow store after the grid, so it measures what ran, not what was
 
 - a trial's run is opened by its Tune trial before Ray Train starts, and closed by the Train
   worker after benchmark scoring and the model upload; its wall time is end - start;
-- its training time is tokens / tokens_per_sec (the training core's own measure of its steps);
+- its training time is tokens / tokens_per_sec (the training core's own measure of its steps),
+  counting only the tokens the run trained itself: a WSD branch its cooldown (the trunk's part
+  is its trunk's run, listed too: `slmscale.branch_step`, kind `trunk`);
 - its fixed cost is the rest: Ray Train start (controller, worker process, imports), model
   build and data, periodic test-loss evaluations, benchmark scoring, saving, MLflow writes;
 - `start` splits that fixed cost: run opened -> first logged point (Train start-up, worker
@@ -25,10 +27,12 @@ from dataclasses import dataclass
 
 from slmscale.tracking.schema import (
     KIND_TRAIN,
+    KIND_TRUNK,
     M_TEST_LOSS,
     M_TOKENS_PER_SEC,
     M_TRAIN_LOSS,
-    TAG_GRID,
+    M_TRUNK_STEPS,
+    TAG_BRANCH_STEP,
     TAG_KIND,
     TAG_TRAIN_JOB,
     TAG_TRAIN_JOB_STARTED,
@@ -38,7 +42,7 @@ from slmscale.tracking.schema import (
 @dataclass(frozen=True)
 class TrialTime:
     name: str
-    grid: str  # the grid (spec name) that ran it
+    grid: str  # the experiment whose grid ran it
     total_s: float  # run opened -> run closed
     train_s: float  # tokens / tokens_per_sec
     start_s: float  # run opened -> first logged point
@@ -53,25 +57,24 @@ class TrialTime:
 def trial_times(
     tracking_uri: str, experiments: list[str], grids: set[str] | None = None
 ) -> list[TrialTime]:
-    """One TrialTime per FINISHED train run of the experiments (of `grids`, when given)."""
+    """One TrialTime per FINISHED train (and WSD trunk) run of the experiments (of those in
+    `grids`, when given)."""
     from slmscale.tracking.store import client
 
     c = client(tracking_uri)
     out, jobs = [], {}
     for name in experiments:
         exp = c.get_experiment_by_name(name)
-        if exp is None:
+        if exp is None or (grids is not None and name not in grids):
             continue
-        runs = c.search_runs(
-            [exp.experiment_id], f"tags.`{TAG_KIND}` = '{KIND_TRAIN}'", max_results=5000
-        )
+        runs = c.search_runs([exp.experiment_id], max_results=5000)
         for r in runs:
+            if r.data.tags.get(TAG_KIND) not in (KIND_TRAIN, KIND_TRUNK):
+                continue
             if r.info.status != "FINISHED" or r.info.end_time is None:
                 continue
-            if grids is not None and r.data.tags.get(TAG_GRID) not in grids:
-                continue
             tps = r.data.metrics.get(M_TOKENS_PER_SEC)
-            tokens = float(r.data.params.get("tokens", 0) or 0)
+            tokens = _own_tokens(r)
             stamps = [
                 m.timestamp
                 for key in (M_TRAIN_LOSS, M_TEST_LOSS)
@@ -86,7 +89,7 @@ def trial_times(
             out.append(
                 TrialTime(
                     name=r.info.run_name or r.info.run_id,
-                    grid=r.data.tags.get(TAG_GRID, name),
+                    grid=name,
                     total_s=(t1 - t0) / 1000,
                     train_s=tokens / tps if tps else 0.0,
                     start_s=max(first - t0, 0) / 1000,
@@ -94,6 +97,16 @@ def trial_times(
                 )
             )
     return _charge_job_start_up(out, jobs)
+
+
+def _own_tokens(run) -> float:
+    """The tokens a run trained itself: a WSD branch only its cooldown, a trunk its steps."""
+    p = run.data.params
+    per_step = float(p.get("batch_size", 0) or 0) * float(p.get("context", 0) or 0)
+    if run.data.tags.get(TAG_KIND) == KIND_TRUNK:
+        return run.data.metrics.get(M_TRUNK_STEPS, 0.0) * per_step
+    branch = float(run.data.tags.get(TAG_BRANCH_STEP, 0) or 0)
+    return float(p.get("tokens", 0) or 0) - branch * per_step
 
 
 def _charge_job_start_up(times: list[TrialTime], jobs: dict) -> list[TrialTime]:
