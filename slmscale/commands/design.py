@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from slmscale.errors import UserError
+from slmscale.tracking.store import add_tracking_uri_argument
 
 DEFAULT_SIMS = 200
 
@@ -70,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--runs", metavar="FILE", help="runs finished so far, as a runs table (CSV or Parquet)"
     )
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI, with --experiment")
+    add_tracking_uri_argument(parser)  # read with --experiment
     parser.add_argument(
         "--write-spec",
         metavar="FILE",

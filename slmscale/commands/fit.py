@@ -17,6 +17,7 @@ from pathlib import Path
 from slmscale.commands.fit_summary import print_summary, verdict_line  # noqa: F401 (report)
 from slmscale.errors import UserError
 from slmscale.paper import HUBER_DELTA
+from slmscale.tracking.store import add_tracking_uri_argument
 
 LAWS = ("chinchilla", "data_constrained")
 FLOPS = ("6nd", "full")  # laws.flops.FLOPS_DEFINITIONS, spelled here to keep --help import-free
@@ -37,11 +38,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="runs table, CSV or Parquet: params, tokens, loss [, unique_tokens, "
         "flops, run_id, model_size, tokenizer, metric columns]",
     )
-    parser.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the nearest mlflow.db in "
-        "this folder or its parents, else slmscale-demo/mlflow.db)",
-    )
+    add_tracking_uri_argument(parser)
     parser.add_argument(
         "--filter",
         default="",
