@@ -149,4 +149,4 @@ def test_compare_needs_an_experiment(tmp_path, capsys):
     (tmp_path / "r.csv").write_text("params,tokens,loss\n1,2,3\n")
     rc = main(["report", "--runs", str(tmp_path / "r.csv"), "--compare", "x", "--out",
                str(tmp_path / "o")])  # fmt: skip
-    assert rc == 2 and "--compare names MLflow experiments" in capsys.readouterr().err
+    assert rc == 2 and "name MLflow experiments" in capsys.readouterr().err
