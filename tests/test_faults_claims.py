@@ -36,7 +36,9 @@ def test_a_claim_excludes_others_until_released(tmp_path):
 
 
 def test_a_killed_holder_leaves_no_stale_claim(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "held"
         assert not Claims(tmp_path).try_claim("k1")
@@ -49,6 +51,8 @@ def test_a_killed_holder_leaves_no_stale_claim(tmp_path):
 def test_claims_live_beside_the_store(tmp_path):
     db = tmp_path / "a" / "mlflow.db"
     assert claims_dir(f"sqlite:///{db}", "s3://b/x", "3") == Path(f"{db}.claims") / "3"
-    assert claims_dir("http://h:5000", str(tmp_path / "st"), "3") == tmp_path / "st" / ".claims" / "3"
+    assert (
+        claims_dir("http://h:5000", str(tmp_path / "st"), "3") == tmp_path / "st" / ".claims" / "3"
+    )
     remote = claims_dir("http://h:5000", "s3://bucket/grids", "3")
     assert remote.name == "3" and "claims" in remote.parts

@@ -54,7 +54,9 @@ def hold_write_lock(db: Path, seconds: float) -> subprocess.Popen:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_train_waits_out_a_write_lock_longer_than_mlflows_busy_timeout(workdir, capsys, monkeypatch):
+def test_train_waits_out_a_write_lock_longer_than_mlflows_busy_timeout(
+    workdir, capsys, monkeypatch
+):
     db = workdir / "mlflow.db"
     uri = f"sqlite:///{db}"
     exp_id = get_or_create_experiment(uri, "smoke")  # the store exists before the lock is taken

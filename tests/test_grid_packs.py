@@ -89,6 +89,7 @@ def _job(key: str, **res):
 
 def test_a_local_ray_starts_only_the_trials_its_resources_can_train():
     from slmscale.grid.units import trials_that_fit
+
     # 1 CPU per worker + Tune's 0.01: one at a time on 2 cores; 0.9 CPU: two.
     assert trials_that_fit([_job("a"), _job("b"), _job("c")], {"CPU": 2.0}) == 1
     assert trials_that_fit([_job("a", cpus_per_worker=0.9)] * 5, {"CPU": 2.0}) == 2

@@ -188,6 +188,7 @@ def run(args) -> int:
         "cheapest_identified": cheapest.name if cheapest else None,
         "cheapest_keeping": keeping.name,
         "next_runs": nxt,
+        "schedules": _schedule_prices(plan),
     }
     design = rounded(design)
     if args.json:
@@ -198,6 +199,28 @@ def run(args) -> int:
     print(render(design))
     print(f"design took {time.monotonic() - started:.1f} s", file=sys.stderr)
     return 0
+
+
+def _schedule_prices(plan) -> dict:
+    """The full grid priced as cosine runs (the paper's) and as WSD trunks with cooldowns
+    (slmscale.grid.trunks): the simulated studies hold for either, as long as a WSD branch ends
+    at the loss a cosine run of its budget would (docs/grid.md; the demo measures how close)."""
+    from slmscale.grid.trunks import schedule_cost
+
+    cost = schedule_cost(plan.trials, plan.data.available_tokens)
+    tp = plan.spec.throughput
+    cos_h, wsd_h = cost.gpu_hours(tp.mfu, tp.peak_flops) if tp else (None, None)
+    s = plan.spec.schedule
+    return {
+        "spec_schedule": s.kind,
+        "cooldown": f"{s.cooldown_fraction:.0%} {s.cooldown_shape}",
+        "trunks": cost.trunks,
+        "cosine_flops": cost.cosine,
+        "wsd_flops": cost.wsd,
+        "cosine_gpu_hours": cos_h,
+        "wsd_gpu_hours": wsd_h,
+        "wsd_saves": cost.saved,
+    }
 
 
 def _next_setup(args, plan, rows) -> dict:

@@ -121,6 +121,7 @@ def render(design: dict) -> str:
                 f"cheapest grid that keeps every constant the full grid identifies "
                 f"({', '.join(sorted(kept)) or 'none'}): {keep}, {_g(g['cost'], 4)} {unit}"
             )
+    lines += _schedule_lines(design.get("schedules"))
     nxt = design.get("next_runs")
     if nxt:
         lines += ["", f"next runs ({nxt['basis']}):"]
@@ -145,3 +146,24 @@ def render(design: dict) -> str:
                 f"  wrote {nxt['spec_written']}: `slmscale grid {nxt['spec_written']}` runs exactly these"
             )
     return "\n".join(lines)
+
+
+def _schedule_lines(sched: dict | None) -> list[str]:
+    """The full grid's price under both schedules (the spec trains the one it names)."""
+    if not sched:
+        return []
+
+    def price(kind: str) -> str:
+        hours = sched[f"{kind}_gpu_hours"]
+        gpu = f"{hours:,.1f} GPU-h, " if hours is not None else ""
+        return f"{gpu}{sched[f'{kind}_flops']:.3g} FLOPs"
+
+    mark = {sched["spec_schedule"]: " (the spec's)"}
+    return [
+        "",
+        "the full grid under each schedule (the simulated studies assume WSD branches end where "
+        "cosine runs of their budgets would; docs/grid.md):",
+        f"  cosine, a run per point{mark.get('cosine', '')}: {price('cosine')}",
+        f"  wsd, {sched['cooldown']} cooldowns on {sched['trunks']} trunks"
+        f"{mark.get('wsd', '')}: {price('wsd')}, {sched['wsd_saves']:.0%} less",
+    ]

@@ -153,17 +153,20 @@ def schedule_lines(
     cost = schedule_cost(trials, data.available_tokens)
     tp = spec.throughput
 
-    def amount(flops: float, mfu_flops: float) -> str:
-        hours = f", {mfu_flops / (tp.mfu * tp.peak_flops) / 3600:,.1f} GPU-h" if tp else ""
-        return f"{flops:.3g} FLOPs{hours}"
+    hours = cost.gpu_hours(tp.mfu, tp.peak_flops) if tp else None
+
+    def amount(flops: float, gpu_h: float | None) -> str:
+        return f"{flops:.3g} FLOPs" + (f", {gpu_h:,.1f} GPU-h" if gpu_h is not None else "")
+
+    cos_h, wsd_h = hours or (None, None)
 
     s = spec.schedule
     wsd = f"wsd ({s.cooldown_fraction:.0%} {s.cooldown_shape} cooldowns on {cost.trunks} trunks)"
     cosine = "cosine (a run per point, the paper's)"
     lines = [
-        f"schedule {s.kind}: {amount(cost.wsd, cost.wsd_mfu) if s.kind == 'wsd' else amount(cost.cosine, cost.cosine_mfu)}",
-        f"  {cosine}: {amount(cost.cosine, cost.cosine_mfu)}",
-        f"  {wsd}: {amount(cost.wsd, cost.wsd_mfu)}, {cost.saved:.0%} less than cosine",
+        f"schedule {s.kind}: {amount(cost.wsd, wsd_h) if s.kind == 'wsd' else amount(cost.cosine, cos_h)}",
+        f"  {cosine}: {amount(cost.cosine, cos_h)}",
+        f"  {wsd}: {amount(cost.wsd, wsd_h)}, {cost.saved:.0%} less than cosine",
     ]
     if s.kind == "wsd":
         trunks = plan_trunks(trials, data.available_tokens)

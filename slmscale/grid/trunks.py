@@ -120,6 +120,11 @@ class ScheduleCost:
     def saved(self) -> float:
         return 1.0 - self.wsd / self.cosine if self.cosine else 0.0
 
+    def gpu_hours(self, mfu: float, peak_flops: float) -> tuple[float, float]:
+        """(cosine, wsd) GPU-hours at `mfu` of `peak_flops` FLOP/s per GPU."""
+        per_hour = mfu * peak_flops * 3600
+        return self.cosine_mfu / per_hour, self.wsd_mfu / per_hour
+
 
 def schedule_cost(
     trials: list[Trial], available: float | None = None, cooldown: Schedule | None = None
