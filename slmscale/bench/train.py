@@ -31,7 +31,10 @@ N_UNITS = 500
 def measure_train(ctx: Context) -> list[Figure]:
     if ctx.gpu_device:
         return _gpu_rows(ctx)
-    return _cpu_rows(ctx) + [periodic_eval_row(ctx)] + _gpu_placeholders(ctx)
+    from slmscale.bench.schedules import schedules_row
+
+    rows = _cpu_rows(ctx) + [periodic_eval_row(ctx), schedules_row(ctx)]
+    return rows + _gpu_placeholders(ctx)
 
 
 def periodic_eval_row(ctx: Context, tokens: int = 32_768) -> Figure:
