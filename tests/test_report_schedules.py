@@ -108,3 +108,33 @@ def test_constants_inside_each_others_interval():
     assert got["A"]["a_in_b"] is False and got["A"]["b_in_a"] is False
     assert got["B"]["a_in_b"] is None  # neither fit has it: no claim either way
     assert np.isfinite(got["E"]["a"])
+
+
+def test_difference_z_by_hand():
+    a = {"params": {"E": 1.7, "A": 10.0}, "ci95": {"E": [1.6, 1.8], "A": [5.0, 20.0]}}
+    b = {"params": {"E": 1.75, "A": 30.0}, "ci95": {"E": [1.5, 1.9], "A": [25.0, 40.0]}}
+    got = compare_constants(a, b)
+    se_e = np.hypot(0.2 / 3.92, 0.4 / 3.92)
+    assert got["E"]["z"] == pytest.approx(0.05 / se_e)
+    se_a = np.hypot(np.log(4) / 3.92, np.log(1.6) / 3.92)  # A on log scale
+    assert got["A"]["z"] == pytest.approx(np.log(3) / se_a)
+    assert got["B"]["z"] is None
+
+
+def test_same_truth_fails_inside_often_but_z_at_five_percent():
+    """Two studies of one truth, each estimate normal with its own se: "inside the other's 95%
+    interval" fails for ~17% of pairs, |z| > 1.96 for 5% (what the report's sentence says)."""
+    rng = np.random.default_rng(0)
+    n, outside, rejected = 4000, 0, 0
+    for _ in range(n):
+        se = rng.uniform(0.02, 0.08, size=2)
+        est = 0.5 + se * rng.standard_normal(2)
+        ci = [[e - 1.96 * s, e + 1.96 * s] for e, s in zip(est, se, strict=True)]
+        c = compare_constants(
+            {"params": {"beta": est[0]}, "ci95": {"beta": ci[0]}},
+            {"params": {"beta": est[1]}, "ci95": {"beta": ci[1]}},
+        )["beta"]
+        outside += not (c["a_in_b"] and c["b_in_a"])
+        rejected += abs(c["z"]) > 1.96
+    assert 0.035 < rejected / n < 0.065
+    assert outside / n > 0.12

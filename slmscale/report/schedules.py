@@ -50,9 +50,21 @@ def compare_points(a, b) -> dict:
     }
 
 
+LOG_SCALE = ("A", "B")  # compared as log: their intervals are wide and skewed
+# Median |x| of x ~ N(0, 2 sigma^2): two runs of one point, each with log-loss noise sigma.
+NOISE_ONLY_MEDIAN_ABS = 0.6745 * math.sqrt(2)
+
+
 def compare_constants(doc_a: dict, doc_b: dict) -> dict:
-    """Each Eq. 4 constant of both fits, and whether each estimate is inside the other's 95%
-    interval."""
+    """Each Eq. 4 constant of both fits; whether each estimate is inside the other's 95%
+    interval; and the two-sample z of their difference.
+
+    "Inside the other's interval" is strict: two studies of the same truth, each with its own
+    noise, put one estimate outside the other's 95% interval for about 17% of constants (the
+    difference of two estimates has sqrt(2) times the spread of one).  The z (difference over
+    the combined standard error, each read off its 95% interval as width / 3.92; A, B on log
+    scale) is the test of "the same constant": |z| <= 1.96 at 5%.
+    """
     out = {}
     for k in CONSTANTS:
         va, vb = doc_a["params"].get(k), doc_b["params"].get(k)
@@ -64,8 +76,19 @@ def compare_constants(doc_a: dict, doc_b: dict) -> dict:
             "ci_b": cb,
             "a_in_b": _inside(va, cb),
             "b_in_a": _inside(vb, ca),
+            "z": difference_z(va, vb, ca, cb, log=k in LOG_SCALE),
         }
     return out
+
+
+def difference_z(va, vb, ca, cb, log: bool = False) -> float | None:
+    """(b - a) / sqrt(se_a^2 + se_b^2), each se = its 95% interval's width / 3.92."""
+    values = [va, vb, *(ca or [None, None]), *(cb or [None, None])]
+    if any(v is None or not math.isfinite(v) or (log and v <= 0) for v in values):
+        return None
+    f = math.log if log else float
+    se = math.hypot((f(ca[1]) - f(ca[0])) / 3.92, (f(cb[1]) - f(cb[0])) / 3.92)
+    return (f(vb) - f(va)) / se if se > 0 else None
 
 
 def _inside(v, ci) -> bool | None:
@@ -142,7 +165,7 @@ def comparison(study_a, study_b, tracking_uri: str, exp_a: str, exp_b: str) -> d
     seed_noise = float(np.mean(noise)) if noise else None
     cost = {exp_a: spent(tracking_uri, exp_a), exp_b: spent(tracking_uri, exp_b)}
     ratio = cost[exp_b]["flops"] / cost[exp_a]["flops"] if cost[exp_a]["flops"] else None
-    median = points["median_abs_rel_diff"]
+    median = points["median_rel_diff"]
     return {
         "experiments": {
             exp_a: schedule_of(tracking_uri, exp_a),
@@ -150,12 +173,18 @@ def comparison(study_a, study_b, tracking_uri: str, exp_a: str, exp_b: str) -> d
         },
         "points": points,
         "seed_noise_rel": seed_noise,
-        "median_within_noise": (median <= seed_noise)
+        # the systematic offset (median signed difference) against one run's noise
+        "median_within_noise": (abs(median) <= seed_noise)
         if median is not None and seed_noise
         else None,
+        # what the median |difference| would be were the schedules equal and runs only noisy
+        "noise_only_median_abs": NOISE_ONLY_MEDIAN_ABS * seed_noise if seed_noise else None,
         "constants": constants,
         "constants_agree": all(
             c["a_in_b"] is not False and c["b_in_a"] is not False for c in constants.values()
+        ),
+        "constants_consistent": all(
+            c["z"] is None or abs(c["z"]) <= 1.96 for c in constants.values()
         ),
         "cost": cost,
         "flops_ratio": ratio,
@@ -206,7 +235,8 @@ def blocks(doc: dict, figures: list[str]) -> list:
         + (
             f"; run-to-run noise measured from seed repeats: {noise:.2%} (std of log loss), "
             f"so the median difference is {'within' if doc['median_within_noise'] else 'beyond'} "
-            "the seed noise."
+            f"the seed noise; were the schedules equal, noise alone would make the median "
+            f"|difference| {doc['noise_only_median_abs']:.2%} (two runs of a point)."
             if noise
             else "; no seed repeats in either study, so no measured noise to compare with."
         ),
@@ -216,21 +246,40 @@ def blocks(doc: dict, figures: list[str]) -> list:
         "(WSD counts each trunk once and each budget's cooldown; wall time is each grid's "
         "parent run, start to end).",
     ]
-    head = ["constant", a, b, f"{a} in {b}'s 95%", f"{b} in {a}'s 95%"]
+    head = ["constant", a, b, f"{a} in {b}'s 95%", f"{b} in {a}'s 95%", "difference z"]
     rows = []
     for k, c in doc["constants"].items():
         yes = {True: "yes", False: "NO", None: "-"}
         rows.append(
             [k, with_interval(c["a"], c["ci_a"], None, 3), with_interval(c["b"], c["ci_b"], None, 3),
-             yes[c["a_in_b"]], yes[c["b_in_a"]]]
+             yes[c["a_in_b"]], yes[c["b_in_a"]],
+             "-" if c.get("z") is None else f"{c['z']:+.1f}"]
         )  # fmt: skip
     out = [
         ("h2", f"Schedules: {sa} against {sb}"),
         *[("p", line) for line in lines],
         ("table", head, rows),
-        ("p", "Every Eq. 4 constant of each study lies inside the other's 95% interval."
+        ("p", ("Every Eq. 4 constant of each study lies inside the other's 95% interval."
          if doc["constants_agree"] else "Some constant of one study lies outside the other's "
-         "95% interval (NO above)."),
+         "95% interval (NO above).") + " " + _consistency(doc)),
         ("fig", "fig_schedules", f"Final test loss per grid point, {b} against {a}"),
     ]  # fmt: skip
     return [x for x in out if x[0] != "fig" or x[1] in figures]
+
+
+def _consistency(doc: dict) -> str:
+    zs = {k: c["z"] for k, c in doc["constants"].items() if c.get("z") is not None}
+    if not zs:
+        return ""
+    far = [k for k, z in zs.items() if abs(z) > 1.96]
+    worst = max(zs, key=lambda k: abs(zs[k]))
+    return (
+        "Difference z (each difference over the two intervals' combined standard error; two "
+        "studies of the same truth put an estimate outside the other's interval for ~17% of "
+        "constants): "
+        + (
+            f"{', '.join(far)} {'differs' if len(far) == 1 else 'differ'} beyond 1.96 (largest |z| {abs(zs[worst]):.1f}, {worst})."
+            if far
+            else f"every |z| <= 1.96 (largest {abs(zs[worst]):.1f}, {worst}): consistent at 5%."
+        )
+    )
