@@ -8,7 +8,7 @@ with the `fake_multinode` provider (tests/_autoscaler.py), and one worker type
    types, from what the running cluster says (`cluster_state.admit_grid`); the autoscaler's own
    infeasible report is found too, and a trial waiting on it says why (`pending_reason`);
 2. the same through `slmscale grid` with RAY_ADDRESS: exit 2, one line, no run left RUNNING
-   (waits for the lead's wiring of `admit_grid` in the grid; skipped until then);
+   (slmscale.commands.grid.admit_on_cluster);
 3. a small grid whose trials ask for `{GPU: 1, a10g: 1}`, submitted as a Ray job, scales worker
    nodes up from zero, trains every trial there and none on the head (Ray's state API: the node
    of every Ray Train worker actor), gives one FINISHED MLflow run per trial, each recording
@@ -107,15 +107,6 @@ print(json.dumps({"refused": refused, "bound": bound, "reported": reported, "rea
     assert "no node type offers l4" in out["reason"] and "gpu.a10g" in out["reason"]
 
 
-def _grid_wired() -> bool:
-    """Whether the grid (the lead's files, as imported) calls cluster_state's admission yet."""
-    import slmscale
-
-    pkg = Path(slmscale.__file__).parent
-    sources = [pkg / "grid" / "tune.py", pkg / "grid" / "driver.py", pkg / "commands" / "grid.py"]
-    return any("admit_" in p.read_text() for p in sources if p.exists())
-
-
 def _spec(cluster, custom: dict, name: str, gpus: float = 0.0) -> Path:
     """Three trials of the smoke grid (two sizes, one 2-epoch run), pinned by `custom`; with
     `gpus`, each worker also asks for that many of the fake nodes' GPUs, which torch cannot
@@ -147,7 +138,6 @@ def _statuses(cluster, experiment: str) -> list[str]:
     return [r.info.status for r in client.search_runs([found.experiment_id], max_results=1000)]
 
 
-@pytest.mark.skipif(not _grid_wired(), reason="waits for the grid to call admit_on_cluster (lead)")
 def test_grid_refuses_an_unplaceable_trial_in_one_line_with_exit_2(cluster):
     spec = _spec(cluster, {"l4": 1}, "infeasible")
     env = {**cluster.env, "RAY_ADDRESS": cluster.gcs_address}
@@ -248,8 +238,8 @@ def test_grid_scales_typed_workers_from_zero_trains_only_there_and_scales_back(c
     status = _job_status(cluster, submission)
     assert status.endswith("SUCCEEDED"), _first_traceback(logs) + logs[-3000:]
     print(f"grid as a Ray job on the autoscaling cluster: {elapsed:.0f} s")
-    if _grid_wired():  # the default bound: two a10g nodes at most, one trial each
-        assert "cluster: 2 trials at once" in logs, logs[-3000:]
+    # the default bound: two a10g nodes at most, one trial each
+    assert "cluster: 2 trials at once" in logs, logs[-3000:]
 
     nodes = _node_history(cluster)
     workers = train_worker_nodes(cluster.python, cluster.dashboard, submission)
