@@ -110,6 +110,17 @@ def test_world_is_deterministic_and_reused(world, tmp_path):
     assert changed["files"] != manifest["files"]
 
 
+def test_stories_rendered_in_two_processes_are_the_ones_rendered_in_one(tmp_path):
+    from slmscale.demo.corpus import write_corpus
+    from slmscale.demo.render import PhoneBank
+
+    bank = PhoneBank(seed=0)
+    one = write_corpus(tmp_path / "one", "train-clean", 130, 0, bank, workers=1)
+    two = write_corpus(tmp_path / "two", "train-clean", 130, 0, bank, workers=2)
+    assert one == two and len(one) == 130
+    assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
+
+
 def test_utterance_ids_are_unique_across_splits(world):
     _, manifest = world
     ids = [

@@ -63,27 +63,56 @@ def text(sentences) -> str:
     return " . ".join(" ".join(s) for s in sentences)
 
 
+PARALLEL_FROM = 400  # stories; fewer render faster than a worker process starts
+
+
 def write_corpus(
-    root: Path, split: str, n_stories: int, seed: int, bank: PhoneBank
+    root: Path, split: str, n_stories: int, seed: int, bank: PhoneBank, workers: int | None = None
 ) -> list[Utterance]:
     """`n_stories` stories (audiobook passages for AUDIOBOOK_SPLIT) under `root/split`,
-    deterministic from `seed`."""
-    stream = STREAMS[split]
+    deterministic from `seed`.
+
+    Each story has its own random stream ([seed, split, index]), so the stories render in
+    `workers` processes (default: one per core, for PARALLEL_FROM stories or more) to the same
+    files and the same manifest as in one.
+    """
+    workers = workers or ((os.cpu_count() or 1) if n_stories >= PARALLEL_FROM else 1)
+    chunks = [range(i, min(i + 100, n_stories)) for i in range(0, n_stories, 100)]
     out: list[Utterance] = []
     with Progress(n_stories, f"demo world: {split}", " stories") as bar:
-        for i in range(n_stories):
-            rng = np.random.default_rng([seed, stream, i])
-            if split == AUDIOBOOK_SPLIT:
-                sentences = list(sample_passage(rng))
-            else:
-                sentences = list(sample_story(rng).sentences)
-            v = int(rng.integers(len(SPEAKERS)))
-            spk, chapter = speaker_id(v), FIRST_CHAPTER[split] + i // STORIES_PER_CHAPTER
-            rel = Path(split, str(spk), str(chapter), f"{spk}-{chapter}-{i:04d}.flac")
-            audio = render(sentences, SPEAKERS[v].name, bank, [seed, stream, i])
-            write_audio(root / rel, audio)
-            out.append(
-                Utterance(rel.as_posix(), int(audio.size), SPEAKERS[v].name, text(sentences))
-            )
-            bar.update(1)
+        if workers <= 1:
+            for chunk in chunks:
+                out += write_stories(root, split, seed, bank, chunk)
+                bar.update(len(chunk))
+            return out
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        # spawn: the caller may hold torch's threads, which a fork must not copy
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(write_stories, root, split, seed, bank, c) for c in chunks]
+            for chunk, future in zip(chunks, futures, strict=True):
+                out += future.result()
+                bar.update(len(chunk))
+    return out
+
+
+def write_stories(
+    root: Path, split: str, seed: int, bank: PhoneBank, indices: range
+) -> list[Utterance]:
+    """Render and write the stories `indices` of `split` (one worker's share)."""
+    stream = STREAMS[split]
+    out: list[Utterance] = []
+    for i in indices:
+        rng = np.random.default_rng([seed, stream, i])
+        if split == AUDIOBOOK_SPLIT:
+            sentences = list(sample_passage(rng))
+        else:
+            sentences = list(sample_story(rng).sentences)
+        v = int(rng.integers(len(SPEAKERS)))
+        spk, chapter = speaker_id(v), FIRST_CHAPTER[split] + i // STORIES_PER_CHAPTER
+        rel = Path(split, str(spk), str(chapter), f"{spk}-{chapter}-{i:04d}.flac")
+        audio = render(sentences, SPEAKERS[v].name, bank, [seed, stream, i])
+        write_audio(root / rel, audio)
+        out.append(Utterance(rel.as_posix(), int(audio.size), SPEAKERS[v].name, text(sentences)))
     return out
