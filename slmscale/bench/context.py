@@ -166,3 +166,26 @@ def gpu_profile_top(fn, *args, n: int = 4, **kwargs) -> str:
     return "GPU profile: " + ", ".join(
         f"{e.key[:48]} {100 * getattr(e, attr) / total:.0f}%" for e in top
     )
+
+
+def tiny_grid(units, name: str, model: dict, tokens: list[int], **fields):
+    """(trials, data) of a tiny CPU grid on `units` (batch 8 x 64, fp32), as `slmscale grid`
+    expands it; `fields` set or override spec fields (optimizer, eval, schedule, ...)."""
+    from slmscale.config.base import parse_model
+    from slmscale.config.grid import GridSpec
+    from slmscale.grid.expand import expand_grid, resolve_data
+
+    raw = {
+        "name": name,
+        "units": [{"path": str(units)}],
+        "models": [model],
+        "tokens": tokens,
+        "epochs": ["auto"],
+        "batch_size": 8,
+        "context": 64,
+        "train": {"precision": "fp32"},
+        **fields,
+    }
+    spec = parse_model(GridSpec, raw, "bench")
+    data = resolve_data(spec)
+    return expand_grid(spec, data), data

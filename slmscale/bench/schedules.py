@@ -17,37 +17,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from slmscale.bench.context import Context
+from slmscale.bench.context import Context, tiny_grid
 from slmscale.bench.results import Figure, judge
 
 SECTION = "train"
 BUDGETS = [16_384, 32_768, 65_536, 131_072]  # tokens: 32..256 steps of 8 x 64
-
-
-def _trials(units: Path):
-    from slmscale.config.base import parse_model
-    from slmscale.config.grid import GridSpec
-    from slmscale.grid.expand import expand_grid, resolve_data
-
-    spec = parse_model(
-        GridSpec,
-        {
-            "name": "bench-schedules",
-            "units": [{"path": str(units)}],
-            "models": [{"name": "tiny", "layers": 2, "dim": 48, "heads": 2}],
-            "tokens": BUDGETS,
-            "epochs": ["auto"],
-            "batch_size": 8,
-            "context": 64,
-            "optimizer": {"warmup_min_steps": 8},
-            "eval": {"n_evals": 4},
-            "train": {"precision": "fp32"},
-            "schedule": {"kind": "wsd"},
-        },
-        "bench",
-    )
-    data = resolve_data(spec)
-    return expand_grid(spec, data), data.available_tokens
 
 
 def schedules_row(ctx: Context) -> Figure:
@@ -61,7 +35,16 @@ def schedules_row(ctx: Context) -> Figure:
     opts = RuntimeOptions(device="cpu")
     with tempfile.TemporaryDirectory(prefix="slmscale-bench-wsd-") as tmp:
         units = write_synthetic_units(Path(tmp) / "units", n_train=5000, n_test=200)
-        wsd_trials, available = _trials(units)
+        wsd_trials, data = tiny_grid(
+            units,
+            "bench-schedules",
+            {"name": "tiny", "layers": 2, "dim": 48, "heads": 2},
+            BUDGETS,
+            optimizer={"warmup_min_steps": 8},
+            eval={"n_evals": 4},
+            schedule={"kind": "wsd"},
+        )
+        available = data.available_tokens
         (trunk,) = plan_trunks(wsd_trials, available)
 
         start = time.perf_counter()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from slmscale.bench.context import Context, gpu_profile_top
+from slmscale.bench.context import Context, gpu_profile_top, tiny_grid
 from slmscale.bench.results import Figure, judge, not_measured
 from slmscale.bench.steps import StepTiming, cached_step, step_throughput, steps_in_processes
 from slmscale.model import ModelShape, default_batch_size
@@ -47,10 +47,7 @@ def periodic_eval_row(ctx: Context, tokens: int = 32_768) -> Figure:
     import tempfile
     from pathlib import Path
 
-    from slmscale.config.base import parse_model
-    from slmscale.config.grid import GridSpec
     from slmscale.corpus import load_trial_data
-    from slmscale.grid.expand import expand_grid, resolve_data
     from slmscale.train import RuntimeOptions, train_one_trial
     from slmscale.train.options import DEFAULT_PERIODIC_EVAL_COST
     from slmscale.train.synthetic import write_synthetic_units
@@ -58,23 +55,14 @@ def periodic_eval_row(ctx: Context, tokens: int = 32_768) -> Figure:
     ctx.step("train: periodic test-loss cost (tiny trial)")
     with tempfile.TemporaryDirectory(prefix="slmscale-bench-eval-") as tmp:
         units = write_synthetic_units(Path(tmp) / "units", n_train=400, n_test=200)
-        spec = parse_model(
-            GridSpec,
-            {
-                "name": "bench-eval",
-                "units": [{"path": str(units)}],
-                "models": [{"name": "tiny", "layers": 1, "dim": 32, "heads": 2}],
-                "tokens": [tokens],
-                "epochs": ["auto"],
-                "batch_size": 8,
-                "context": 64,
-                "optimizer": {"warmup_min_steps": 2},
-                "eval": {"n_evals": 20},
-                "train": {"precision": "fp32"},
-            },
-            "bench",
+        (trial,), _ = tiny_grid(
+            units,
+            "bench-eval",
+            {"name": "tiny", "layers": 1, "dim": 32, "heads": 2},
+            [tokens],
+            optimizer={"warmup_min_steps": 2},
+            eval={"n_evals": 20},
         )
-        (trial,) = expand_grid(spec, resolve_data(spec))
         data = load_trial_data(trial)
         result = train_one_trial(trial, data=data, options=RuntimeOptions(device="cpu"))
         whole = sum(len(w) for w in data.test)
