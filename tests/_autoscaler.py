@@ -268,8 +268,10 @@ class FakeCluster:
         return out.stdout
 
     def python_json(self, code: str, timeout: float = 300):
-        """`python(code)` whose last line of output is JSON."""
-        return json.loads(self.python(code, timeout).strip().splitlines()[-1])
+        """`python(code)` whose last JSON line of output is the answer (Ray's driver may print
+        autoscaler events, "(autoscaler +25s) Resized to ...", after it)."""
+        lines = self.python(code, timeout).strip().splitlines()
+        return json.loads(next(ln for ln in reversed(lines) if ln.lstrip().startswith(("{", "["))))
 
     def alive_nodes(self) -> list[dict]:
         """[{node_id, is_head, resources}] of the ALIVE nodes, from Ray's state API."""
