@@ -268,10 +268,16 @@ class FakeCluster:
         return out.stdout
 
     def python_json(self, code: str, timeout: float = 300):
-        """`python(code)` whose last JSON line of output is the answer (Ray's driver may print
-        autoscaler events, "(autoscaler +25s) Resized to ...", after it)."""
+        """`python(code)` whose last line that parses as JSON (object, list or string) is the
+        answer (Ray's driver may print autoscaler events, "(autoscaler +25s) Resized to ...",
+        after it)."""
         lines = self.python(code, timeout).strip().splitlines()
-        return json.loads(next(ln for ln in reversed(lines) if ln.lstrip().startswith(("{", "["))))
+        for line in reversed(lines):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+        raise AssertionError(f"no JSON line in the output: {lines[-5:]}")
 
     def alive_nodes(self) -> list[dict]:
         """[{node_id, is_head, resources}] of the ALIVE nodes, from Ray's state API."""
