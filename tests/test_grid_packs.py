@@ -99,3 +99,18 @@ def test_a_local_ray_starts_only_the_trials_its_resources_can_train():
     two = _job("w", workers=2, cpus_per_worker=2.0, custom={"node": 1})
     assert trials_that_fit([two] * 9, {"CPU": 64.0, "node": 4.0}) == 2
     assert trials_that_fit([two], {"CPU": 1.0}) == 1  # never 0: Ray says what is missing
+
+
+def test_the_train_job_bounds_placement_retries_and_retries_preemptions_without_limit(tmp_path):
+    """A worker group that cannot be placed is a controller failure in Ray Train 2.60; without
+    `controller_failure_limit` Train retries it forever (docs/cluster.md)."""
+    from slmscale.grid.trainable import CONTROLLER_RETRIES, _trainer
+    from slmscale.grid.trainworker import TrainUnit
+
+    job = _job("a", max_failures=3)
+    trainer = _trainer(
+        TrainUnit("trial-a", (job,), packed=False), job.resources, str(tmp_path), None
+    )
+    failure = trainer.run_config.failure_config
+    assert (failure.max_failures, failure.max_preemption_failures) == (3, -1)
+    assert failure.controller_failure_limit == CONTROLLER_RETRIES > 0

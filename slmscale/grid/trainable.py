@@ -74,8 +74,13 @@ def _trainer(unit: TrainUnit, res: TrialResources, storage_path: str, queue):
             name=unit.name,
             storage_path=storage_path,
             # Ray tells a node preemption (retried without limit) from other failures: an
-            # exception, a lost worker process (retried up to max_failures).
-            failure_config=FailureConfig(max_failures=res.max_failures, max_preemption_failures=-1),
+            # exception, a lost worker process (retried up to max_failures); a worker group
+            # that cannot be placed is a controller failure (retried CONTROLLER_RETRIES times).
+            failure_config=FailureConfig(
+                max_failures=res.max_failures,
+                max_preemption_failures=-1,
+                controller_failure_limit=CONTROLLER_RETRIES,
+            ),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
             callbacks=[_forwarder(queue)],
         ),
