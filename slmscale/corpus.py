@@ -40,9 +40,6 @@ if TYPE_CHECKING:
 
 TEST_SPLIT = tokenstore.TEST_SPLIT
 IGNORE_INDEX = -100  # label of padding positions (torch cross-entropy's default ignore index)
-# Token ids in memory: units (K <= 65,532) plus PAD/BOS/EOS fit in 16 bits, half of int32's
-# footprint; batches are widened to int64 only when padded (pad_batch).
-TOKEN_DTYPE = np.uint16
 
 
 class TokenStream:

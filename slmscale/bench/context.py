@@ -17,7 +17,6 @@ from slmscale.model import PAPER_SIZES, ModelShape
 
 TINY = ModelShape("tiny-2x64", n_layers=2, dim=64, n_heads=2)
 SMALL = ModelShape("small-4x256", n_layers=4, dim=256, n_heads=4)
-MID = ModelShape("mid-6x384", n_layers=6, dim=384, n_heads=6)
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,7 @@ def _mfu_row(ctx: Context, shape: ModelShape, timing: StepTiming, target: float 
     if target is not None:
         judge(fig, "value", ">=", target)
     if value is None:
-        fig.add_note("GPU peak FLOP/s unknown (slmscale.train.throughput.PEAK_BF16_FLOPS)")
+        fig.add_note("GPU peak FLOP/s unknown (slmscale.train.throughput.PEAK_BF16_TABLE)")
     elif fig.met is False:
         mb = gpu_micro_batch(shape, s.gpu_context)
         kw = dict(context=s.gpu_context, batch=mb, steps=2, warmup=1, device=ctx.gpu_device)

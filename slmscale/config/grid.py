@@ -29,8 +29,6 @@ from pydantic import (
 from slmscale.config.base import StrictModel, load_yaml_model
 from slmscale.model import PAPER_SIZES, ModelShape, budget_reference_params
 
-BENCHMARK_NAMES = ("sblimp", "swuggy", "topic_cloze", "story_cloze")
-
 
 class ShapeSpec(StrictModel):
     """A model size: a Table 1 name, or explicit layers/dim/heads under a label."""

@@ -53,7 +53,6 @@ REPO_SPECS = Path(__file__).resolve().parents[2] / "tune_spaces"
 BOOTSTRAP = {"quick": 40, "full": 100}
 AUDIOBOOK_SPEC, UNIGRAM_SPEC = "demo_audiobook.yaml", "demo_unigram.yaml"
 MIN_MULTI_EPOCH_RUNS = 3  # two R* from fewer multi-epoch points would be a guess
-DEFAULT_WORKDIR = "slmscale-demo"
 
 
 @dataclass

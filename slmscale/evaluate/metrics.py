@@ -69,12 +69,6 @@ def item_scores(pairs: Sequence[Pair], outcomes: Sequence[float]) -> dict[tuple,
     return {item: sum(v) / len(v) for item, v in by_item.items()}
 
 
-def accuracy(pairs: Sequence[Pair], outcomes: Sequence[float]) -> float:
-    """Voices averaged within items, then items averaged (NaN when there are no pairs)."""
-    scores = item_scores(pairs, outcomes)
-    return sum(scores.values()) / len(scores) if scores else float("nan")
-
-
 def frequency_band(frequency) -> str | None:
     """The official band of a word's LibriSpeech count, None when it has no usable count."""
     try:

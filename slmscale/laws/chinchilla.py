@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # theta = (a, b, e, alpha, beta); exp(a) = A, exp(b) = B, exp(e) = E.
-THETA_NAMES = ("a", "b", "e", "alpha", "beta")
 PARAM_NAMES = ("E", "A", "B", "alpha", "beta")
 N_PARAMS = len(PARAM_NAMES)
 # Box for L-BFGS-B: exponents non-negative and below 3; A, B up to e^40; E from e^-5 to e^5.

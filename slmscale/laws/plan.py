@@ -150,7 +150,7 @@ def plan_for_compute(doc: dict, C: float, *, unique_tokens: float | None = None,
     else:
         sn = sd = sl = None
     if aware:
-        eq6 = _eq6_beside(point, rows, C, U_D, L, sl, fpt)
+        eq6 = _eq6_beside(point, rows, C, U_D, sl, fpt)
         out["eq6"] = eq6
         out["penalty"] = eq6["loss_eq7"] - L
         out["ci95"]["penalty"] = eq6.pop("_penalty_ci")
@@ -214,7 +214,7 @@ def _flat_range(point, C, U_D, L_best, fpt=(6.0, 1.0), tol: float = 1e-3) -> lis
     return [float(ok.min()), float(ok.max())]
 
 
-def _eq6_beside(point, rows, C, U_D, L_aware, sl_aware, fpt=(6.0, 1.0)) -> dict:
+def _eq6_beside(point, rows, C, U_D, sl_aware, fpt=(6.0, 1.0)) -> dict:
     """The Eq. 6 allocation priced by Eq. 7/8 (the cost of ignoring the data limit)."""
     N6, D6 = (float(x[0]) for x in _unlimited(point, C, fpt))
     l7 = float(loss(point, [[N6]], [[D6]], U_D)[0, 0])

@@ -160,10 +160,6 @@ def candidates(root: str | Path | None) -> list[Path]:
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
-def has_checkpoint(directory: str | Path | None) -> bool:
-    return bool(candidates(directory))
-
-
 def read_state(directory: str | Path) -> dict:
     """The verified contents of one checkpoint; CheckpointError naming the file otherwise."""
     path = Path(directory) / STATE_FILE

@@ -13,7 +13,7 @@ Training memory lives in slmscale.train.memory; the two names below are kept for
 from __future__ import annotations
 
 from slmscale.model import ModelShape, flops_per_token
-from slmscale.train.memory import choose_micro_batch, training_memory
+from slmscale.train.memory import choose_micro_batch
 
 # (substrings that must all appear in torch.cuda.get_device_name(), dense bf16 FLOP/s), first
 # match wins: the variants of a family come before the family.  Names as torch reports them,
@@ -34,9 +34,6 @@ PEAK_BF16_TABLE: list[tuple[tuple[str, ...], float, str]] = [
     (("V100",), 125e12, "V100 (fp16; no bf16)"),
 ]
 
-# Kept for callers that only need a name -> number view.
-PEAK_BF16_FLOPS: dict[str, float] = {label: flops for _, flops, label in PEAK_BF16_TABLE}
-
 
 def peak_flops(device_name: str | None) -> float | None:
     """Peak dense bf16 FLOP/s of a GPU by name (e.g. 'NVIDIA H100 PCIe'), None when unknown."""
@@ -55,13 +52,6 @@ def mfu(
     if not peak or tokens_per_sec <= 0:
         return None
     return tokens_per_sec * flops_per_token(shape, context) / (peak * n_devices)
-
-
-def training_memory_bytes(
-    shape: ModelShape, n_units: int, micro_batch: int, context: int, bf16: bool
-) -> float:
-    """Predicted peak training memory of one device (slmscale.train.memory.training_memory)."""
-    return training_memory(shape, n_units, micro_batch, context, bf16=bf16).total
 
 
 def largest_fitting_micro_batch(
