@@ -1,6 +1,6 @@
 """The units dataset: the contract between stage 1 (tokenize) and everything after it.
 
-A directory of Parquet shards plus `_meta.json` and `_rejects.parquet` (see DESIGN.md):
+A directory of Parquet shards plus `_meta.json` and `_rejects.parquet` (the units contract):
 
     units/
       _meta.json              encoder, k-means hash, K, dedup, counts per dataset and split
@@ -82,7 +82,7 @@ REJECTS_SCHEMA = pa.schema(
     [("source", pa.string()), ("dataset", pa.string()), ("error", pa.string())]
 )
 
-# meta.json keys that define the tokenizer: units made with different values must never be mixed.
+# `_meta.json` keys that define the tokenizer: units made with different values must never be mixed.
 # `encoder_id` is content-based (log-mel parameters; `hubert:<hash of config + weights>`), never a
 # path; `precision` is the encoder's compute precision (fp32, or bf16 autocast on GPUs).
 TOKENIZER_IDENTITY_KEYS = (
@@ -157,7 +157,7 @@ def write_table_atomic(table: pa.Table, path: str | Path) -> None:
 
 
 def load_meta(root: str | Path) -> dict:
-    """meta.json of a units dataset; a UserError naming the path if it is missing or broken."""
+    """`_meta.json` of a units dataset; a UserError naming the path if it is missing or broken."""
     path = meta_path(root)
     if not path.is_file():
         raise UserError(
@@ -170,12 +170,12 @@ def load_meta(root: str | Path) -> dict:
 
 
 def tokenizer_identity(meta: dict) -> dict:
-    """The part of meta.json that says how units were made (no paths: content only)."""
+    """The part of `_meta.json` that says how units were made (no paths: content only)."""
     return {k: meta.get(k, IDENTITY_DEFAULTS.get(k)) for k in TOKENIZER_IDENTITY_KEYS}
 
 
 def identity_diff(a: dict, b: dict) -> list[str]:
-    """The tokenizer-identity keys in which two meta.json dicts differ (empty: same tokenizer)."""
+    """The tokenizer-identity keys in which two `_meta.json` dicts differ (empty: same tokenizer)."""
     ia, ib = tokenizer_identity(a), tokenizer_identity(b)
     return [k for k in TOKENIZER_IDENTITY_KEYS if ia[k] != ib[k]]
 

@@ -14,8 +14,9 @@ When a grid joins a cluster, two things bound the trials in flight:
   driver and MLflow (`HEAD_BASE_BYTES`), and Ray's memory monitor kills processes at 95% use.
 
 A per-worker bundle that no node type offers can never be placed: Ray's autoscaler only logs
-"No available node types can fulfill resource request", and Train retries the placement, so
-the grid would wait forever.  `unplaceable` names such trials before the grid starts.
+"No available node types can fulfill resource request", and Train retries the placement (for
+about an hour under the grid's settings, slmscale.grid.trainable), so the trial would wait to
+fail.  `unplaceable` names such trials before the grid starts.
 """
 
 from __future__ import annotations
