@@ -7,7 +7,8 @@ and backward, without the causal halving the kernels do not realise either).  Pe
 vendors' dense bf16 tensor-core numbers (no sparsity), told apart by the device name torch reports;
 MFU is only reported for a GPU in the table.
 
-Training memory lives in slmscale.train.memory; the two names below are kept for older callers.
+Training memory lives in slmscale.train.memory; `largest_fitting_micro_batch` below is its
+shortcut for the bench (the largest micro-batch that fits without activation checkpointing).
 """
 
 from __future__ import annotations
