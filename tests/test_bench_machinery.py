@@ -24,7 +24,6 @@ TINY_SCALE = replace(
     fit_points=24,
     naive_starts=20,
     bootstrap=4,
-    bootstrap_workers=1,
     data_tokens=20_000,
     data_batch=4,
     consume_shape=MICRO,

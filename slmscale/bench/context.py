@@ -10,11 +10,12 @@ import cProfile
 import os
 import pstats
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 from slmscale.model import PAPER_SIZES, ModelShape
 
+N_UNITS = 500  # K of every bench model and units dataset (the paper's)
 TINY = ModelShape("tiny-2x64", n_layers=2, dim=64, n_heads=2)
 SMALL = ModelShape("small-4x256", n_layers=4, dim=256, n_heads=4)
 
@@ -26,7 +27,6 @@ class Scale:
     fit_points: int = 240
     naive_starts: int | None = None  # None: all starts
     bootstrap: int = 1000
-    bootstrap_workers: int = 2
     # data: a units dataset of `data_tokens`, read in paper batches of `data_batch` x context
     data_tokens: int = 4_000_000
     data_batch: int = 64
@@ -54,7 +54,6 @@ class Scale:
     eval_shape: ModelShape = PAPER_SIZES["20M"]
     eval_pairs: int = 256
     cpu_threads: int | None = 1  # torch/BLAS threads of the CPU figures (see limit_threads)
-    extra: dict = field(default_factory=dict)
 
 
 FULL = Scale("full")
@@ -110,25 +109,30 @@ def limit_threads(n: int | None) -> Iterator[None]:
         threadpool_limits = None
     saved_env = {k: os.environ.get(k) for k in THREAD_ENV}
     saved_torch = torch.get_num_threads()
-    if n is None:
-        for k in THREAD_ENV:
-            os.environ.pop(k, None)
-    else:
-        os.environ.update({k: str(n) for k in THREAD_ENV})
+    _set_env({k: None if n is None else str(n) for k in THREAD_ENV})
     torch.set_num_threads(n or os.cpu_count() or 1)
     try:
-        if threadpool_limits is None:
+        with threadpool_limits(n or os.cpu_count()) if threadpool_limits else nullcontext():
             yield
-        else:
-            with threadpool_limits(n or os.cpu_count()):
-                yield
     finally:
         torch.set_num_threads(saved_torch)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_env(saved_env)
+
+
+def _set_env(values: dict[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so a timer sees its end."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 def profile_top(fn, *args, n: int = 4, **kwargs) -> str:
@@ -144,10 +148,8 @@ def profile_top(fn, *args, n: int = 4, **kwargs) -> str:
 
 
 def _label(func: tuple) -> str:
-    path, line, name = func
-    if path == "~":
-        return name.strip("<>{}")
-    return f"{path.rsplit('/', 2)[-1] if '/' in path else path}:{name}"
+    path, _, name = func
+    return name.strip("<>{}") if path == "~" else f"{path.rsplit('/', 1)[-1]}:{name}"
 
 
 def gpu_profile_top(fn, *args, n: int = 4, **kwargs) -> str:

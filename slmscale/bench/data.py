@@ -1,16 +1,14 @@
 """data: the loader's tokens/s vs training's, and seconds from trial start to first batch.
 
-A units dataset of a few million random units (K = 500, utterances of 100-300 units, 1% test)
-is written to a temporary directory; the loader figure is end to end, as a trial reads it:
-`load_trial_data` (token store -> prefix -> stream; the store is built on first use) then every
-training batch of context windows padded into (input_ids, labels) tensors, exactly what
+The loader figure is end to end, as a trial reads a units dataset (here of random units): the
+token store, its prefix and stream (`open_data`; the store is built on first use), then every
+batch of context windows padded into (input_ids, labels) tensors, exactly what
 `slmscale.train.loop` feeds the model.  The baseline is the training step of the paper's 20M
-model at context 2050 on this machine's device (the same timing function the train section uses).
+model at context 2050 on this machine's device (the same timing the train section uses).
 
-Start to first batch: with the token store ready (built by `slmscale tokenize` or an earlier
-trial), a trial's `load_trial_data` plus its first padded batch, on a corpus of `data_tokens`
-(4M) and of 64 x that (256M) with U_D = the whole corpus.  The ratio should be near 1: a trial
-start no longer reads the shards.  Beside it, the same trial when it has to build the store
+Start to first batch, store ready (built by `slmscale tokenize` or an earlier trial), on a
+corpus of `data_tokens` and of 64 x that with U_D = the whole corpus: the ratio should be near
+1, since a ready store means no shard is read.  Beside it, the trial that has to build the store
 (what every trial start cost before the store: a scan of every shard plus a pool write).
 """
 
@@ -28,7 +26,7 @@ import pyarrow.compute as pc
 import torch
 
 from slmscale import units as units_io
-from slmscale.bench.context import Context, profile_top
+from slmscale.bench.context import N_UNITS, Context, profile_top
 from slmscale.bench.results import Figure, judge
 from slmscale.bench.steps import StepTiming, cached_step
 from slmscale.corpus import open_data, pad_batch
@@ -36,7 +34,6 @@ from slmscale.model import special_token_ids
 from slmscale.units_digest import SHARD_DIGESTS, shard_digests
 
 SECTION = "data"
-N_UNITS = 500
 
 
 def write_random_units(root: Path, tokens: int, seed: int = 0, shard_tokens: int = 1 << 24) -> Path:
@@ -95,17 +92,24 @@ def _open(root: Path, unique: int, tokens: int, context: int):
     )
 
 
+PAD = special_token_ids(N_UNITS)["pad"]
+
+
+def _batch(stream, first: int, batch: int) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """Windows `first`.. of the stream padded into (input_ids, labels), as the trainer feeds them."""
+    windows = [stream.window(w) for w in range(first, min(first + batch, stream.n_windows))]
+    inputs, labels = pad_batch(windows, PAD)
+    return windows, torch.from_numpy(inputs), torch.from_numpy(labels)
+
+
 def read_all_batches(root: Path, tokens: int, context: int, batch: int) -> dict:
     """Time one pass of the loader over `tokens` training tokens; tokens/s end to end."""
     t0 = time.perf_counter()
-    data = _open(root, tokens, tokens, context)
+    stream = _open(root, tokens, tokens, context).stream
     t_loaded = time.perf_counter()
-    pad = special_token_ids(N_UNITS)["pad"]
-    stream, produced = data.stream, 0
+    produced = 0
     for first in range(0, stream.n_windows, batch):
-        windows = [stream.window(w) for w in range(first, min(first + batch, stream.n_windows))]
-        inputs, labels = pad_batch(windows, pad)
-        x, y = torch.from_numpy(inputs), torch.from_numpy(labels)
+        windows, x, y = _batch(stream, first, batch)
         produced += sum(len(w) for w in windows)
     t_end = time.perf_counter()
     assert produced == tokens and x.shape[1] <= context and y.shape == x.shape
@@ -123,11 +127,7 @@ LARGE_FACTOR = 64  # the large corpus of the start-to-first-batch row: 64 x data
 def first_batch_seconds(root: Path, unique: int, context: int, batch: int) -> float:
     """A trial start as the training loop does it: its data, then its first padded batch."""
     t0 = time.perf_counter()
-    data = _open(root, unique, unique, context)
-    stream = data.stream
-    windows = [stream.window(w) for w in range(min(batch, stream.n_windows))]
-    inputs, labels = pad_batch(windows, special_token_ids(N_UNITS)["pad"])
-    x, y = torch.from_numpy(inputs), torch.from_numpy(labels)
+    windows, x, y = _batch(_open(root, unique, unique, context).stream, 0, batch)
     assert x.shape == y.shape and x.shape[0] == len(windows)
     return time.perf_counter() - t0
 
@@ -158,28 +158,23 @@ def _start_figures(ctx: Context, tmp: Path) -> list[Figure]:
         shutil.rmtree(root, ignore_errors=True)
     small, large = runs["small"], runs["large"]
     size = f"{_m(large['corpus_tokens'])} vs {_m(small['corpus_tokens'])} tokens"
-    ready = Figure(
-        SECTION,
-        f"trial start to first batch, token store ready ({size})",
-        large["ready_seconds"],
-        "s",
-        small["ready_seconds"],
-        f"same at {_m(small['corpus_tokens'])} corpus tokens",
-        extra={"small": small, "large": large},
-    )
+
+    def row(name: str, key: str, **kw) -> Figure:
+        base = f"same at {_m(small['corpus_tokens'])} corpus tokens"
+        extra = {"small": small, "large": large}
+        return Figure(
+            SECTION, f"{name} ({size})", large[key], "s", small[key], base, extra=extra, **kw
+        )
+
+    ready = row("trial start to first batch, token store ready", "ready_seconds")
     # The target is absolute: both figures are milliseconds, so their ratio mostly measures
     # noise and the one step that grows with U_D (shuffling U_D / context window starts).
     judge(ready, "value", "<=", 1.0)
     ready.add_note("ratio near 1 expected: no shard is read once the store is ready")
-    build = Figure(
-        SECTION,
-        f"first trial start to first batch, building the store ({size})",
-        large["build_seconds"],
-        "s",
-        small["build_seconds"],
-        f"same at {_m(small['corpus_tokens'])} corpus tokens",
+    build = row(
+        "first trial start to first batch, building the store",
+        "build_seconds",
         note="once per (data, seed); before the store every trial start paid a full shard scan",
-        extra={"small": small, "large": large},
     )
     return [ready, build]
 

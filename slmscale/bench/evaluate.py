@@ -1,12 +1,9 @@
 """eval: pairs scored per second, batched (the scorer's defaults) vs one pair per batch.
 
-sBLIMP-like pairs (~40 units per utterance) through `score_sequences`, the path
-`slmscale eval` runs, on a randomly initialised model (speed does not depend on the weights).
-
-`measure_pairs_per_second`: synthetic pairs of random units (lengths spread +-25% around
-`mean_units`, as real benchmark utterances vary) through exactly the scoring path of
-`score_benchmarks`; a warm-up batch runs first so one-time costs (kernel selection, allocator
-growth) are not counted.
+Synthetic sBLIMP-like pairs (~40 units per utterance, lengths spread +-25% as real utterances
+vary) through `score_sequences`, the path `slmscale eval` runs, on a randomly initialised model
+(speed does not depend on the weights); a warm-up batch runs first so one-time costs (kernel
+selection, allocator growth) are not counted.
 """
 
 from __future__ import annotations
@@ -16,18 +13,12 @@ import time
 import numpy as np
 import torch
 
-from slmscale.bench.context import Context
+from slmscale.bench.context import N_UNITS, Context, sync
 from slmscale.bench.results import Figure
 from slmscale.evaluate.scoring import DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TOKENS, score_sequences
 from slmscale.model import build_model, special_token_ids
 
 SECTION = "eval"
-N_UNITS = 500
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_pairs_per_second(
@@ -37,16 +28,14 @@ def measure_pairs_per_second(
     n_pairs: int = 128,
     mean_units: int = 40,
     device: str | torch.device = "cpu",
-    max_batch_tokens: int = DEFAULT_BATCH_TOKENS,
     max_batch_size: int = DEFAULT_BATCH_SIZE,
-    seed: int = 0,
 ) -> dict:
     """{"pairs_per_sec", "units_per_sec", "seconds", "n_pairs", "mean_units", "device"}.
 
     sBLIMP utterances are ~40 units at 25 Hz after dedup; StoryCloze stories are ~500.
     """
     device = torch.device(device)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     lo, hi = max(1, int(mean_units * 0.75)), max(2, int(mean_units * 1.25) + 1)
     seqs = [rng.integers(0, n_units, rng.integers(lo, hi)).tolist() for _ in range(2 * n_pairs)]
     special = special_token_ids(n_units)
@@ -54,17 +43,17 @@ def measure_pairs_per_second(
         bos_id=special["bos"],
         pad_id=special["pad"],
         device=device,
-        max_batch_tokens=max_batch_tokens,
+        max_batch_tokens=DEFAULT_BATCH_TOKENS,
         max_batch_size=max_batch_size,
     )
     was_training = getattr(model, "training", False)
     model.eval()
     try:
         score_sequences(model, seqs[:max_batch_size], **kwargs)  # warm-up
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         score_sequences(model, seqs, **kwargs)
-        _sync(device)
+        sync(device)
         seconds = time.perf_counter() - start
     finally:
         model.train(was_training)

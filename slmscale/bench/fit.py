@@ -1,23 +1,20 @@
 """fit: Eq. 4 on 240 synthetic points, the vectorised start grid vs a plain loop of scipy fits.
 
-The points come from the paper's speech constants (Table 4) with 2% log-normal noise over a
-paper-like grid: 20 model sizes from 20M to 823M x 12 D/N ratios from 2 to 128.  The fast fit
-(`fit_chinchilla`: score every start at once, polish the best 8 together with the house's
-Eq. 4 optimizer, `laws.batchfit`) and the baseline (`fit_naive` here: scipy's L-BFGS-B from
-every start, one at a time) run in this process, one core.  The baseline is an independent
-optimizer on the same objective and box, so the tests also use it as the reference the
-batched fits must reach (`lbfgs_fit`).  In quick mode the baseline runs from an evenly spaced
-subset of the starts and is extrapolated linearly.
+The points: the paper's speech constants (Table 4), 2% log-normal noise, 20 sizes x 12 D/N
+ratios.  The fast fit (`fit_chinchilla`: every start scored at once, the best 8 polished
+together by `laws.batchfit`) and the baseline (`fit_naive`: scipy's L-BFGS-B from every start,
+one at a time) run in this process, one core.  The baseline is an independent optimizer on the
+same objective and box, so the tests also use it as the reference the batched fits must reach
+(`lbfgs_fit`).
 
 "One core" is enforced with a BLAS thread limit of 1: L-BFGS-B calls BLAS on 5-vectors, and
 with OpenBLAS's default thread pool on a busy 2-core machine its threads spin against each other
 (measured here: 21 s instead of 0.8 s for one fit).  The row "default BLAS threads" keeps that
 cost visible until the fitter limits its own threads.
 
-The bootstrap rows: 1,000 Eq. 4 refits vectorised (`batchfit`) against a loop of warm-started
-scipy refits, and the whole of `slmscale fit` with intervals (Eq. 4, R* for the
-data-constrained law, envelopes, gamma_q, 1,000 replicates of both stages over runs and 1,000
-simulated studies at the fitted law) on 240 runs, target <= 10 s.
+The bootstrap rows: 1,000 vectorised Eq. 4 refits against a loop of warm-started scipy refits,
+and the whole of `slmscale fit` with intervals (Eq. 4 and R*, 1,000 replicates over runs and
+1,000 simulated studies) on 240 runs, target <= 10 s.
 """
 
 from __future__ import annotations
@@ -151,13 +148,6 @@ def measure_fit(ctx: Context) -> list[Figure]:
     return [speed, wall, threaded, *_bootstrap(ctx, N, D, L, fast), *_whole_fit(ctx)]
 
 
-def _loop_refits(N, D, L, fast, weights) -> None:
-    """The old bootstrap: one warm-started scipy L-BFGS-B refit per replicate (the baseline)."""
-    warm = warm_starts_from(fast)
-    for w in weights:
-        lbfgs_fit(N, D, L, warm, weights=w)
-
-
 def _bootstrap(ctx: Context, N, D, L, fast) -> list[Figure]:
     """1,000 Eq. 4 refits: vectorised (all replicates step together) vs a loop of scipy fits."""
     scale = ctx.scale
@@ -170,7 +160,9 @@ def _bootstrap(ctx: Context, N, D, L, fast) -> list[Figure]:
         ctx.step(f"fit: {n_loop} bootstrap refits, scipy loop")
         weights = resample_weights(L.size, n_loop, 0)
         t0 = time.perf_counter()
-        _loop_refits(N, D, L, fast, weights)
+        warm = warm_starts_from(fast)  # the old bootstrap: a warm-started scipy refit each
+        for w in weights:
+            lbfgs_fit(N, D, L, warm, weights=w)
         loop_s = (time.perf_counter() - t0) * 1000 / n_loop
     fig = Figure(
         SECTION,
@@ -192,47 +184,22 @@ def _whole_fit(ctx: Context) -> list[Figure]:
     from slmscale.laws.table import validate_runs
 
     law = ChinchillaParams.from_dict(SPEECH_LAW)
+    sizes = np.geomspace(20.4e6, 822.1e6, 20)
+    multi = dict(epochs=(2, 4, 8, 10), multi_ratios=(16,))
     out = []
-    cases = (
-        (
-            "chinchilla",
-            dict(sizes=np.geomspace(20.4e6, 822.1e6, 20), ratios=np.geomspace(2, 128, 12)),
-        ),
-        (
-            "data_constrained",
-            dict(
-                sizes=np.geomspace(20.4e6, 822.1e6, 20),
-                ratios=np.geomspace(2, 128, 10),
-                epochs=(2, 4, 8, 10),
-                multi_ratios=(16,),
-                sizes_multi=10,
-            ),
-        ),
-    )
-    for name, kw in cases:
-        n_multi_sizes = kw.pop("sizes_multi", None)
-        runs, curves = synthetic_runs(law, noise=0.01, seed=0, **kw)
-        if n_multi_sizes:  # keep 40 multi-epoch runs: 10 of the sizes x 4 epochs
-            keep = [
-                i
-                for i, (n, u, d) in enumerate(
-                    zip(runs["params"], runs["unique_tokens"], runs["tokens"], strict=True)
-                )
-                if u >= d or n in kw["sizes"][::2]
-            ]
+    for name, ratios, kw in (("chinchilla", 12, {}), ("data_constrained", 10, multi)):
+        ratios = np.geomspace(2, 128, ratios)
+        runs, curves = synthetic_runs(law, sizes=sizes, ratios=ratios, noise=0.01, seed=0, **kw)
+        if kw:  # keep 40 multi-epoch runs: 10 of the sizes x 4 epochs
+            columns = zip(runs["params"], runs["unique_tokens"], runs["tokens"], strict=True)
+            keep = [i for i, (n, u, d) in enumerate(columns) if u >= d or n in sizes[::2]]
             runs = {k: [v[i] for i in keep] for k, v in runs.items()}
         table, excluded = validate_runs(runs, "bench")
         ctx.step(f"fit: slmscale fit --law {name}, {len(table)} runs, 1,000 bootstrap")
+        study_kw = dict(source={"label": "bench"}, law=name, curves=curves)
         with limit_threads(1):
             t0 = time.perf_counter()
-            study = run_study(
-                table,
-                excluded,
-                source={"label": "bench"},
-                law=name,
-                n_bootstrap=1000,
-                curves=curves,
-            )
+            study = run_study(table, excluded, n_bootstrap=1000, **study_kw)
             seconds = time.perf_counter() - t0
         fig = Figure(
             SECTION,
@@ -244,15 +211,6 @@ def _whole_fit(ctx: Context) -> list[Figure]:
         judge(fig, "value", "<=", 10.0)
         if fig.met is False:
             with limit_threads(1):
-                note = profile_top(
-                    run_study,
-                    table,
-                    excluded,
-                    source={"label": "bench"},
-                    law=name,
-                    n_bootstrap=200,
-                    curves=curves,
-                )
-            fig.add_note(note)
+                fig.add_note(profile_top(run_study, table, excluded, n_bootstrap=200, **study_kw))
         out.append(fig)
     return out

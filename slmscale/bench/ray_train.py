@@ -2,11 +2,10 @@
 
 Imported only by the bench's CPU train section, lazily: Ray is imported inside the functions, so
 the GPU path (no Ray installed there) never reaches it.  `ray_train_throughput` runs
-slmscale.bench.steps.step_throughput inside a one-worker
-TorchTrainer and returns the worker's steady tokens/s and the seconds from building the trainer
-to the end of the first training step (the fixed per-trial overhead of Train V2 plus model
-construction).  The worker writes its timing to a local file, so the driver must share the
-worker's filesystem (a local Ray).  Compare with the bare `step_throughput` in the same process for the ratio.
+`slmscale.bench.steps.step_throughput` in a one-worker TorchTrainer: the worker's steady tokens/s
+and the seconds from building the trainer to the end of the first step (Train V2's fixed
+per-trial overhead plus model construction).  The worker writes its timing to a local file, so
+the driver must share the worker's filesystem (a local Ray).
 """
 
 from __future__ import annotations

@@ -176,12 +176,8 @@ def render_markdown(figures: list[Figure], desc: dict) -> str:
     return "\n".join(out + _notes(figures)) + "\n"
 
 
-def results_document(figures: list[Figure], desc: dict) -> dict:
-    return {"machine": desc, "figures": [asdict(f) for f in figures]}
-
-
 def write_results(figures: list[Figure], desc: dict, path: str | Path) -> None:
     """JSON at `path` and the markdown table beside it (.md), both written atomically."""
     path = Path(path)
-    write_json_atomic(path, results_document(figures, desc))
+    write_json_atomic(path, {"machine": desc, "figures": [asdict(f) for f in figures]})
     write_bytes_atomic(path.with_suffix(".md"), render_markdown(figures, desc).encode())

@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from slmscale.bench.context import N_UNITS, sync
 from slmscale.model import ModelShape, build_model, vocab_size
 from slmscale.train.device import resolve_device
 from slmscale.train.optim import build_optimizer
@@ -46,33 +47,29 @@ class StepTiming:
 def step_throughput(
     shape: ModelShape,
     *,
-    n_units: int = 500,
     context: int = 2050,
     batch: int = 8,
     steps: int = 10,
     warmup: int = 2,
     device: str | None = None,
-    bf16: bool | None = None,
     compile: bool = False,
-    seed: int = 0,
 ) -> StepTiming:
     """Steady tokens/s of the training step of `shape` at `batch` x `context` tokens per step."""
     dev = resolve_device(device)
-    bf16 = dev.type == "cuda" if bf16 is None else bf16
-    torch.manual_seed(seed)
-    model = build_model(shape, n_units, context).to(dev)
+    torch.manual_seed(0)
+    model = build_model(shape, N_UNITS, context).to(dev)
     opt = build_optimizer(model, DEFAULT_OPT, dev)
     fwd = torch.compile(model) if compile else model
-    rng = np.random.default_rng(seed)
-    x = torch.from_numpy(rng.integers(0, vocab_size(n_units), (batch, context))).to(dev)
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, vocab_size(N_UNITS), (batch, context))).to(dev)
     first_done, t_start = None, None
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     for i in range(warmup + steps):
         if i == warmup:
-            _sync(dev)
+            sync(dev)
             t_start = time.perf_counter()
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             logits = fwd(input_ids=x).logits
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1)
@@ -82,19 +79,14 @@ def step_throughput(
         opt.step()
         opt.zero_grad(set_to_none=True)
         if first_done is None:
-            _sync(dev)
+            sync(dev)
             first_done = time.time()
-    _sync(dev)
+    sync(dev)
     seconds = (time.perf_counter() - t_start) / steps
     tps = batch * context / seconds
     peak = peak_flops(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else None
     memory = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
     return StepTiming(tps, seconds, first_done, mfu(tps, shape, context, peak), str(dev), memory)
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def _child(args: tuple, queue) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from slmscale.audio.synthetic import tone
 from slmscale.audio.unit_encoder import EncoderSpec, UnitEncoder
-from slmscale.bench.context import Context, gpu_profile_top, profile_top
+from slmscale.bench.context import N_UNITS, Context, gpu_profile_top, profile_top, sync
 from slmscale.bench.results import Figure, judge, not_measured
 
 SECTION = "tokenize"
@@ -27,20 +27,18 @@ GPU_BATCH_SECONDS = 1000.0
 HUBERT_LAYER = 11
 
 
+UTTERANCE_SECONDS = 15.0
+
+
 def bench_inputs(
-    encoder: str | EncoderSpec = "logmel",
-    seconds: float = 600.0,
-    *,
-    utterance_seconds: float = 15.0,
-    k: int = 500,
-    device: str = "auto",
+    encoder: str | EncoderSpec = "logmel", seconds: float = 600.0, device: str = "auto"
 ) -> tuple[UnitEncoder, list[np.ndarray]]:
-    """A `UnitEncoder` with `k` random centroids and `seconds` of synthetic utterances."""
+    """A `UnitEncoder` with K = 500 random centroids and `seconds` of synthetic utterances."""
     spec = encoder if isinstance(encoder, EncoderSpec) else EncoderSpec(kind=encoder, device=device)
     dim = spec.build(None).encoder.dim
-    centroids = np.random.default_rng(0).standard_normal((k, dim)).astype(np.float32)
-    n = max(1, int(round(seconds / utterance_seconds)))
-    waves = [tone(utterance_seconds, freq=120.0 + 7 * i, seed=i) for i in range(n)]
+    centroids = np.random.default_rng(0).standard_normal((N_UNITS, dim)).astype(np.float32)
+    n = max(1, int(round(seconds / UTTERANCE_SECONDS)))
+    waves = [tone(UTTERANCE_SECONDS, freq=120.0 + 7 * i, seed=i) for i in range(n)]
     return spec.build(centroids), waves
 
 
@@ -54,34 +52,28 @@ def measure_throughput(
     encoder: str | EncoderSpec = "logmel",
     seconds: float = 600.0,
     *,
-    utterance_seconds: float = 15.0,
-    k: int = 500,
     device: str = "auto",
-    warmup: bool = True,
     batched: bool = True,
 ) -> dict:
     """Audio-seconds per wall-second of `UnitEncoder.encode` (features + k-means + dedup).
 
-    `seconds` of synthetic audio in utterances of `utterance_seconds`, random centroids; decoding
-    is not included (it runs in parallel CPU tasks in the pipeline).  `batched=False` encodes one
-    utterance per call: the baseline that shows what batching buys."""
+    `seconds` of synthetic audio in 15 s utterances, random centroids, after a warm-up call;
+    decoding is not included (it runs in parallel CPU tasks in the pipeline).  `batched=False`
+    encodes one utterance per call: the baseline that shows what batching buys."""
     import torch
 
-    unit_encoder, waves = bench_inputs(
-        encoder, seconds, utterance_seconds=utterance_seconds, k=k, device=device
-    )
-    if warmup:
-        unit_encoder.encode(waves[:2])
-    sync = torch.cuda.synchronize if unit_encoder.encoder.device.type == "cuda" else (lambda: None)
-    sync()
+    unit_encoder, waves = bench_inputs(encoder, seconds, device)
+    unit_encoder.encode(waves[:2])  # warm-up
+    device = unit_encoder.encoder.device
+    sync(device)
     t0 = time.perf_counter()
     frames = encode_all(unit_encoder, waves, batched)
-    sync()
+    sync(device)
     wall = time.perf_counter() - t0
-    audio = len(waves) * utterance_seconds
+    audio = len(waves) * UTTERANCE_SECONDS
     return {
         "encoder": unit_encoder.encoder.encoder_id,
-        "device": str(unit_encoder.encoder.device),
+        "device": str(device),
         "audio_seconds": audio,
         "frames": frames,
         "wall_s": wall,
@@ -141,13 +133,13 @@ def measure_tokenize(ctx: Context) -> list[Figure]:
     return rows
 
 
-def hubert_base(out_dir: str, model_config: dict | None = None) -> str:
-    """A randomly initialised HubertModel (default config = HuBERT-base) saved in `out_dir`."""
+def hubert_base(out_dir: str) -> str:
+    """A randomly initialised HuBERT-base (HubertConfig's defaults) saved in `out_dir`."""
     import torch
     from transformers import HubertConfig, HubertModel
 
     torch.manual_seed(0)
-    HubertModel(HubertConfig(**(model_config or {}))).save_pretrained(out_dir)
+    HubertModel(HubertConfig()).save_pretrained(out_dir)
     return out_dir
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from slmscale.bench.context import Context, gpu_profile_top, tiny_grid
+from slmscale.bench.context import N_UNITS, Context, gpu_profile_top, tiny_grid
 from slmscale.bench.results import Figure, judge, not_measured
 from slmscale.bench.steps import StepTiming, cached_step, step_throughput, steps_in_processes
 from slmscale.model import ModelShape, default_batch_size
@@ -25,7 +25,6 @@ from slmscale.train.throughput import largest_fitting_micro_batch
 SECTION = "train"
 MAX_MICRO_BATCH = 32
 MFU_TARGETS = {"85M": 35.0, "309M": 45.0}  # sizes without one get an MFU row, no target
-N_UNITS = 500
 
 
 def measure_train(ctx: Context) -> list[Figure]:
@@ -92,28 +91,16 @@ def periodic_eval_row(ctx: Context, tokens: int = 32_768) -> Figure:
 
 
 def _gpu_placeholders(ctx: Context) -> list[Figure]:
-    names = [shape.name for shape in ctx.scale.gpu_shapes]
-    ctx_len = ctx.scale.gpu_context
-    rows = [
-        not_measured(SECTION, f"tokens/s bare ({n}, ctx {ctx_len}, GPU)", "tok/s") for n in names
-    ]
+    s = ctx.scale
+    names = [shape.name for shape in s.gpu_shapes]
+    where = {n: f"({n}, ctx {s.gpu_context}, GPU)" for n in names}
+    rows = [not_measured(SECTION, f"tokens/s bare {where[n]}", "tok/s") for n in names]
     for n in names:
-        target = f">= {MFU_TARGETS[n]:g} %" if n in MFU_TARGETS else ""
-        rows.append(not_measured(SECTION, f"MFU ({n}, ctx {ctx_len}, GPU)", "%", target=target))
-        rows.append(
-            not_measured(
-                SECTION, f"peak memory ({n}, ctx {ctx_len}, GPU)", "GiB", target=MEMORY_TARGET
-            )
-        )
-    rows.append(
-        not_measured(
-            SECTION,
-            f"{ctx.scale.gpu_shared_trials} x {names[0]} trials sharing one GPU",
-            "tok/s",
-            target="ratio >= 2.5 x",
-        )
-    )
-    return rows
+        mfu = f">= {MFU_TARGETS[n]:g} %" if n in MFU_TARGETS else ""
+        rows.append(not_measured(SECTION, f"MFU {where[n]}", "%", target=mfu))
+        rows.append(not_measured(SECTION, f"peak memory {where[n]}", "GiB", target=MEMORY_TARGET))
+    shared = f"{s.gpu_shared_trials} x {names[0]} trials sharing one GPU"
+    return rows + [not_measured(SECTION, shared, "tok/s", target="ratio >= 2.5 x")]
 
 
 def _cpu_rows(ctx: Context) -> list[Figure]:
@@ -216,13 +203,13 @@ def gpu_step(ctx: Context, shape: ModelShape) -> tuple[StepTiming, float, str]:
     """The bare step on the GPU, compiled; falls back to eager (and says so) if compile fails."""
     s = ctx.scale
     mb = gpu_micro_batch(shape, s.gpu_context)
+    args = (shape, s.gpu_context, mb, s.gpu_steps, ctx.gpu_device)
     compile = ctx.gpu_device.startswith("cuda")  # off-GPU only in tests of this path
     try:
-        timing, first = cached_step(shape, s.gpu_context, mb, s.gpu_steps, ctx.gpu_device, compile)
-        return timing, first, f"torch.compile={compile}, bf16, micro-batch {mb}"
+        return *cached_step(*args, compile), f"torch.compile={compile}, bf16, micro-batch {mb}"
     except Exception as exc:  # noqa: BLE001 - a compile failure must not lose the figure
-        timing, first = cached_step(shape, s.gpu_context, mb, s.gpu_steps, ctx.gpu_device, False)
-        return timing, first, f"eager (compile failed: {type(exc).__name__}), micro-batch {mb}"
+        how = f"eager (compile failed: {type(exc).__name__}), micro-batch {mb}"
+        return *cached_step(*args, False), how
 
 
 def _gpu_rows(ctx: Context) -> list[Figure]:

@@ -11,7 +11,6 @@ points are in `design_spec.py`, the text in `design_render.py`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -99,6 +98,7 @@ def run(args) -> int:
         raise UserError(f"{args.runs}: runs table file not found")
     from slmscale.commands.design_render import render
     from slmscale.commands.design_spec import planned_points
+    from slmscale.commands.fit import fit_json_bytes
     from slmscale.grid.plan import load_plan
     from slmscale.laws import design as ds
     from slmscale.laws import design_search
@@ -143,24 +143,18 @@ def run(args) -> int:
     steps = args.sims * len(grids)
     if nxt_setup:
         steps += args.next * sum(c[0].single for c in nxt_setup["pool"]) * args.sims
-    progress = Progress(steps, "design", " refits")
     common = dict(n_sims=args.sims, seed=args.seed, target_flops=target)
-    try:
+    with Progress(steps, "design", " refits") as progress:
         results = []
         for name, pts in grids:
             progress.update(0, extra=name)
-            results.append(
-                ds.evaluate_grid(
-                    name, pts, prior, with_rstar=with_rstar, progress=progress.update, **common
-                )
-            )
+            kw = dict(with_rstar=with_rstar, progress=progress.update, **common)
+            results.append(ds.evaluate_grid(name, pts, prior, **kw))
         nxt = None
         if args.next:
             progress.update(0, extra="next runs")
             tick = lambda n: progress.update(args.sims * n)  # noqa: E731
             nxt = _next_runs(args, prior, nxt_setup, common, tick)
-    finally:
-        progress.close()
     cheapest = min((r for r in results if r.all_identified), key=lambda r: r.cost, default=None)
     full_ids = {k for k, c in results[0].constants.items() if c["identified"]}
     keeping = min(
@@ -192,9 +186,7 @@ def run(args) -> int:
     }
     design = rounded(design)
     if args.json:
-        write_bytes_atomic(
-            args.json, (json.dumps(design, indent=1, sort_keys=True) + "\n").encode()
-        )
+        write_bytes_atomic(args.json, fit_json_bytes(design))
         print(f"wrote {args.json}", file=sys.stderr)
     print(render(design))
     print(f"design took {time.monotonic() - started:.1f} s", file=sys.stderr)

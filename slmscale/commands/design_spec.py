@@ -8,6 +8,7 @@ one at a time, as `slmscale grid` would expand them, so a proposed run keeps its
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -19,19 +20,7 @@ def _shape_entry(m) -> str | dict:
     return m.name if m.layers is None else m.model_dump(exclude_none=True)
 
 
-def _one_trial_spec(spec, model, budget_kind: str, budget: float, epochs):
-    return spec.model_copy(
-        update={
-            "models": [model],
-            "d_over_n": [budget] if budget_kind == "d_over_n" else None,
-            "tokens": [budget] if budget_kind == "tokens" else None,
-            "epochs": [epochs],
-            "extra": [],
-        }
-    )
-
-
-def _point(spec, trial, *, group, ratio, epochs):
+def _point(spec, trial, *, group, kind, budget, epochs):
     from slmscale.grid.expand import gpu_hours
     from slmscale.laws.design import Point
 
@@ -45,32 +34,10 @@ def _point(spec, trial, *, group, ratio, epochs):
         size=trial.model_size,
         key=trial.key,
         group=group,
-        ratio=ratio,
+        ratio=budget if kind == "d_over_n" else None,
         epochs=epochs,
         seed=int(getattr(trial, "seed", 0) or 0),
     )
-
-
-def _expand(spec, data, combos, *, skip_bad: bool):
-    """Points for (group, model, budget kind, budget, epochs) combos, first of a key wins."""
-    from slmscale.grid.expand import expand_grid
-
-    out, seen = [], set()
-    for group, model, kind, budget, epochs in combos:
-        try:
-            (trial,) = expand_grid(_one_trial_spec(spec, model, kind, budget, epochs), data)
-        except UserError:
-            if skip_bad:  # a candidate the data cannot hold (too few tokens for its epochs)
-                continue
-            raise
-        if trial.key in seen:
-            continue
-        seen.add(trial.key)
-        ratio = budget if kind == "d_over_n" else None
-        out.append(
-            (_point(spec, trial, group=group, ratio=ratio, epochs=epochs), model, kind, budget)
-        )
-    return out
 
 
 def _budgets(block):
@@ -96,8 +63,7 @@ def planned_points(plan):
         kind, budget = _budget_of(block, trial, budget_reference_params(trial.shape))
         epochs = _epochs_of(block, trial)
         group = "main" if b == 0 else f"extra[{b - 1}]"
-        ratio = budget if kind == "d_over_n" else None
-        point = _point(plan.spec, trial, group=group, ratio=ratio, epochs=epochs)
+        point = _point(plan.spec, trial, group=group, kind=kind, budget=budget, epochs=epochs)
         rows.append((point, model, kind, budget))
     return rows
 
@@ -120,20 +86,29 @@ def _epochs_of(block, trial):
 
 
 def candidate_points(plan):
-    """Every size x budget x epochs combination the spec names, in any of its blocks."""
-    blocks = plan.spec.blocks()
+    """Every size x budget x epochs combination the spec names, in any of its blocks, each
+    expanded as `slmscale grid` would: the first of a key wins, and one the data cannot hold
+    (too few tokens for its epochs) is left out."""
+    from slmscale.grid.expand import expand_grid
+
+    spec, blocks = plan.spec, plan.spec.blocks()
     models = {m.name: m for b in blocks for m in b.models}
     budgets = sorted({kb for b in blocks for kb in _budgets(b)})
     epochs = []
     for b in blocks:
         epochs += [e for e in b.epochs if e not in epochs]
-    combos = [
-        ("candidate", m, kind, budget, e)
-        for m in models.values()
-        for kind, budget in budgets
-        for e in epochs
-    ]
-    return _expand(plan.spec, plan.data, combos, skip_bad=True)
+    out, seen = [], set()
+    for model, (kind, budget), e in itertools.product(models.values(), budgets, epochs):
+        one = {"models": [model], "d_over_n": None, "tokens": None, "epochs": [e], "extra": []}
+        try:
+            (trial,) = expand_grid(spec.model_copy(update=one | {kind: [budget]}), plan.data)
+        except UserError:
+            continue
+        if trial.key not in seen:
+            seen.add(trial.key)
+            point = _point(spec, trial, group="candidate", kind=kind, budget=budget, epochs=e)
+            out.append((point, model, kind, budget))
+    return out
 
 
 def finished_points(args, known):

@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from slmscale.commands.fit_summary import print_summary, verdict_line  # noqa: F401 (report)
@@ -247,17 +248,12 @@ def precheck(args) -> None:
         raise UserError(f"--unique-tokens {args.unique_tokens:g}: must be a positive count")
     if args.items is not None and args.items < 1:
         raise UserError(f"--items {args.items}: must be a positive count")
-    for flag, path in (
-        ("--runs", args.runs),
-        ("--curves", args.curves),
-        ("--text-reference", args.reference),
+    for path, what in (
+        (args.runs, "runs table"),
+        (args.curves, "curves"),
+        (args.reference, "reference table"),
     ):
         if path and not Path(path).is_file():
-            what = {
-                "--runs": "runs table",
-                "--curves": "curves",
-                "--text-reference": "reference table",
-            }[flag]
             raise UserError(f"{path}: {what} file not found")
 
 
@@ -271,17 +267,16 @@ def study_from_args(args):
     from slmscale.progress import Progress
 
     table, excluded = validate_runs(runs, source["label"])
-    law, why = choose_law(getattr(args, "law", "auto") or "auto", table)
+    law, why = choose_law(args.law, table)
     print(f"law {why}", file=sys.stderr)
     ref_label, reference = load_reference(args.reference)
     stages = 3 if law == "data_constrained" else 2
-    progress = (
+    unique = args.unique_tokens or unique_tokens_of(runs)
+    with (
         Progress(args.bootstrap * stages, "bootstrap over runs, then simulated studies", " refits")
         if args.bootstrap
-        else None
-    )
-    unique = args.unique_tokens or unique_tokens_of(runs)
-    try:
+        else nullcontext()
+    ) as progress:
         study = run_study(
             table,
             excluded,
@@ -295,12 +290,10 @@ def study_from_args(args):
             reference_label=ref_label,
             progress=progress,
             unique_tokens_available=unique,
-            keep_outliers=getattr(args, "keep_outliers", False),
-            flops=getattr(args, "flops", "6nd"),
-            n_items=getattr(args, "items", None),
+            keep_outliers=args.keep_outliers,
+            flops=args.flops,
+            n_items=args.items,
         )
-    finally:
-        progress and progress.close()
     study.doc["law_choice"] = why
     return study
 

@@ -6,33 +6,27 @@ number; every excluded run and outlier is listed with its reason (grouped by rea
 
 from __future__ import annotations
 
-import sys
 
-
-def print_summary(doc: dict, out=None) -> None:
-    out = out or sys.stdout
-    print(f"law {doc['law']}: {doc['n_points']} points, objective {doc['objective']:.6g}", file=out)
-    print(f"  compute: {doc.get('flops_definition', '6nd')}", file=out)
+def print_summary(doc: dict) -> None:
+    print(f"law {doc['law']}: {doc['n_points']} points, objective {doc['objective']:.6g}")
+    print(f"  compute: {doc.get('flops_definition', '6nd')}")
     verdicts = doc.get("verdicts") or {}
     co = doc["compute_optimal"]
     values = {**doc["params"], **{k: co[k] for k in ("G", "a", "b")}}
     for k, v in values.items():
-        print("  " + verdict_line(k, v, verdicts.get(k), (doc.get("ci95") or {}).get(k)), file=out)
-    print(f"  N_opt = {co['G']:.4g} (C/6)^{co['a']:.4f}, D_opt = (C/6)^{co['b']:.4f} / G", file=out)
+        print("  " + verdict_line(k, v, verdicts.get(k), (doc.get("ci95") or {}).get(k)))
+    print(f"  N_opt = {co['G']:.4g} (C/6)^{co['a']:.4f}, D_opt = (C/6)^{co['b']:.4f} / G")
     flagged = doc.get("not_identified") or []
     if flagged:
-        print(f"  not identified: {', '.join(flagged)}", file=out)
-        print(f"  rule: {doc.get('identification_rule')}", file=out)
+        print(f"  not identified: {', '.join(flagged)}")
+        print(f"  rule: {doc.get('identification_rule')}")
     for m, d in sorted((doc.get("downstream") or {}).items()):
         if d.get("at_chance"):
             t = d.get("chance_test") or {}
-            p = t.get("p_value")
-            print(
-                f"  {m}: at chance (best {_num(t.get('best_acc'))}, p = {_num(p)}): no exponent",
-                file=out,
-            )
-    _print_runs("outlier", [o for o in doc.get("outliers") or []], out)
-    _print_runs("excluded", doc["excluded"], out)
+            best, p = _num(t.get("best_acc")), _num(t.get("p_value"))
+            print(f"  {m}: at chance (best {best}, p = {p}): no exponent")
+    _print_runs("outlier", doc.get("outliers") or [])
+    _print_runs("excluded", doc["excluded"])
 
 
 def verdict_line(k: str, v, verdict: dict | None, ci) -> str:
@@ -58,22 +52,22 @@ def verdict_line(k: str, v, verdict: dict | None, ci) -> str:
     return f"{k:9s} {text}{rng}{mark}"
 
 
-def _print_runs(what: str, rows: list[dict], out, limit: int = 12) -> None:
+def _print_runs(what: str, rows: list[dict], limit: int = 12) -> None:
     """Each run with its reason; past `limit`, one line per reason with its count."""
     if not rows:
-        print(f"  {what} runs: none", file=out)
+        print(f"  {what} runs: none")
         return
-    print(f"  {what} runs: {len(rows)}", file=out)
+    print(f"  {what} runs: {len(rows)}")
     if len(rows) <= limit:
         for e in rows:
-            print(f"    {e['run_id']}: {e['reason']}", file=out)
+            print(f"    {e['run_id']}: {e['reason']}")
         return
     by: dict[str, list[str]] = {}
     for e in rows:
         by.setdefault(e["reason"], []).append(e["run_id"])
     for reason, ids in sorted(by.items(), key=lambda kv: -len(kv[1])):
         more = f" ... (+{len(ids) - 3})" if len(ids) > 3 else ""
-        print(f"    {len(ids)} x {reason}: {', '.join(ids[:3])}{more}", file=out)
+        print(f"    {len(ids)} x {reason}: {', '.join(ids[:3])}{more}")
 
 
 def _num(v) -> str:

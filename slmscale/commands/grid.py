@@ -79,7 +79,7 @@ def open_grid_parent(args, plan_: GridPlan, tracking_uri: str, experiment_id: st
         experiment_id,
         plan_.spec.name,
         spec_text=spec_text,
-        overrides=list(getattr(args, "overrides", []) or []),
+        overrides=list(args.overrides),
         trial_rows=trial_rows(plan_.spec, plan_.data, plan_.trials),
         description=plan_.spec.description,
     )
@@ -89,7 +89,7 @@ def resume_command(command: str, args, tracking_uri: str, storage: str, extra=()
     """The command line that resumes this grid (or trial) into the same runs."""
     import shlex
 
-    words = ["slmscale", command, args.spec, *(getattr(args, "overrides", None) or [])]
+    words = ["slmscale", command, args.spec, *args.overrides]
     words += ["--tracking-uri", tracking_uri, "--storage-path", storage]
     if args.experiment:
         words += ["--experiment", args.experiment]

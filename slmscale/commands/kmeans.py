@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from slmscale.commands.tokenize import add_encoder_arguments, check_model, encoder_spec
 from slmscale.commands.tokenize import precheck as precheck  # the CLI runs it first
@@ -51,18 +50,11 @@ def run(args) -> int:
 
 def _report_rejects(rejects: list[tuple[str, str]], out: str) -> None:
     """Every rejected input with its reason: on stderr (the first few) and in OUT.rejects.tsv."""
-    if not rejects:
-        return
-    from slmscale.units import write_bytes_atomic
+    if rejects:
+        from slmscale.commands.tokenize import print_rejects
+        from slmscale.units import write_bytes_atomic
 
-    path = f"{out}.rejects.tsv"
-    lines = "".join(f"{src}\t{why}\n" for src, why in rejects)
-    write_bytes_atomic(path, ("source\terror\n" + lines).encode())
-    for src, why in rejects[:SHOW_REJECTS]:
-        print(f"kmeans: rejected {src}: {why}", file=sys.stderr)
-    more = len(rejects) - SHOW_REJECTS
-    print(
-        f"kmeans: {len(rejects)} inputs rejected{f' ({more} more not shown)' if more > 0 else ''}; "
-        f"all listed with their reasons in {path}",
-        file=sys.stderr,
-    )
+        path = f"{out}.rejects.tsv"
+        lines = "".join(f"{src}\t{why}\n" for src, why in rejects)
+        write_bytes_atomic(path, ("source\terror\n" + lines).encode())
+        print_rejects("kmeans", rejects[:SHOW_REJECTS], len(rejects), SHOW_REJECTS, path)

@@ -1,9 +1,4 @@
-"""`slmscale plan`: compute-budget questions answered from a fit.json.
-
-slmscale plan --fit fit.json --flops 1e20 [--mfu 0.4 --peak-flops 989e12 | --tokens-per-sec X]
-slmscale plan --fit fit.json --target-loss 2.1
-slmscale plan --fit fit.json --target sblimp_acc=0.7 [--format json] [--json FILE]
-    [--unique-tokens 10.89e9 | --units DIR] [--flops-definition 6nd|full]
+"""`slmscale plan`: compute-budget questions (--flops, --target-loss, --target) from a fit.json.
 
 The unique tokens available (U_D) default to those stored in fit.json (the runs' units
 dataset); with a data-constrained fit the allocation minimises Eq. 7/8 and the Eq. 6 answer is
@@ -16,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from slmscale.errors import UserError
@@ -85,74 +79,55 @@ def _ci(ci, fmt="{:.4g}") -> str:
     return f"  95% [{lo}, {hi}]"
 
 
-def _print(answer: dict, out=None) -> None:
-    out = out or sys.stdout
+def _print(answer: dict) -> None:
     ci = answer.get("ci95") or {}
 
     def fmt(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     if "target" in answer:
-        print(f"target {answer['target']}: needs loss {fmt(answer['needed_loss'])}", file=out)
-        print(
-            f"compute needed {answer['flops']:.4g} FLOPs{_ci(answer.get('flops_ci95'))}", file=out
-        )
+        print(f"target {answer['target']}: needs loss {fmt(answer['needed_loss'])}")
+        print(f"compute needed {answer['flops']:.4g} FLOPs{_ci(answer.get('flops_ci95'))}")
     else:
         print(
-            f"compute C      {answer['flops']:.4g} FLOPs ({answer.get('flops_definition', '6nd')})",
-            file=out,
+            f"compute C      {answer['flops']:.4g} FLOPs ({answer.get('flops_definition', '6nd')})"
         )
     u = answer.get("unique_tokens")
-    print(
-        f"law            {answer['law']}" + (f", U_D = {u:.4g} unique tokens" if u else ""),
-        file=out,
-    )
-    print(f"N_opt          {answer['N_opt']:.4g} parameters{_ci(ci.get('N_opt'))}", file=out)
-    print(f"D_opt          {answer['D_opt']:.4g} tokens{_ci(ci.get('D_opt'))}", file=out)
+    print(f"law            {answer['law']}" + (f", U_D = {u:.4g} unique tokens" if u else ""))
+    print(f"N_opt          {answer['N_opt']:.4g} parameters{_ci(ci.get('N_opt'))}")
+    print(f"D_opt          {answer['D_opt']:.4g} tokens{_ci(ci.get('D_opt'))}")
     flat = answer.get("N_within_1e-3")
     if flat:
         print(
-            f"               (any N in [{flat[0]:.3g}, {flat[1]:.3g}] is within 0.001 of this loss)",
-            file=out,
+            f"               (any N in [{flat[0]:.3g}, {flat[1]:.3g}] is within 0.001 of this loss)"
         )
     if answer.get("epochs") is not None:
-        print(f"epochs         {answer['epochs']:.3g}{_ci(ci.get('epochs'), '{:.3g}')}", file=out)
-    print(f"predicted loss {answer['loss']:.5g}{_ci(ci.get('loss'), '{:.5g}')}", file=out)
+        print(f"epochs         {answer['epochs']:.3g}{_ci(ci.get('epochs'), '{:.3g}')}")
+    print(f"predicted loss {answer['loss']:.5g}{_ci(ci.get('loss'), '{:.5g}')}")
     eq6 = answer.get("eq6")
     if eq6:
         e = eq6["ci95"]
-        print("Eq. 6 (assumes unlimited unique data), for comparison:", file=out)
-        print(f"  N            {eq6['N_opt']:.4g}{_ci(e.get('N_opt'))}", file=out)
+        print("Eq. 6 (assumes unlimited unique data), for comparison:")
+        print(f"  N            {eq6['N_opt']:.4g}{_ci(e.get('N_opt'))}")
         print(
-            f"  D            {eq6['D_opt']:.4g} ({eq6['epochs']:.3g} epochs){_ci(e.get('D_opt'))}",
-            file=out,
+            f"  D            {eq6['D_opt']:.4g} ({eq6['epochs']:.3g} epochs){_ci(e.get('D_opt'))}"
         )
-        print(
-            f"  loss, Eq. 4  {eq6['loss_eq4']:.5g}{_ci(e.get('loss_eq4'), '{:.5g}')} (what Eq. 6 "
-            "promises)",
-            file=out,
-        )
-        print(
-            f"  loss, Eq. 7  {eq6['loss_eq7']:.5g}{_ci(e.get('loss_eq7'), '{:.5g}')} (with U_D: what "
-            "it gets)",
-            file=out,
-        )
+        loss4, loss7 = _ci(e.get("loss_eq4"), "{:.5g}"), _ci(e.get("loss_eq7"), "{:.5g}")
+        print(f"  loss, Eq. 4  {eq6['loss_eq4']:.5g}{loss4} (what Eq. 6 promises)")
+        print(f"  loss, Eq. 7  {eq6['loss_eq7']:.5g}{loss7} (with U_D: what it gets)")
         print(
             f"  penalty of ignoring the data limit: {answer['penalty']:.3g} in loss"
             f"{_ci(ci.get('penalty'), '{:.3g}')}; Eq. 4 reaches that loss at "
-            f"{eq6['eq4_compute_for_that_loss']:.3g} FLOPs",
-            file=out,
+            f"{eq6['eq4_compute_for_that_loss']:.3g} FLOPs"
         )
     for m, v in answer["metrics"].items():
         note = f"  ({v['note']})" if v["note"] else ""
-        print(f"{m:14s} {fmt(v['value'])}{_ci(v.get('ci95'))}{note}", file=out)
+        print(f"{m:14s} {fmt(v['value'])}{_ci(v.get('ci95'))}{note}")
     gh = answer.get("gpu_hours")
     hint = "give --tokens-per-sec, or --mfu and --peak-flops"
-    print(
-        f"GPU-hours      {fmt(gh) + _ci(ci.get('gpu_hours')) if gh is not None else hint}", file=out
-    )
+    print(f"GPU-hours      {fmt(gh) + _ci(ci.get('gpu_hours')) if gh is not None else hint}")
     for w in answer.get("warnings", []):
-        print(f"warning: {w}", file=out)
+        print(f"warning: {w}")
 
 
 def _units_tokens(path: str) -> float:
@@ -172,11 +147,7 @@ def run(args) -> int:
     doc = plan.use_definition(load_fit(args.fit), args.flops_definition)
     if (args.mfu is None) != (args.peak_flops is None):
         raise UserError("--mfu and --peak-flops go together")
-    throughput = {
-        "mfu": args.mfu,
-        "peak_flops": args.peak_flops,
-        "tokens_per_sec": args.tokens_per_sec,
-    }
+    throughput = dict(mfu=args.mfu, peak_flops=args.peak_flops, tokens_per_sec=args.tokens_per_sec)
     unique = _units_tokens(args.units) if args.units else args.unique_tokens
     extra = {}
     C = args.flops

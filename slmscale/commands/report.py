@@ -113,24 +113,19 @@ def write_report(
         write_bytes_atomic(out / "comparison.json", data.encode())
     blocks = build_blocks(study, figures, title, arms)
     if schedules is not None:
+        from slmscale.laws.study import rounded
         from slmscale.report import schedules as sched
 
         fig = sched.figure(schedules)
         if fig is not None:
             style.save(fig, out, "fig_schedules")
             figures.append("fig_schedules")
-        data = json.dumps(rounded_doc(schedules), indent=1, sort_keys=True) + "\n"
+        data = json.dumps(rounded(schedules), indent=1, sort_keys=True) + "\n"
         write_bytes_atomic(out / "schedules.json", data.encode())
         blocks += sched.blocks(schedules, figures)
     write_bytes_atomic(out / "report.md", to_markdown(blocks).encode())
     write_bytes_atomic(out / "report.html", to_html(blocks, out, title).encode())
     return figures
-
-
-def rounded_doc(doc: dict) -> dict:
-    from slmscale.laws.study import rounded
-
-    return rounded(doc)
 
 
 def run(args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,18 +178,21 @@ SHOW_REJECTS = 20
 
 def _print_rejects(out: str, n_rejects: int) -> None:
     """Each rejected input with its reason (the first few on stderr; all in rejects.parquet)."""
-    if not n_rejects:
-        return
-    import sys
+    if n_rejects:
+        from slmscale.units import REJECTS_FILE, read_rejects
 
-    from slmscale.units import REJECTS_FILE, read_rejects
+        t = read_rejects(out).slice(0, SHOW_REJECTS).to_pydict()
+        shown = zip(t["source"], t["error"], strict=True)
+        print_rejects("tokenize", shown, n_rejects, SHOW_REJECTS, f"{out}/{REJECTS_FILE}")
 
-    t = read_rejects(out).slice(0, SHOW_REJECTS).to_pydict()
-    for src, why in zip(t["source"], t["error"], strict=True):
-        print(f"tokenize: rejected {src}: {why}", file=sys.stderr)
-    more = f" ({n_rejects - SHOW_REJECTS} more not shown)" if n_rejects > SHOW_REJECTS else ""
+
+def print_rejects(prog: str, shown, n: int, show: int, where: str) -> None:
+    """The `shown` (source, reason) pairs on stderr, then how many inputs were rejected in all
+    and where every one is listed."""
+    for src, why in shown:
+        print(f"{prog}: rejected {src}: {why}", file=sys.stderr)
+    more = f" ({n - show} more not shown)" if n > show else ""
     print(
-        f"tokenize: {n_rejects} inputs rejected{more}; all listed with their reasons in "
-        f"{out}/{REJECTS_FILE}",
+        f"{prog}: {n} inputs rejected{more}; all listed with their reasons in {where}",
         file=sys.stderr,
     )

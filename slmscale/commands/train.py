@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slmscale.commands.grid import add_tracking_arguments, prepare_jobs
+from slmscale.commands.grid import add_tracking_arguments, prepare_jobs, resume_command
 from slmscale.errors import UserError
 from slmscale.grid.plan import load_plan
 
@@ -39,8 +39,7 @@ def run(args) -> int:
     plan = load_plan(args.spec, args.overrides)
     i = _pick(plan.trials, args.trial, args.index)
     plan.trials = [plan.trials[i]]
-    tracking_uri, _storage, jobs = prepare_jobs(args, plan)
-    job = jobs[0]
+    tracking_uri, storage, (job,) = prepare_jobs(args, plan)
     print(f"trial {job.key} ({job.run_name}): {job.tokens:,} tokens", file=sys.stderr)
 
     def waiting(holder: str) -> None:
@@ -49,11 +48,9 @@ def run(args) -> int:
     try:
         status, result = run_in_process(job, on_wait=waiting)
     except KeyboardInterrupt:
-        from slmscale.commands.grid import resume_command
-
         print(
             f"trial {job.key} interrupted: its run is KILLED; resume with: "
-            f"{resume_command('train', args, tracking_uri, _storage, ['--trial', job.key])}",
+            f"{resume_command('train', args, tracking_uri, storage, ['--trial', job.key])}",
             file=sys.stderr,
         )
         return 130
