@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import pytest
@@ -114,3 +115,21 @@ def test_the_train_job_bounds_placement_retries_and_retries_preemptions_without_
     failure = trainer.run_config.failure_config
     assert (failure.max_failures, failure.max_preemption_failures) == (3, -1)
     assert failure.controller_failure_limit == CONTROLLER_RETRIES > 0
+
+
+def test_a_local_ray_starts_without_trains_preemption_watcher_a_cluster_keeps_it(monkeypatch):
+    """No node of a local Ray can be preempted: its processes start with the watcher off (one
+    actor less per Train job); joining a cluster changes nothing; the driver's own setting wins
+    and is left as it was."""
+    from slmscale.grid.tune import PREEMPTION_WATCHER_ENV, _local_ray_settings
+
+    monkeypatch.delenv(PREEMPTION_WATCHER_ENV, raising=False)
+    with _local_ray_settings(local=True):
+        assert os.environ[PREEMPTION_WATCHER_ENV] == "0"
+    assert PREEMPTION_WATCHER_ENV not in os.environ
+    with _local_ray_settings(local=False):
+        assert PREEMPTION_WATCHER_ENV not in os.environ
+    monkeypatch.setenv(PREEMPTION_WATCHER_ENV, "1")
+    with _local_ray_settings(local=True):
+        assert os.environ[PREEMPTION_WATCHER_ENV] == "1"
+    assert os.environ[PREEMPTION_WATCHER_ENV] == "1"

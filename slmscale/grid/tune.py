@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from slmscale.config.grid import ResourcesSpec
@@ -22,6 +23,8 @@ from slmscale.grid.runner import TrialJob, finish
 from slmscale.grid.table import TrialTable, tune_callback
 from slmscale.grid.trainable import tune_trial
 from slmscale.grid.units import _tune_config, trials_that_fit, units_of_work
+
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"  # read by Train's controller
 
 
 @dataclass
@@ -107,7 +110,8 @@ def run_grid(
         # must reach `ray job logs`.
         from slmscale.console import init_ray
 
-        init_ray(include_dashboard=False, log_to_driver=joining_cluster)
+        with _local_ray_settings(local=not joining_cluster):
+            init_ray(include_dashboard=False, log_to_driver=joining_cluster)
     watch = None
     try:
         if joining_cluster or not started:
@@ -153,6 +157,23 @@ def run_grid(
     if watch is not None and watch.refusal is not None:
         _refuse(todo, watch.refusal)
     return GridSummary(len(jobs) - len(todo), table)
+
+
+@contextmanager
+def _local_ray_settings(local: bool):
+    """The environment a local Ray starts with (its processes inherit it; Train passes it on).
+
+    No node of a local Ray can be preempted, so Train's preemption watcher (an actor per Train
+    job, about 1.5 s of CPU each to start) has nothing to watch there; on a cluster it stays.
+    """
+    saved = os.environ.get(PREEMPTION_WATCHER_ENV)
+    if local:
+        os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(PREEMPTION_WATCHER_ENV, None)
 
 
 def _either(a, b):
