@@ -55,10 +55,6 @@ def write_audio(path: Path, audio: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def speaker_id(voice_index: int) -> int:
-    return 100 + voice_index
-
-
 def text(sentences) -> str:
     return " . ".join(" ".join(s) for s in sentences)
 
@@ -110,7 +106,7 @@ def write_stories(
         else:
             sentences = list(sample_story(rng).sentences)
         v = int(rng.integers(len(SPEAKERS)))
-        spk, chapter = speaker_id(v), FIRST_CHAPTER[split] + i // STORIES_PER_CHAPTER
+        spk, chapter = 100 + v, FIRST_CHAPTER[split] + i // STORIES_PER_CHAPTER
         rel = Path(split, str(spk), str(chapter), f"{spk}-{chapter}-{i:04d}.flac")
         audio = render(sentences, SPEAKERS[v].name, bank, [seed, stream, i])
         write_audio(root / rel, audio)

@@ -302,14 +302,14 @@ def agreement_violations(sentence: Sentence) -> int:
     return sum(w.number != head.number for w in domain)
 
 
-def word_forms(pos: tuple[str, ...] = ("noun", "verb", "adj", "attr")) -> list[str]:
+def word_forms() -> list[str]:
     """Content words of the lexicon (the sWUGGY-like word list), in a fixed order."""
-    return [f for f, w in LEXICON.items() if w.pos in pos]
+    return [f for f, w in LEXICON.items() if w.pos in ("noun", "verb", "adj", "attr")]
 
 
-def nonword(word: str, rng: np.random.Generator, max_tries: int = 100) -> str:
+def nonword(word: str, rng: np.random.Generator) -> str:
     """A phonotactically plausible non-word: one phone replaced by another of its class."""
-    for _ in range(max_tries):
+    for _ in range(100):
         i = int(rng.integers(len(word)))
         cls = next(c for c in (VOWELS, SONORANTS, NOISE_CONSONANTS) if word[i] in c)
         cand = word[:i] + pick(rng, [c for c in cls if c != word[i]]) + word[i + 1 :]

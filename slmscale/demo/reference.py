@@ -141,16 +141,9 @@ def measure(workdir: Path, spec_file: Path = REPO_SPEC, world=None, points=POINT
         spec_path, _ = write_resolved_spec(layout, spec_file)
     out = []
     for (size, tokens), trial in point_trials(spec_path, points).items():
-        options = RuntimeOptions(device="cpu")
-        result = train_one_trial(trial, options=options, warn=lambda _line: None)
-        out.append(
-            {
-                "model_size": size,
-                "tokens": tokens,
-                "trial_key": trial.key,
-                "loss": result.test_loss_final,
-            }
-        )
+        result = train_one_trial(trial, options=RuntimeOptions(device="cpu"), warn=lambda _: None)
+        loss = result.test_loss_final
+        out.append({"model_size": size, "tokens": tokens, "trial_key": trial.key, "loss": loss})
     return {"points": out, **data_identity(layout.units("demo")), "machine": machine()}
 
 

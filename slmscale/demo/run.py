@@ -134,9 +134,9 @@ def stage_report(
     report_dir: Path,
     bootstrap: int,
     grid_reused: bool,
-    law: str = "chinchilla",
-    compare: list[str] | None = None,
-    compare_schedule: str | None = None,
+    law: str,
+    compare: list[str],
+    compare_schedule: str | None,
 ) -> bool:
     """`slmscale report`, the ablations' experiments compared (Figures 3 and 5) when there are
     some; reused when the grids trained nothing new since it was written."""
@@ -224,44 +224,27 @@ def run_demo(
         _timed(result, "tokenize", lambda: stage_tokenize(layout, tokenize_engine))
         if ablations:
             _timed(result, "unigram", lambda: stage_unigram(layout, unigram_vocab))
+
+        def grid(stage: str, path: Path, experiment: str, overrides: list[str] = ()) -> None:
+            result.grid_stages[stage] = experiment
+            result.experiments.append(experiment)
+            _timed(result, stage, lambda: stage_grid(layout, path, experiment, stage, overrides))
+
         spec_path, result.experiment = write_resolved_spec(layout, spec_file)
-        _timed(result, "grid", lambda: stage_grid(layout, spec_path, result.experiment))
-        result.grid_stages = {"grid": result.experiment}
-        result.experiments = [result.experiment]
+        grid("grid", spec_path, result.experiment)
         other = None
         if compare_schedules:
             kind = "cosine" if _schedule(spec_path) == "wsd" else "wsd"
             other = f"{result.experiment}_{kind}"
-            over = [f"schedule.kind={kind}"]
-            result.grid_stages[f"grid_{kind}"] = other
-            result.experiments.append(other)
-            _timed(
-                result,
-                f"grid_{kind}",
-                lambda: stage_grid(layout, spec_path, other, f"grid_{kind}", over),
-            )
+            grid(f"grid_{kind}", spec_path, other, [f"schedule.kind={kind}"])
         if ablations:
             # Each ablation grid in its own experiment, as a user's study would be: the report
             # compares them with the main one (`slmscale report --compare`).
-            book_path, book_exp = write_resolved_spec(
-                layout, audiobook_spec or REPO_SPECS / AUDIOBOOK_SPEC
-            )
-            uni_path, uni_exp = write_resolved_spec(
-                layout, unigram_spec or REPO_SPECS / UNIGRAM_SPEC
-            )
-            result.grid_stages.update({"grid_audiobook": book_exp, "grid_unigram": uni_exp})
-            result.experiments += [book_exp, uni_exp]
-            result.compared = [book_exp, uni_exp]
-            _timed(
-                result,
-                "grid_audiobook",
-                lambda: stage_grid(layout, book_path, book_exp, "grid_audiobook"),
-            )
-            _timed(
-                result,
-                "grid_unigram",
-                lambda: stage_grid(layout, uni_path, uni_exp, "grid_unigram"),
-            )
+            book = write_resolved_spec(layout, audiobook_spec or REPO_SPECS / AUDIOBOOK_SPEC)
+            uni = write_resolved_spec(layout, unigram_spec or REPO_SPECS / UNIGRAM_SPEC)
+            result.compared = [book[1], uni[1]]
+            grid("grid_audiobook", *book)
+            grid("grid_unigram", *uni)
         report_dir = Path(report_dir or layout.report(result.experiment))
         boot = BOOTSTRAP["quick" if quick else "full"]
         grids_reused = all(result.reused[k] for k in result.grid_stages)
@@ -269,15 +252,9 @@ def run_demo(
             result,
             "report",
             lambda: stage_report(
-                layout,
-                result.experiment,
-                report_dir,
-                boot,
-                grids_reused,
-                fit_law(spec_path),
-                compare=result.compared,
-                compare_schedule=other,
+                layout, result.experiment, report_dir, boot, grids_reused, fit_law(spec_path),
+                result.compared, other,
             ),
-        )
+        )  # fmt: skip
     result.report_dir = report_dir
     return result

@@ -83,9 +83,7 @@ def _environment(layout: DemoLayout):
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["SLMSCALE_HOME"] = str(layout.workdir)
     os.environ["MLFLOW_TRACKING_URI"] = layout.tracking_uri
-    # Set before the grid's ray.init so every Ray process inherits them (a value the user set
-    # in the environment wins).
-    for k, v in RAY_SETTINGS.items():
+    for k, v in RAY_SETTINGS.items():  # a value the user set in the environment wins
         os.environ.setdefault(k, v)
     try:
         yield

@@ -25,14 +25,13 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from slmscale.tracking.runs import own_tokens
 from slmscale.tracking.schema import (
     KIND_TRAIN,
     KIND_TRUNK,
     M_TEST_LOSS,
     M_TOKENS_PER_SEC,
     M_TRAIN_LOSS,
-    M_TRUNK_STEPS,
-    TAG_BRANCH_STEP,
     TAG_KIND,
     TAG_TRAIN_JOB,
     TAG_TRAIN_JOB_STARTED,
@@ -74,7 +73,7 @@ def trial_times(
             if r.info.status != "FINISHED" or r.info.end_time is None:
                 continue
             tps = r.data.metrics.get(M_TOKENS_PER_SEC)
-            tokens = _own_tokens(r)
+            tokens = own_tokens(r)
             stamps = [
                 m.timestamp
                 for key in (M_TRAIN_LOSS, M_TEST_LOSS)
@@ -97,16 +96,6 @@ def trial_times(
                 )
             )
     return _charge_job_start_up(out, jobs)
-
-
-def _own_tokens(run) -> float:
-    """The tokens a run trained itself: a WSD branch only its cooldown, a trunk its steps."""
-    p = run.data.params
-    per_step = float(p.get("batch_size", 0) or 0) * float(p.get("context", 0) or 0)
-    if run.data.tags.get(TAG_KIND) == KIND_TRUNK:
-        return run.data.metrics.get(M_TRUNK_STEPS, 0.0) * per_step
-    branch = float(run.data.tags.get(TAG_BRANCH_STEP, 0) or 0)
-    return float(p.get("tokens", 0) or 0) - branch * per_step
 
 
 def _charge_job_start_up(times: list[TrialTime], jobs: dict) -> list[TrialTime]:

@@ -41,7 +41,7 @@ def _acc_cell(v: dict | None) -> str:
     return f"{num(v['acc'], 3)} [{num(ci[0], 3)}, {num(ci[1], 3)}] ({v['n_items']} items)"
 
 
-def fig3_blocks(arms: list[Arm], rows: list[dict], figures: list[str]) -> list:
+def fig3_blocks(arms: list[Arm], rows: list[dict]) -> list:
     head = ("h2", "Figure 3: data ablation (corpora compared)")
     if not arms:
         return [head, ("p", f"No data ablation in this report: it needs runs on another corpus "
@@ -91,9 +91,7 @@ def _note(arm: Arm) -> str:
     )
 
 
-def _cell(arm: Arm, key: str) -> str:
-    block = arm.fit or {}
-    value = (block.get("params") or {}).get(key)
+def _cell(block: dict, key: str, value) -> str:
     return with_interval(value, (block.get("ci95") or {}).get(key), verdict(block, key))
 
 
@@ -101,18 +99,15 @@ def fig5_table(arms: list[Arm]) -> tuple[list[str], list[list[str]]]:
     head = ["tokenizer", "experiment", "runs", *EQ4, "envelope gamma", "note"]
     rows = []
     for a in arms:
-        env = (a.fit or {}).get("envelope") or {}
         block = a.fit or {}
-        gamma = with_interval(
-            env.get("gamma"), (block.get("ci95") or {}).get("envelope_gamma"),
-            verdict(block, "envelope_gamma"),
-        )  # fmt: skip
+        params, env = block.get("params") or {}, block.get("envelope") or {}
         rows.append([a.tokenizer or "-", a.experiment, str(len(a.table)),
-                     *(_cell(a, k) for k in EQ4), gamma, _note(a)])  # fmt: skip
+                     *(_cell(block, k, params.get(k)) for k in EQ4),
+                     _cell(block, "envelope_gamma", env.get("gamma")), _note(a)])  # fmt: skip
     return head, rows
 
 
-def fig5_blocks(arms: list[Arm], doc: dict, figures: list[str]) -> list:
+def fig5_blocks(arms: list[Arm], doc: dict) -> list:
     head = ("h2", "Figure 5: tokenizers compared")
     if len(arms) < 2:
         return [

@@ -13,7 +13,7 @@ import numpy as np
 
 from slmscale.laws.powerlaw import frontier
 from slmscale.report import style
-from slmscale.report.arms import Arm
+from slmscale.report.arms import Arm, row_at
 from slmscale.report.figures import size_label
 from slmscale.report.numbers import num
 from slmscale.report.style import plt
@@ -42,8 +42,7 @@ def fig3_data_ablation(arms: list[Arm], rows: list[dict]):
         for j, label in enumerate(labels):
             vals, lo, hi = [], [], []
             for k in keys:
-                r = next(r for r in rows if r["arm"] == label and (r["params"], r["tokens"]) == k)
-                v = r["metrics"].get(m) or {}
+                v = row_at(rows, label, k)["metrics"].get(m) or {}
                 acc, ci = v.get("acc", np.nan), v.get("ci95")
                 vals.append(acc)
                 lo.append(acc - ci[0] if ci else 0.0)
@@ -54,7 +53,7 @@ def fig3_data_ablation(arms: list[Arm], rows: list[dict]):
                 error_kw={"lw": 0.8},
             )  # fmt: skip
         style.chance_line(ax, arms[0].chance(m))
-        ax.set_xticks(x, [_point_label(first_at(rows, labels[0], k), budgets) for k in keys])
+        ax.set_xticks(x, [_point_label(row_at(rows, labels[0], k), budgets) for k in keys])
         ax.tick_params(axis="x", labelsize=7)
         flat = [a.label for a in arms if a.at_chance(m)]
         ax.set(ylabel="accuracy", ylim=(min(0.3, _low(rows, m)), 1.0))
@@ -63,10 +62,6 @@ def fig3_data_ablation(arms: list[Arm], rows: list[dict]):
     fig.suptitle("Figure 3: data ablation (same sizes and token budgets; bars: 95% binomial)")
     style.figure_legend(fig, axes)
     return fig
-
-
-def first_at(rows: list[dict], label: str, key) -> dict:
-    return next(r for r in rows if r["arm"] == label and (r["params"], r["tokens"]) == key)
 
 
 def _low(rows: list[dict], m: str) -> float:

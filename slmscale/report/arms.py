@@ -38,18 +38,15 @@ class Arm:
     main: bool = False
     n_items: dict = field(default_factory=dict)  # run_id -> {metric: items scored}
 
+    def _downstream(self, metric: str) -> dict:
+        return ((self.fit or {}).get("downstream") or {}).get(metric) or {}
+
     def at_chance(self, metric: str) -> bool | None:
         """The laws' chance verdict for `metric` on this arm (None: not tested)."""
-        d = ((self.fit or {}).get("downstream") or {}).get(metric) or {}
-        return d.get("at_chance")
+        return self._downstream(metric).get("at_chance")
 
     def chance(self, metric: str) -> float:
-        d = ((self.fit or {}).get("downstream") or {}).get(metric) or {}
-        return float(d.get("chance", 0.5))
-
-
-def _single(table: RunsTable) -> RunsTable:
-    return table.subset(table.single_epoch)
+        return float(self._downstream(metric).get("chance", 0.5))
 
 
 def main_fit_block(doc: dict) -> dict:
@@ -103,7 +100,7 @@ def arms_of_study(experiment: str, study, several_experiments: bool) -> list[Arm
 def arms_without_fit(experiment: str, table: RunsTable, reason: str) -> list[Arm]:
     """Arms of an experiment the laws could not fit (e.g. 3 runs for 5 constants): final
     losses only, one arm per tokenizer."""
-    single = _single(table)
+    single = table.subset(table.single_epoch)
     out = []
     for name in sorted(set(single.tokenizer)):
         t = single.subset([i for i, tk in enumerate(single.tokenizer) if tk == name])
@@ -125,19 +122,20 @@ def binomial_ci(acc: float, n: int | None) -> tuple[float, float] | None:
 
 def data_arms(arms: list[Arm]) -> list[Arm]:
     """The main arm and the arms on other corpora (same tokenizer, other experiment)."""
-    main = next(a for a in arms if a.main)
-    others = [
-        a
-        for a in arms
-        if not a.main and a.tokenizer == main.tokenizer and a.experiment != main.experiment
-    ]
-    return [main, *others] if others else []
+    return _main_and(
+        arms, lambda a, main: a.tokenizer == main.tokenizer and a.experiment != main.experiment
+    )
 
 
 def tokenizer_arms(arms: list[Arm]) -> list[Arm]:
     """The main arm and the arms of other tokenizers."""
+    return _main_and(arms, lambda a, main: a.tokenizer != main.tokenizer)
+
+
+def _main_and(arms: list[Arm], other) -> list[Arm]:
+    """The main arm and the arms `other(arm, main)` picks; none when it picks none."""
     main = next(a for a in arms if a.main)
-    others = [a for a in arms if a.tokenizer != main.tokenizer]
+    others = [a for a in arms if other(a, main)]
     return [main, *others] if others else []
 
 
@@ -220,7 +218,7 @@ def _claim(rows: list[dict], first: str, second: str, m: str) -> str:
     where `second` is ahead, how often."""
     count = {"ahead": 0, "apart": 0, "behind": 0, "apart_behind": 0, "total": 0}
     for key in sorted({(r["params"], r["tokens"]) for r in rows}):
-        a, b = _row(rows, first, key, m), _row(rows, second, key, m)
+        a, b = (row_at(rows, arm, key)["metrics"].get(m) for arm in (first, second))
         if a is None or b is None:
             continue
         count["total"] += 1
@@ -240,8 +238,6 @@ def _claim(rows: list[dict], first: str, second: str, m: str) -> str:
     return text
 
 
-def _row(rows: list[dict], label: str, key, metric: str) -> dict | None:
-    for r in rows:
-        if r["arm"] == label and (r["params"], r["tokens"]) == key:
-            return r["metrics"].get(metric)
-    return None
+def row_at(rows: list[dict], label: str, key) -> dict:
+    """The row of arm `label` at (params, tokens) `key` (every arm has one at every key)."""
+    return next(r for r in rows if r["arm"] == label and (r["params"], r["tokens"]) == key)

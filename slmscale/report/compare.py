@@ -13,13 +13,11 @@ Edge module: reads MLflow through slmscale.tracking and the fit command's loader
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
-from pathlib import Path
 
 from slmscale.errors import UserError
 from slmscale.report.arms import Arm, arms_of_study, arms_without_fit, data_ablation_rows, data_arms
+from slmscale.tracking.fits import items_scored
 
 
 def _study_of(args: argparse.Namespace, experiment: str):
@@ -34,29 +32,10 @@ def _study_of(args: argparse.Namespace, experiment: str):
         study = study_from_args(sub)
         return study, study.table, None
     except UserError as exc:
-        reason = str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc)
+        reason = str(exc).split(": ", 1)[-1]
         runs, _, source = load_inputs(sub)
         table, _ = validate_runs(runs, source["label"])
         return None, table, f"no Eq. 4 fit ({reason})"
-
-
-def items_scored(tracking_uri: str, run_id: str) -> dict[str, int]:
-    """metric -> items scored, from the run's eval details artifact ({} when it has none)."""
-    from slmscale.tracking.schema import ARTIFACT_EVAL_DETAILS, BENCHMARK_METRICS
-    from slmscale.tracking.store import client
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client(tracking_uri).download_artifacts(run_id, ARTIFACT_EVAL_DETAILS, tmp)
-            details = json.loads(Path(path).read_text())
-        except Exception:  # no artifact (a run made by hand, or scored elsewhere)
-            return {}
-    out = {}
-    for bench, d in details.items():
-        n = (d or {}).get("items_scored") if isinstance(d, dict) else None
-        if bench in BENCHMARK_METRICS and n:
-            out[BENCHMARK_METRICS[bench]] = int(n)
-    return out
 
 
 def _fill_items(arms: list[Arm], tracking_uri: str, doc: dict) -> None:

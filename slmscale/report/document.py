@@ -174,13 +174,8 @@ def _run_list_blocks(doc: dict) -> list:
         ]
     missing = doc.get("runs_missing_metrics") or {}
     if missing:
-        blocks.append(
-            (
-                "table",
-                ["metric", "runs missing it (left out of that metric's fits)"],
-                [[m, ", ".join(r)] for m, r in missing.items()],
-            )
-        )
+        head = ["metric", "runs missing it (left out of that metric's fits)"]
+        blocks.append(("table", head, [[m, ", ".join(r)] for m, r in missing.items()]))
     return blocks
 
 
@@ -238,14 +233,14 @@ def build_blocks(study: Study, figures: list[str], title: str, arms: list | None
         ("table", *tables.table3(doc)),
         ("p", _table3_note(doc)),
         ("fig", "fig2_downstream_envelope", "Downstream metrics against compute"),
-        *fig3_blocks(d_arms, data_ablation_rows(d_arms), figures),
+        *fig3_blocks(d_arms, data_ablation_rows(d_arms)),
         ("h2", "The Eq. 4 fit per model size"),
         ("p", "The observed final losses against the fitted law, one line per model size."),
         ("fig", "fig3_law_fit", "Eq. 4 fit per model size"),
         ("h2", "Figure 4: downstream metrics against test loss"),
         ("table", *tables.figure4_table(doc)),
         ("fig", "fig4_loss_vs_metric", "Metric against test loss; line over the unsaturated range"),
-        *fig5_blocks(tok_arms, doc, figures),
+        *fig5_blocks(tok_arms, doc),
         ("h2", "Fit quality"),
         *_quality_blocks(doc),
         *identification_blocks(doc, study.single, study.multi),  # slmscale design, on these runs

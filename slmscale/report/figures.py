@@ -16,14 +16,16 @@ import numpy as np
 from slmscale.laws.powerlaw import envelope_law, frontier
 from slmscale.laws.study import Study
 from slmscale.report import style
+from slmscale.report.intervals import slope_interval
 from slmscale.report.numbers import num, verdict, with_interval
 from slmscale.report.style import plt
 
 
-def _sizes_colors(N):
-    sizes = np.unique(N)
+def _sizes(t) -> tuple:
+    """The runs' model sizes, a colour per size, and each size's name (see `_names`)."""
+    sizes = np.unique(t.N)
     cmap = plt.get_cmap("viridis")
-    return sizes, {s: cmap(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}
+    return sizes, {s: cmap(i / max(len(sizes) - 1, 1)) for i, s in enumerate(sizes)}, _names(t)
 
 
 def size_label(n: float, names: dict | None = None) -> str:
@@ -81,8 +83,7 @@ def fig1_loss_envelope(study: Study):
     """Figure 1; with a second panel under the other FLOP count when the runs carry both."""
     env, t = study.envelope, study.single
     n_of = dict(zip(t.run_id, t.N, strict=True))
-    sizes, color = _sizes_colors(t.N)
-    names = _names(t)
+    sizes, color, names = _sizes(t)
     used = "full count" if study.doc.get("flops_definition") == "full" else "6ND"
     other = _other_count(study)
     fig, axes = style.panels(2) if other else plt.subplots(figsize=(6.4, 4))
@@ -191,8 +192,7 @@ def fig2_downstream_envelope(study: Study):
 
 def fig3_law_fit(study: Study):
     t, p = study.single, study.chinchilla.params
-    sizes, color = _sizes_colors(t.N)
-    names = _names(t)
+    sizes, color, names = _sizes(t)
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for s in sizes:
         m = t.N == s
@@ -212,8 +212,6 @@ def fig3_law_fit(study: Study):
 
 
 def _slope_text(study: Study, m: str, rel) -> str:
-    from slmscale.report.intervals import slope_interval
-
     ci = slope_interval(study.doc, m)
     return f"slope {num(rel.slope, 3)}" + (f" [{num(ci[0], 3)}, {num(ci[1], 3)}]" if ci else "")
 
@@ -269,8 +267,7 @@ def fig5_tokenizers(study: Study):
 def fig_residuals(study: Study):
     t, p = study.single, study.chinchilla.params
     res = np.log(t.loss) - np.log(p.predict(t.N, t.D))
-    sizes, color = _sizes_colors(t.N)
-    names = _names(t)
+    sizes, color, names = _sizes(t)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for s in sizes:
         m = t.N == s

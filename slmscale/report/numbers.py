@@ -87,7 +87,7 @@ def value_cell(value, v: dict | None, digits: int = 4) -> str:
     return num(value, digits)
 
 
-def interval_cell(ci, v: dict | None = None, digits: int = 4) -> str:
+def interval_cell(ci, v: dict | None, digits: int = 4) -> str:
     """`[lo, hi]`; an end the search box set marked `(edge)`; `-` without an interval."""
     if not ci or ci == [None, None]:
         return "-"
@@ -119,10 +119,10 @@ def with_interval(value, ci, v: dict | None, digits: int = 4, bootstrapped: bool
     return text
 
 
-def verdict_cell(v: dict | None, no_verdict: str = "no interval: not assessed") -> str:
+def verdict_cell(v: dict | None) -> str:
     """`identified`, or `not identified: <reason>` as the laws wrote it."""
     if v is None:
-        return no_verdict
+        return "no interval: not assessed"
     if v.get("identified"):
         return "identified"
     reason = v.get("reason") or "; ".join(

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from slmscale.report.numbers import num, with_interval
+
 CONSTANTS = ("E", "A", "B", "alpha", "beta")
 
 
@@ -100,32 +102,19 @@ def _inside(v, ci) -> bool | None:
 def spent(tracking_uri: str, experiment: str) -> dict:
     """What an experiment's grid cost: training FLOPs (6ND) its runs and trunks really trained,
     and the wall time of its grid parent run(s)."""
-    from slmscale.tracking.schema import (
-        KIND_GRID,
-        KIND_TRAIN,
-        KIND_TRUNK,
-        M_TRUNK_STEPS,
-        TAG_BRANCH_STEP,
-        TAG_KIND,
-    )
+    from slmscale.tracking.runs import own_tokens
+    from slmscale.tracking.schema import KIND_GRID, KIND_TRAIN, KIND_TRUNK, TAG_KIND
     from slmscale.tracking.store import client
 
     c = client(tracking_uri)
     exp = c.get_experiment_by_name(experiment)
-    runs = c.search_runs([exp.experiment_id], max_results=50_000)
     flops, wall = 0.0, 0.0
-    for r in runs:
-        kind, p = r.data.tags.get(TAG_KIND), r.data.params
+    for r in c.search_runs([exp.experiment_id], max_results=50_000):
+        kind = r.data.tags.get(TAG_KIND)
         if kind == KIND_GRID and r.info.end_time:
             wall += (r.info.end_time - r.info.start_time) / 1000.0
-        if kind not in (KIND_TRAIN, KIND_TRUNK) or r.info.status != "FINISHED":
-            continue
-        n, per_step = float(p["n_params"]), float(p["batch_size"]) * float(p["context"])
-        if kind == KIND_TRUNK:
-            tokens = r.data.metrics.get(M_TRUNK_STEPS, 0.0) * per_step
-        else:
-            tokens = float(p["tokens"]) - float(r.data.tags.get(TAG_BRANCH_STEP, 0)) * per_step
-        flops += 6.0 * n * tokens
+        if kind in (KIND_TRAIN, KIND_TRUNK) and r.info.status == "FINISHED":
+            flops += 6.0 * float(r.data.params["n_params"]) * own_tokens(r)
     return {"flops": flops, "wall_s": wall}
 
 
@@ -193,15 +182,13 @@ def comparison(study_a, study_b, tracking_uri: str, exp_a: str, exp_b: str) -> d
 
 def figure(doc: dict):
     """Each point's final loss under the other schedule against this one's, with y = x."""
+    from matplotlib import colormaps
+
     from slmscale.report import style
 
     pts = doc["points"]["points"]
     if not pts:
         return None
-    from matplotlib import colormaps
-
-    from slmscale.report.numbers import num
-
     (a, b) = doc["experiments"]
     fig, (ax,) = style.panels(1)
     sizes = sorted({p["params"] for p in pts})
@@ -221,8 +208,6 @@ def figure(doc: dict):
 
 def blocks(doc: dict, figures: list[str]) -> list:
     """The report's section on the schedule comparison."""
-    from slmscale.report.numbers import num, with_interval
-
     (a, b) = doc["experiments"]
     sa, sb = doc["experiments"][a], doc["experiments"][b]
     p, cost = doc["points"], doc["cost"]
@@ -247,9 +232,8 @@ def blocks(doc: dict, figures: list[str]) -> list:
         "parent run, start to end).",
     ]
     head = ["constant", a, b, f"{a} in {b}'s 95%", f"{b} in {a}'s 95%", "difference z"]
-    rows = []
+    rows, yes = [], {True: "yes", False: "NO", None: "-"}
     for k, c in doc["constants"].items():
-        yes = {True: "yes", False: "NO", None: "-"}
         rows.append(
             [k, with_interval(c["a"], c["ci_a"], None, 3), with_interval(c["b"], c["ci_b"], None, 3),
              yes[c["a_in_b"]], yes[c["b_in_a"]],

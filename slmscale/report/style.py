@@ -65,10 +65,9 @@ def chance_line(ax, chance: float | None) -> None:
         ax.axhline(chance, label="chance", **CHANCE_STYLE)
 
 
-def legend_beside(ax, **kw):
+def legend_beside(ax):
     """The axes' legend to its right, outside the data area."""
-    handles, labels = ax.get_legend_handles_labels()
-    if not handles:
+    if not ax.get_legend_handles_labels()[0]:
         return None
     return ax.legend(
         loc="upper left",
@@ -76,7 +75,6 @@ def legend_beside(ax, **kw):
         borderaxespad=0.0,
         fontsize=LEGEND_SIZE,
         frameon=False,
-        **kw,
     )
 
 
@@ -101,9 +99,9 @@ def figure_legend(fig, axes, ncol: int = 4):
     )
 
 
-def panels(n: int, cols: int = 2):
-    """A grid of `n` panels (unused cells hidden): (fig, list of axes)."""
-    cols = 1 if n == 1 else cols
+def panels(n: int):
+    """A grid of `n` panels, two a row (unused cells hidden): (fig, list of axes)."""
+    cols = 1 if n == 1 else 2
     rows = -(-n // cols)
     fig, axes = plt.subplots(
         rows, cols, figsize=(PANEL_IN[0] * cols, PANEL_IN[1] * rows), squeeze=False

@@ -3,10 +3,8 @@
 Platform edge.  `mlflow` is imported lazily inside functions so that the schema constants can be
 read by anyone (the pure core never calls this module, but the CLI and tests read the names).
 
-Run identity is ours, not MLflow's: a trial's `slmscale.trial_key` tag maps it to exactly one run.
-`open_trial_run` finds it (FINISHED -> skip, anything else -> resume the same run id) or creates it
-with status RUNNING and every param before training starts.  Metrics use step = tokens seen, so the
-curves in the MLflow UI are loss against data.
+Run identity is ours, not MLflow's: a trial's `slmscale.trial_key` tag maps it to exactly one run
+(slmscale.tracking.runs).
 """
 
 from slmscale.tracking.runs import (  # noqa: F401

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from slmscale.errors import UserError
+from slmscale.tracking.runs import log_metrics
 from slmscale.tracking.schema import (
     ARTIFACT_EVAL_DETAILS,
     ARTIFACT_FIT_DIR,
@@ -49,7 +50,8 @@ from slmscale.tracking.store import (
     get_experiment_id,
     metric_history,
     runs_dataframe,
-    sqlite_path,
+    stored_experiments,
+    unknown_experiment_message,
 )
 
 
@@ -59,29 +61,10 @@ def check_experiments(tracking_uri: str, experiments: list[str]) -> None:
     Importing mlflow costs ~10 s on a busy machine; a typo should not.  Stores that are not a
     readable SQLite file (a tracking server) are left to the full check.
     """
-    import sqlite3
-
-    db = sqlite_path(tracking_uri)
-    if db is None or not db.is_file():
-        return
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            rows = con.execute(
-                "SELECT name FROM experiments WHERE lifecycle_stage = 'active'"
-            ).fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return
-    names = sorted(r[0] for r in rows if r[0] != "Default")
-    missing = [e for e in experiments if e not in names]
-    if missing:
-        listing = ", ".join(repr(n) for n in names[:20]) or "none"
-        raise UserError(
-            f"no MLflow experiment named {missing[0]!r} in {tracking_uri} (experiments there: "
-            f"{listing})"
-        )
+    stored = stored_experiments(tracking_uri)
+    for name in experiments if stored is not None else ():
+        if name == "Default" or stored.get(name) != "active":  # Default: never a study's runs
+            raise UserError(unknown_experiment_message(tracking_uri, name, stored))
 
 
 # The runs table (DESIGN.md "Runs table") from the train runs' MLflow columns, plus what the
@@ -148,8 +131,6 @@ def read_runs(tracking_uri: str, experiments: list[str], filter_string: str = ""
 
 def _fill_items(tracking_uri: str, runs: dict) -> None:
     """`<metric>_n_items` from one run's eval details where no run logged it as a metric."""
-    import json as _json
-
     need = [
         m for m in DOWNSTREAM_METRICS
         if m in runs and not any(v == v and v for v in runs.get(f"{m}{N_ITEMS_SUFFIX}") or [])
@@ -158,18 +139,27 @@ def _fill_items(tracking_uri: str, runs: dict) -> None:
     if not need:
         return
     idx = next(i for i, v in enumerate(runs[need[0]]) if v == v)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = client(tracking_uri).download_artifacts(
-                runs["run_id"][idx], ARTIFACT_EVAL_DETAILS, tmp
-            )
-            details = _json.loads(Path(local).read_text())
-    except Exception:  # no details logged: the chance test says the count is unknown
-        return
-    for bench, m in BENCHMARK_METRICS.items():
-        n = (details.get(bench) or {}).get("items_scored")
-        if m in need and n:
-            runs[f"{m}{N_ITEMS_SUFFIX}"] = [float(n)] * len(runs["run_id"])
+    scored = items_scored(tracking_uri, runs["run_id"][idx])
+    for m in need:
+        if scored.get(m):
+            runs[f"{m}{N_ITEMS_SUFFIX}"] = [float(scored[m])] * len(runs["run_id"])
+
+
+def items_scored(tracking_uri: str, run_id: str) -> dict[str, int]:
+    """metric -> items scored, from the run's eval details artifact ({} when it has none: the
+    chance test then says the count is unknown)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client(tracking_uri).download_artifacts(run_id, ARTIFACT_EVAL_DETAILS, tmp)
+            details = json.loads(Path(path).read_text())
+        except Exception:  # no artifact (a run made by hand, or scored elsewhere)
+            return {}
+    out = {}
+    for bench, d in details.items():
+        n = (d or {}).get("items_scored") if isinstance(d, dict) else None
+        if bench in BENCHMARK_METRICS and n:
+            out[BENCHMARK_METRICS[bench]] = int(n)
+    return out
 
 
 def read_curves(tracking_uri: str, runs: dict, single_epoch_only: bool = True) -> dict:
@@ -226,9 +216,12 @@ def log_fit_run(
         c.update_run(run_id, status="RUNNING")
     else:
         run_id = c.create_run(exp_id, run_name=f"fit-{doc['law']}", tags=tags).info.run_id
-    _log_fit_metrics(c, run_id, doc)
-    for grid_run in grids:
-        _log_headline(c, grid_run, doc)
+    values = fit_metrics(doc)
+    log_metrics(tracking_uri, run_id, values, 0)
+    for grid_run in grids:  # each grid parent shows the latest fit's headline numbers
+        log_metrics(
+            tracking_uri, grid_run, {f"fit.{k}": values[k] for k in HEADLINE if k in values}, 0
+        )
     params = {
         PARAM_FIT_SOURCE_EXPERIMENTS: ",".join(experiments),
         PARAM_FIT_FILTER: filter_string or "",
@@ -307,31 +300,8 @@ def fit_metrics(doc: dict) -> dict[str, float]:
     return out
 
 
-def _log_fit_metrics(c, run_id: str, doc: dict) -> None:
-    import time
-
-    from mlflow.entities import Metric
-
-    ts = int(time.time() * 1000)
-    metrics = [Metric(k, v, ts, 0) for k, v in fit_metrics(doc).items()]
-    for i in range(0, len(metrics), 1000):
-        c.log_batch(run_id, metrics=metrics[i : i + 1000])
-
-
 #: The latest fit's headline numbers, shown on the grid's parent run.
 HEADLINE = ("E", "A", "B", "alpha", "beta", "a", "b", "r2")
-
-
-def _log_headline(c, parent_run_id: str, doc: dict) -> None:
-    import time
-
-    from mlflow.entities import Metric
-
-    ts = int(time.time() * 1000)
-    values = fit_metrics(doc)
-    metrics = [Metric(f"fit.{k}", values[k], ts, 0) for k in HEADLINE if k in values]
-    if metrics:
-        c.log_batch(parent_run_id, metrics=metrics)
 
 
 def grid_parents(c, experiment_ids: list[str], doc: dict) -> list[str]:

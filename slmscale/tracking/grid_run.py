@@ -24,6 +24,7 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from slmscale.tracking.runs import log_metrics
 from slmscale.tracking.schema import (
     ARTIFACT_GRID_SPEC,
     ARTIFACT_GRID_TABLE,
@@ -44,6 +45,7 @@ from slmscale.tracking.schema import (
     TAG_KIND,
     TAG_NOTE,
     TAG_PARENT_RUN,
+    TAG_SHARED_VIEW_PREFIX,
     TAG_SOURCE_COMMIT,
     TAG_SOURCE_NAME,
     TAG_SOURCE_TYPE,
@@ -161,8 +163,6 @@ def save_grid_view(
     """Store the grid's view as a shared view of the experiment; returns the view id."""
     import time
 
-    from slmscale.tracking.schema import TAG_SHARED_VIEW_PREFIX
-
     view = grid_view_id(grid_name)
     now = int(time.time() * 1000)
     envelope = {
@@ -243,23 +243,16 @@ def open_grid_run(
 
 def finish_grid_run(tracking_uri: str, run_id: str, counts: dict[str, int]) -> None:
     """Counts as metrics; FINISHED when every trial is done, FAILED if any failed, else KILLED."""
-    import time
-
-    from mlflow.entities import Metric
-
-    ts = int(time.time() * 1000)
-    values = {M_GRID_DONE: counts.get("done", 0), M_GRID_FAILED: counts.get("failed", 0)}
-    values[M_GRID_LEFT] = counts.get("left", 0) + counts.get("killed", 0) + counts.get("running", 0)
-    c = client(tracking_uri)
-    c.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in values.items()])
-    c.log_text(run_id, trial_table_csv(tracking_uri, run_id), ARTIFACT_GRID_TABLE)
-    if values[M_GRID_FAILED]:
-        status = "FAILED"
-    elif values[M_GRID_LEFT]:
-        status = "KILLED"
-    else:
-        status = "FINISHED"
-    c.set_terminated(run_id, status=status)
+    done, failed = counts.get("done", 0), counts.get("failed", 0)
+    left = counts.get("left", 0) + counts.get("killed", 0) + counts.get("running", 0)
+    log_metrics(
+        tracking_uri, run_id, {M_GRID_DONE: done, M_GRID_FAILED: failed, M_GRID_LEFT: left}, 0
+    )
+    client(tracking_uri).log_text(
+        run_id, trial_table_csv(tracking_uri, run_id), ARTIFACT_GRID_TABLE
+    )
+    status = "FAILED" if failed else "KILLED" if left else "FINISHED"
+    client(tracking_uri).set_terminated(run_id, status=status)
 
 
 #: The columns of the grid's trial table (grid/trials.csv): (header, where, decimals or None).
@@ -280,8 +273,9 @@ def trial_table_csv(tracking_uri: str, parent_run_id: str) -> str:
     import csv
     import io
 
-    runs = client(tracking_uri).search_runs(
-        [client(tracking_uri).get_run(parent_run_id).info.experiment_id],
+    c = client(tracking_uri)
+    runs = c.search_runs(
+        [c.get_run(parent_run_id).info.experiment_id],
         filter_string=f"tags.`{TAG_PARENT_RUN}` = '{parent_run_id}'",
         max_results=50_000,
     )

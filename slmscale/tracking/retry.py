@@ -75,12 +75,12 @@ def is_transient(exc: BaseException) -> bool:
     return code in _TRANSIENT_CODES and "sqlite" not in text
 
 
-def call_with_retry(fn, what: str, tracking_uri: str, seconds: float | None = None):
+def call_with_retry(fn, what: str, tracking_uri: str):
     """`fn()`, retried with exponential backoff (0.5 s doubling to 10 s) while the error is
     transient and the window lasts; then a one-line TrackingStoreBusy naming store and call."""
     import time
 
-    window = tracking_retry_seconds() if seconds is None else seconds
+    window = tracking_retry_seconds()
     deadline, delay = time.monotonic() + window, 0.5
     while True:
         try:

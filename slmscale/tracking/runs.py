@@ -15,8 +15,11 @@ from slmscale.tracking.schema import (
     ARTIFACT_TRIAL_CONFIG,
     DOWNSTREAM_METRICS,
     KIND_TRAIN,
+    KIND_TRUNK,
+    M_TRUNK_STEPS,
     PARAM_NAMES,
     ROUNDED_METRICS,
+    TAG_BRANCH_STEP,
     TAG_FAILURE,
     TAG_KIND,
     TAG_TRIAL_KEY,
@@ -117,6 +120,17 @@ def log_metrics(tracking_uri: str, run_id: str, metrics: dict[str, float], step:
     ts = int(time.time() * 1000)
     c = client(tracking_uri)
     c.log_batch(run_id, metrics=[Metric(k, float(v), ts, int(step)) for k, v in metrics.items()])
+
+
+def own_tokens(run) -> float:
+    """The tokens a run trained itself: a WSD branch only its cooldown (the trunk's part is the
+    trunk's run), a trunk its steps so far."""
+    p = run.data.params
+    per_step = float(p.get("batch_size", 0) or 0) * float(p.get("context", 0) or 0)
+    if run.data.tags.get(TAG_KIND) == KIND_TRUNK:
+        return run.data.metrics.get(M_TRUNK_STEPS, 0.0) * per_step
+    branch = float(run.data.tags.get(TAG_BRANCH_STEP, 0) or 0)
+    return float(p.get("tokens", 0) or 0) - branch * per_step
 
 
 INTERRUPTED_REASON = "interrupted (Ctrl-C); a rerun resumes it from its last checkpoint"

@@ -9,6 +9,7 @@ wrong experiment or run id before MLflow is imported.  Retrying a busy store:
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from slmscale.errors import UserError
@@ -18,7 +19,6 @@ from slmscale.tracking.retry import (
     call_with_retry,
     with_busy_timeout,
 )
-from slmscale.tracking.schema import *  # noqa: F403
 from slmscale.tracking.schema import (
     DEFAULT_DB,
     DOWNSTREAM_METRICS,
@@ -197,11 +197,10 @@ def client(tracking_uri: str) -> RetryingClient:
         store_log.addFilter(DropTransientErrors())
     uri = with_busy_timeout(tracking_uri)
     db = sqlite_path(tracking_uri)
-    if db is None:
-        inner = call_with_retry(lambda: MlflowClient(tracking_uri=uri), "connect", tracking_uri)
-    else:
-        with file_lock(db.with_name(db.name + ".lock")):
-            inner = call_with_retry(lambda: MlflowClient(tracking_uri=uri), "open", tracking_uri)
+    with file_lock(db.with_name(db.name + ".lock")) if db else nullcontext():
+        inner = call_with_retry(
+            lambda: MlflowClient(tracking_uri=uri), "open" if db else "connect", tracking_uri
+        )
     _CLIENTS[tracking_uri] = RetryingClient(inner, tracking_uri)
     return _CLIENTS[tracking_uri]
 
@@ -215,22 +214,19 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-class file_lock:
+@contextmanager
+def file_lock(path: Path):
     """An exclusive `flock` on `path` (created if missing), released on exit or process death."""
+    import fcntl
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def __enter__(self):
-        import fcntl
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        os.close(self._fd)  # closing the descriptor releases the lock
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def get_or_create_experiment(
