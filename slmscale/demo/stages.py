@@ -24,13 +24,12 @@ DB_FILE = "mlflow.db"
 # Settings for the Ray session of the grids, set before its ray.init so every Ray process (Tune
 # trial actors, Train controllers, Train workers) inherits them.  Each trial here trains for
 # seconds, so what Ray Train does around it is most of its time: its JSON log files (one pair
-# per controller and worker process) and its preemption watcher (a poll per worker group).
-# Neither is needed on one machine at this scale.  (The controller's health-check poll is the
-# grid's own setting, slmscale.grid.trainable.HEALTH_CHECK_S, for every grid alike.)
+# per controller and worker process) are not needed on one machine at this scale.  (The
+# controller's health-check poll and the preemption watcher, off on a local Ray, are the grid's
+# own settings, slmscale.grid.trainable.HEALTH_CHECK_S and slmscale.grid.tune, for every grid.)
 RAY_SETTINGS = {
     "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
     "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
-    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
 }
 # The ablations (full demo only): the audiobook corpus's units and the unigram tokenizer.
 AUDIOBOOK_UNITS = "audiobook"
