@@ -3,11 +3,11 @@ the train section's CPU path)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import queue
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -22,11 +22,27 @@ from slmscale.bench.results import (
 from slmscale.errors import UserError
 from slmscale.paths import output_root
 
+
+def _sections() -> dict[str, Callable[[Context], list[Figure]]]:
+    from slmscale.bench.data import measure_data
+    from slmscale.bench.evaluate import measure_eval
+    from slmscale.bench.fit import measure_fit
+    from slmscale.bench.tokenize import measure_tokenize
+    from slmscale.bench.train import measure_train
+
+    return {
+        "fit": measure_fit,
+        "data": measure_data,
+        "train": measure_train,
+        "tokenize": measure_tokenize,
+        "eval": measure_eval,
+    }
+
+
 SECTIONS = ("fit", "data", "train", "tokenize", "eval")
 # What `--gpu` runs unless --only says otherwise: the sections with GPU figures (fit has none and
 # takes minutes of CPU), so the GPU bench fits in one 10-minute call on the GPU machine.
 GPU_SECTIONS = ("data", "train", "tokenize", "eval")
-MODULES = {"eval": "evaluate"}  # the section's module, where not its name
 STOPPED = "stopped (Ctrl-C or a time limit) before this section ended: not measured"
 
 
@@ -57,8 +73,7 @@ def run_section(name: str, scale: Scale, gpu: str | None, progress=None) -> list
     """One section's rows, with the CPU thread limit; a crash becomes one row saying so."""
     try:
         with limit_threads(scale.cpu_threads):
-            module = importlib.import_module(f"slmscale.bench.{MODULES.get(name, name)}")
-            return getattr(module, f"measure_{name}")(Context(scale, gpu, progress))
+            return _sections()[name](Context(scale, gpu, progress))
     except Exception as exc:  # noqa: BLE001 - reported in the table, traceback in extra
         tb = traceback.format_exc(limit=6)
         note = f"{type(exc).__name__}: {exc}"

@@ -71,57 +71,60 @@ def _pair_writer(
     return write
 
 
-def _write_pairs(
-    root: Path, name: str, prefix: str, n_items: int, seed: int, bank: PhoneBank, split: str,
-    columns: tuple[str, ...], members: Callable,
-) -> list[Utterance]:  # fmt: skip
-    """A minimal-pair benchmark with its gold.csv: `members(i, rng)` gives item i's two members
-    as (correct, sentence, stem suffix, its own gold.csv fields); each is spoken in
-    VOICES_PER_ITEM voices."""
-    out, rows, utts = audio_dir(root, name, split), [], []
-    for i in range(n_items):
-        key = [seed, STREAMS[name], i]
-        rng = np.random.default_rng(key)
-        pair = members(i, rng)
-        write = _pair_writer(out, root, bank, key)
-        for voice in _voices(rng):
-            for correct, sentence, suffix, fields in pair:
-                stem = f"{prefix}{i:05d}{voice}{suffix}"
-                utts.append(write(stem, [sentence], voice))
-                rows.append(
-                    {"filename": stem, "id": i, "voice": voice, "correct": correct, **fields}
-                )
-    _write_gold(out / "gold.csv", columns, rows)
-    return utts
-
-
 def write_sblimp(root: Path, n_items: int, seed: int, bank: PhoneBank, split: str = "dev"):
     """Grammatical sentences against the same sentence with one subject-verb agreement error."""
-
-    def members(i: int, rng: np.random.Generator) -> list:
+    out, rows, utts = audio_dir(root, "sblimp", split), [], []
+    for i in range(n_items):
+        rng = np.random.default_rng([seed, STREAMS["sblimp"], i])
         subtype, good = lang.sample_sentence(rng)
-        return [
-            (correct, s, suffix, {"type": "subject_verb_agreement", "subtype": subtype,
-                                  "transcription": lang.sentence_text(s)})
-            for correct, s, suffix in ((1, good, "g"), (0, lang.flip_agreement(good), "u"))
-        ]  # fmt: skip
-
-    return _write_pairs(root, "sblimp", "sb", n_items, seed, bank, split, SBLIMP_COLUMNS, members)
+        bad = lang.flip_agreement(good)
+        write = _pair_writer(out, root, bank, [seed, STREAMS["sblimp"], i])
+        for voice in _voices(rng):
+            for correct, sentence in ((1, good), (0, bad)):
+                stem = f"sb{i:05d}{voice}{'g' if correct else 'u'}"
+                utts.append(write(stem, [sentence], voice))
+                rows.append(
+                    {
+                        "filename": stem,
+                        "type": "subject_verb_agreement",
+                        "subtype": subtype,
+                        "id": i,
+                        "voice": voice,
+                        "correct": correct,
+                        "transcription": lang.sentence_text(sentence),
+                    }
+                )
+    _write_gold(out / "gold.csv", SBLIMP_COLUMNS, rows)
+    return utts
 
 
 def write_swuggy(root: Path, n_items: int, seed: int, bank: PhoneBank, split: str = "dev"):
     """Each content word of the lexicon against a non-word one phone away, in turn."""
+    out, rows, utts = audio_dir(root, "swuggy", split), [], []
     words = lang.word_forms()
-
-    def members(i: int, rng: np.random.Generator) -> list:
+    for i in range(n_items):
+        rng = np.random.default_rng([seed, STREAMS["swuggy"], i])
         word = words[i % len(words)]
-        return [
-            (correct, (form,), suffix, {"frequency": correct, "word": form,
-                                        "phones": " ".join(form), "length": len(form)})
-            for correct, form, suffix in ((1, word, "w"), (0, lang.nonword(word, rng), "n"))
-        ]  # fmt: skip
-
-    return _write_pairs(root, "swuggy", "wu", n_items, seed, bank, split, SWUGGY_COLUMNS, members)
+        fake = lang.nonword(word, rng)
+        write = _pair_writer(out, root, bank, [seed, STREAMS["swuggy"], i])
+        for voice in _voices(rng):
+            for correct, form in ((1, word), (0, fake)):
+                stem = f"wu{i:05d}{voice}{'w' if correct else 'n'}"
+                utts.append(write(stem, [(form,)], voice))
+                rows.append(
+                    {
+                        "filename": stem,
+                        "correct": correct,
+                        "id": i,
+                        "voice": voice,
+                        "frequency": 1 if correct else 0,
+                        "word": form,
+                        "phones": " ".join(form),
+                        "length": len(form),
+                    }
+                )
+    _write_gold(out / "gold.csv", SWUGGY_COLUMNS, rows)
+    return utts
 
 
 def _cloze_negative(name: str, story: lang.Story, rng: np.random.Generator) -> lang.Sentence:

@@ -252,9 +252,15 @@ def run_demo(
             result,
             "report",
             lambda: stage_report(
-                layout, result.experiment, report_dir, boot, grids_reused, fit_law(spec_path),
-                result.compared, other,
+                layout,
+                result.experiment,
+                report_dir,
+                boot,
+                grids_reused,
+                law=fit_law(spec_path),
+                compare=result.compared,
+                compare_schedule=other,
             ),
-        )  # fmt: skip
+        )
     result.report_dir = report_dir
     return result
